@@ -1,1 +1,30 @@
-//! Ferry proto.
+//! Ferry's shared vocabulary.
+//!
+//! Everything the source server and the agents must agree on is defined here, once: the
+//! identity of an artifact ([`Digest`], the sha256 of its canonical uncompressed tar), the
+//! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
+//! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
+//! (`GitRepository`, `Kustomization`) whose CRDs are generated from these types into
+//! `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
+//! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
+//! kustomize engine and the Kubernetes API test server need. No I/O lives here.
+
+pub mod api;
+pub mod artifact;
+pub mod condition;
+pub mod crds;
+pub mod digest;
+pub mod duration;
+pub mod merge;
+pub mod revision;
+pub mod source;
+
+pub use artifact::{ArtifactRef, artifact_path};
+pub use condition::{Condition, ConditionStatus};
+pub use digest::{Digest, DigestError, Hasher};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use revision::{Revision, RevisionError};
+pub use source::{
+    GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus,
+    LocalObjectReference, SkippedEntry,
+};

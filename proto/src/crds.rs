@@ -1,0 +1,13 @@
+//! CRD manifests generated from the Rust types. `deploy/crds/` holds the checked-in YAML; the
+//! `crds_are_up_to_date` test fails when it is stale (`FERRY_UPDATE_CRDS=1` rewrites it).
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD Ferry installs, with the file name it has under `deploy/crds/`.
+pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![(
+        "source.ferry.dev_gitrepositories.yaml",
+        crate::GitRepository::crd(),
+    )]
+}

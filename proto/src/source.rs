@@ -1,0 +1,99 @@
+//! The `GitRepository` custom resource (`source.ferry.dev/v1`): a Git repository to mirror and the
+//! ref to follow. Field names and meanings follow Flux's `GitRepository`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ArtifactRef, Condition};
+
+/// Desired state of a mirrored Git repository.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "source.ferry.dev",
+    version = "v1",
+    kind = "GitRepository",
+    plural = "gitrepositories",
+    shortname = "gitrepo",
+    namespaced,
+    status = "GitRepositoryStatus",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.artifact.revision"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositorySpec {
+    /// Repository URL: `file://`, `git://`, `http(s)://` or `ssh://`.
+    pub url: String,
+    /// How often to check the remote ref (Go duration). Default `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Deadline for one Git operation (Go duration). Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Which ref to follow. Default: branch `main`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<GitRepositoryRef>,
+    /// A Secret (same namespace) with `username`/`password`, `bearerToken`, or SSH `identity` +
+    /// `known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Extra ignore patterns (gitignore syntax), applied after `.sourceignore` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<String>,
+    /// Stop polling; the last artifact stays served.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+/// The Git ref to follow. Precedence as in Flux: `commit` > `name` > `semver` > `tag` > `branch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A semver range; the highest matching tag is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// Any ref name, e.g. `refs/pull/42/head`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A commit SHA-1 (40 hex); with `branch`, the commit must be on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectReference {
+    pub name: String,
+}
+
+/// Observed state of a mirrored Git repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The artifact currently served for this source (the last good one after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRef>,
+    /// Tree entries left out of the artifact because they cannot be represented safely
+    /// (symlinks, submodules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedEntry>,
+    /// The ignore patterns the artifact was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ignore: Option<String>,
+}
+
+/// A tree entry that is not in the artifact, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SkippedEntry {
+    pub path: String,
+    /// `symlink` or `submodule`.
+    pub kind: String,
+}
