@@ -1,5 +1,8 @@
-//! Merging Kubernetes objects: strategic merge patch, JSON patch (RFC 6902), JSON merge patch
-//! (RFC 7386), and the per-type knowledge ([`schema`]) strategic merge and server-side apply
-//! share.
+//! Merging Kubernetes objects: strategic merge patch ([`strategic`]), JSON patch (RFC 6902,
+//! [`json_patch`]), JSON merge patch (RFC 7386, [`merge_patch`]), and the per-type knowledge
+//! ([`schema`]) that strategic merge and server-side apply share.
 
+pub mod json_patch;
+pub mod merge_patch;
 pub mod schema;
+pub mod strategic;
