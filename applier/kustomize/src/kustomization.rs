@@ -1,0 +1,248 @@
+//! The kustomization file, parsed into typed fields (kustomize's `types.Kustomization`).
+//! Field names are kustomize's; deprecated fields are kept as written so the pipeline can
+//! warn and apply them with kustomize's semantics.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// Kustomization file names kustomize recognises, in its lookup order.
+pub const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// `map[string]string` in kustomize; numbers and booleans are accepted and stringified.
+pub type StringMap = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Kustomization {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<Value>,
+    #[serde(rename = "openapi")]
+    pub open_api: Option<Value>,
+
+    pub resources: Vec<String>,
+    pub bases: Vec<String>,
+    pub components: Vec<String>,
+    pub crds: Vec<String>,
+    pub configurations: Vec<String>,
+
+    pub namespace: Option<String>,
+    pub name_prefix: Option<String>,
+    pub name_suffix: Option<String>,
+    #[serde(deserialize_with = "string_map")]
+    pub common_labels: StringMap,
+    pub labels: Vec<Label>,
+    #[serde(deserialize_with = "string_map")]
+    pub common_annotations: StringMap,
+    pub images: Vec<Image>,
+    pub image_tags: Vec<Image>,
+    pub replicas: Vec<Replica>,
+
+    /// Paths or inline YAML documents.
+    pub patches_strategic_merge: Vec<String>,
+    pub patches_json6902: Vec<Patch>,
+    pub patches: Vec<Patch>,
+
+    pub config_map_generator: Vec<GeneratorArgs>,
+    pub secret_generator: Vec<GeneratorArgs>,
+    pub generator_options: Option<GeneratorOptions>,
+
+    pub vars: Vec<Var>,
+    pub replacements: Vec<ReplacementField>,
+    pub sort_options: Option<SortOptions>,
+    pub build_metadata: Vec<String>,
+
+    // Refused features: parsed so the error can name them precisely.
+    pub generators: Vec<String>,
+    pub transformers: Vec<String>,
+    pub validators: Vec<String>,
+    pub helm_charts: Vec<Value>,
+    pub helm_globals: Option<Value>,
+    pub helm_chart_inflation_generator: Vec<Value>,
+}
+
+/// A `patches`/`patchesJson6902` entry (path or inline patch, optional target).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Patch {
+    pub path: Option<String>,
+    pub patch: Option<String>,
+    pub target: Option<Selector>,
+    #[serde(default)]
+    pub options: BTreeMap<String, bool>,
+}
+
+/// Resource selector (`target:` of patches, replacements…).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Selector {
+    pub group: Option<String>,
+    pub version: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub label_selector: Option<String>,
+    pub annotation_selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Label {
+    #[serde(deserialize_with = "string_map")]
+    pub pairs: StringMap,
+    pub include_selectors: bool,
+    pub include_templates: bool,
+    pub fields: Vec<crate::fieldspec::FieldSpecDef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Image {
+    pub name: String,
+    pub new_name: Option<String>,
+    pub new_tag: Option<String>,
+    pub digest: Option<String>,
+    pub tag_suffix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Replica {
+    pub name: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GeneratorArgs {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub behavior: Option<String>,
+    pub literals: Vec<String>,
+    pub files: Vec<String>,
+    pub envs: Vec<String>,
+    pub env: Option<String>,
+    pub options: Option<GeneratorOptions>,
+    /// Secret type (secretGenerator only).
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GeneratorOptions {
+    #[serde(deserialize_with = "string_map")]
+    pub labels: StringMap,
+    #[serde(deserialize_with = "string_map")]
+    pub annotations: StringMap,
+    pub disable_name_suffix_hash: Option<bool>,
+    pub immutable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Var {
+    pub name: String,
+    pub objref: ObjRef,
+    pub fieldref: Option<FieldRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ObjRef {
+    pub group: Option<String>,
+    pub version: Option<String>,
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct FieldRef {
+    pub field_path: String,
+}
+
+/// `replacements:` entry: a file path or an inline replacement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ReplacementField {
+    Path { path: String },
+    Inline(Box<Replacement>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Replacement {
+    pub source: Option<SourceSelector>,
+    pub targets: Vec<TargetSelector>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SourceSelector {
+    pub group: Option<String>,
+    pub version: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub field_path: Option<String>,
+    pub options: Option<FieldOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TargetSelector {
+    pub select: Option<Selector>,
+    pub reject: Vec<Selector>,
+    pub field_paths: Vec<String>,
+    pub options: Option<FieldOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct FieldOptions {
+    pub delimiter: String,
+    pub index: i64,
+    pub encoding: String,
+    pub create: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SortOptions {
+    pub order: Option<String>,
+    pub legacy_sort_options: Option<LegacySortOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LegacySortOptions {
+    pub order_first: Vec<String>,
+    pub order_last: Vec<String>,
+}
+
+/// Accepts a map of scalars (or null) and stringifies the values, like kustomize's YAML→JSON
+/// step does for quoted-or-not label values.
+fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
+    let v: Option<BTreeMap<String, Value>> = Option::deserialize(d)?;
+    let mut out = StringMap::new();
+    for (k, v) in v.unwrap_or_default() {
+        let s = match v {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "value of '{k}' must be a string"
+                )));
+            }
+        };
+        out.insert(k, s);
+    }
+    Ok(out)
+}

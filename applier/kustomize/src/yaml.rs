@@ -1,0 +1,144 @@
+//! YAML in and out. Input: multi-document streams, anchors and merge keys resolved, scalar
+//! map keys stringified, `kind: List` expanded into its items (as kustomize does). Output:
+//! documents separated by `---`, keys sorted — the style `kustomize build` prints.
+
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
+
+/// Bounds work on hostile input: documents per file.
+pub const MAX_DOCUMENTS: usize = 100_000;
+
+/// Parses every non-empty document of a YAML stream.
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        if i >= MAX_DOCUMENTS {
+            return Err(format!("more than {MAX_DOCUMENTS} documents"));
+        }
+        let mut v = serde_yaml::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        v.apply_merge().map_err(|e| e.to_string())?;
+        let v = to_json(v)?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses documents and expands `List` kinds into their items.
+pub fn parse_objects(text: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for doc in parse_documents(text)? {
+        expand_list(doc, &mut out);
+    }
+    Ok(out)
+}
+
+fn expand_list(doc: Value, out: &mut Vec<Value>) {
+    let is_list = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && doc.get("items").is_some_and(Value::is_array);
+    if !is_list {
+        out.push(doc);
+        return;
+    }
+    if let Value::Object(mut m) = doc
+        && let Some(Value::Array(items)) = m.remove("items")
+    {
+        for item in items {
+            if !item.is_null() {
+                expand_list(item, out);
+            }
+        }
+    }
+}
+
+/// Converts parsed YAML to JSON values (the engine's representation).
+pub fn to_json(v: serde_yaml::Value) -> Result<Value, String> {
+    Ok(match v {
+        serde_yaml::Value::Null => Value::Null,
+        serde_yaml::Value::Bool(b) => Value::Bool(b),
+        serde_yaml::Value::Number(n) => number(&n),
+        serde_yaml::Value::String(s) => Value::String(s),
+        serde_yaml::Value::Sequence(seq) => {
+            Value::Array(seq.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        serde_yaml::Value::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                out.insert(key_string(k)?, to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        serde_yaml::Value::Tagged(t) => to_json(t.value)?,
+    })
+}
+
+fn number(n: &serde_yaml::Number) -> Value {
+    if let Some(i) = n.as_i64() {
+        Value::Number(i.into())
+    } else if let Some(u) = n.as_u64() {
+        Value::Number(u.into())
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(n.to_string()))
+    }
+}
+
+fn key_string(k: serde_yaml::Value) -> Result<String, String> {
+    Ok(match k {
+        serde_yaml::Value::String(s) => s,
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Null => "null".to_string(),
+        serde_yaml::Value::Tagged(t) => key_string(t.value)?,
+        _ => return Err("mapping keys must be scalars".to_string()),
+    })
+}
+
+/// One object as a YAML document (without the `---` separator).
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).expect("JSON values always serialise to YAML")
+}
+
+/// Objects as a multi-document stream, like `kustomize build`.
+pub fn to_yaml_stream<'a>(objs: impl IntoIterator<Item = &'a Value>) -> String {
+    let mut out = String::new();
+    for (i, v) in objs.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&to_yaml(v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_expand_and_empty_documents_vanish() {
+        let text = "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+        let objs = parse_objects(text).expect("valid");
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1]["metadata"]["name"], "b");
+    }
+
+    #[test]
+    fn merge_keys_and_numeric_keys() {
+        let text = "base: &b {x: 1}\nderived:\n  <<: *b\n  y: 2\nports:\n  80: http\n";
+        let v = &parse_documents(text).expect("valid")[0];
+        assert_eq!(v["derived"]["x"], 1);
+        assert_eq!(v["ports"]["80"], "http");
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        assert!(parse_documents("a: 1\na: 2\n").is_err());
+    }
+}
