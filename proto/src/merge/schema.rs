@@ -15,9 +15,8 @@
 //! container ports, service ports, topology spread constraints — were taken from the markers).
 //! Only fields whose behaviour differs from the default are listed: an unlisted list is
 //! replaced by strategic merge and atomic for SSA; an unlisted map or struct merges key by
-//! key. A kind that [`lookup`] does not know (a CRD) has no schema at all: the apiserver then
-//! treats every list as atomic, while kustomize infers merge keys from the items
-//! ([`INFERRED_MERGE_KEYS`]).
+//! key. A kind that [`lookup`] does not know (a CRD) has no schema at all: the apiserver and
+//! kustomize (checked against kustomize v5.7.1) then replace every list.
 
 /// How strategic merge combines a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,18 +86,6 @@ impl TypeDef {
         ty.field(last)
     }
 }
-
-/// Keys kustomize (kyaml) uses to merge lists of objects when no schema is known: a list
-/// whose items all carry one of these keys (tried in this order) is merged by it.
-pub const INFERRED_MERGE_KEYS: &[&str] = &[
-    "mountPath",
-    "devicePath",
-    "ip",
-    "type",
-    "topologyKey",
-    "name",
-    "containerPort",
-];
 
 // Builders, so the table below reads like the Go markers it transcribes.
 

@@ -4,35 +4,44 @@
 //! strategy from the [`schema`](super::schema): replaced, merged by a merge key, or merged as a
 //! set of scalars. Directives: `$patch: replace|merge|delete` (on a map, or as a list item),
 //! `$retainKeys`, `$setElementOrder/<field>`, `$deleteFromPrimitiveList/<field>`.
-//! Without a schema (custom resources) the apiserver replaces lists, while kustomize infers a
-//! merge key from the items; [`Options`] selects which.
+//! Without a schema (custom resources) every list is replaced, by the apiserver and by
+//! kustomize alike. Merged lists put the items the patch mentions first, in the patch's order
+//! (or `$setElementOrder`'s); the apiserver then interleaves the items only the original has
+//! by their original positions, kustomize appends them ([`ListOrder`]).
 
 use serde_json::{Map, Value};
 
-use super::schema::{Field, INFERRED_MERGE_KEYS, SmpList, TypeDef};
+use super::schema::{Field, SmpList, TypeDef};
 
 const PATCH: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
 const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
 
+/// Where a merged list puts the items that only the original has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrder {
+    /// apimachinery's `normalizeElementOrder`: interleaved with the patch's items by their
+    /// positions in the original.
+    Interleave,
+    /// kustomize (kyaml): after all of the patch's items.
+    PatchFirst,
+}
+
 /// Behaviour that differs between the apiserver and kustomize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Where the schema says nothing, merge lists of objects by a key all items share (one of
-    /// [`INFERRED_MERGE_KEYS`]) instead of replacing them (kustomize does; the apiserver does
-    /// not).
-    pub infer_list_keys: bool,
+    pub order: ListOrder,
 }
 
 impl Options {
     /// As the Kubernetes apiserver applies `application/strategic-merge-patch+json`.
     pub const APISERVER: Options = Options {
-        infer_list_keys: false,
+        order: ListOrder::Interleave,
     };
     /// As kustomize applies strategic-merge patches.
     pub const KUSTOMIZE: Options = Options {
-        infer_list_keys: true,
+        order: ListOrder::PatchFirst,
     };
 }
 
@@ -83,12 +92,9 @@ pub fn apply(
         Value::Null => Map::new(),
         _ => return Err(invalid("", "the patched document must be an object")),
     };
-    let walker = Walker {
-        options,
-        known: schema.is_some(),
-    };
+    let walker = Walker { options };
     Ok(walker
-        .merge_map(original_map, patch_map, schema, false, "")?
+        .merge_map(original_map, patch_map, schema, "")?
         .map(Value::Object))
 }
 
@@ -109,20 +115,16 @@ pub fn apply_to_object(
 
 struct Walker {
     options: Options,
-    /// The object's kind has a schema: unlisted fields have the default behaviour rather
-    /// than inferred merge keys.
-    known: bool,
 }
 
 impl Walker {
-    /// Merges a patch map into an original map. `retain_keys` is the schema's marker for this
-    /// struct; it only acts through an explicit `$retainKeys` directive, as in apimachinery.
+    /// Merges a patch map into an original map. The schema's `retainKeys` marker only acts
+    /// through an explicit `$retainKeys` directive, as in apimachinery and kustomize.
     fn merge_map(
         &self,
         mut original: Map<String, Value>,
         patch: &Map<String, Value>,
         ty: Option<&'static TypeDef>,
-        _retain_keys: bool,
         path: &str,
     ) -> Result<Option<Map<String, Value>>, StrategicMergeError> {
         if let Some(directive) = patch.get(PATCH) {
@@ -174,19 +176,29 @@ impl Walker {
                 original.remove(key);
                 continue;
             }
-            let merged = self.merge_value(original.remove(key), value, field, &child_path)?;
+            let order = orders
+                .iter()
+                .find(|(f, _)| f == key)
+                .map(|(_, o)| o.as_slice());
+            let merged =
+                self.merge_value(original.remove(key), value, field, order, &child_path)?;
             if let Some(merged) = merged {
                 original.insert(key.clone(), merged);
             }
         }
+        // An order for a list the patch does not otherwise touch still reorders it.
         for (field, order) in orders {
+            if patch.contains_key(field) {
+                continue;
+            }
+            let key = match ty.and_then(|t| t.field(field)).map(|f| f.smp) {
+                Some(SmpList::MergeByKey(k)) => Some(k),
+                Some(SmpList::MergePrimitives) => None,
+                _ => continue,
+            };
             if let Some(Value::Array(items)) = original.get_mut(field) {
-                let key = match ty.and_then(|t| t.field(field)).map(|f| f.smp) {
-                    Some(SmpList::MergeByKey(k)) => Some(k),
-                    _ if self.known => None,
-                    _ => self.inferred_key(order, items),
-                };
-                apply_element_order(items, order, key);
+                let before = items.clone();
+                *items = self.order(std::mem::take(items), order, &before, key);
             }
         }
         Ok(Some(original))
@@ -199,6 +211,7 @@ impl Walker {
         original: Option<Value>,
         patch: &Value,
         field: Option<&'static Field>,
+        order: Option<&[Value]>,
         path: &str,
     ) -> Result<Option<Value>, StrategicMergeError> {
         let ty = field.and_then(|f| f.ty);
@@ -208,9 +221,8 @@ impl Walker {
                     Some(Value::Object(m)) => m,
                     _ => Map::new(),
                 };
-                let retain = field.is_some_and(|f| f.retain_keys);
                 Ok(self
-                    .merge_map(original_map, patch_map, ty, retain, path)?
+                    .merge_map(original_map, patch_map, ty, path)?
                     .map(Value::Object))
             }
             Value::Array(patch_items) => {
@@ -218,7 +230,7 @@ impl Walker {
                     Some(Value::Array(items)) => items,
                     _ => Vec::new(),
                 };
-                self.merge_list(original_items, patch_items, field, path)
+                self.merge_list(original_items, patch_items, field, order, path)
                     .map(|items| Some(Value::Array(items)))
             }
             scalar => Ok(Some(scalar.clone())),
@@ -230,35 +242,28 @@ impl Walker {
         original: Vec<Value>,
         patch: &[Value],
         field: Option<&'static Field>,
+        order: Option<&[Value]>,
         path: &str,
     ) -> Result<Vec<Value>, StrategicMergeError> {
-        let strategy = match field {
-            Some(f) => f.smp,
-            // Inside a built-in kind an unlisted list has no merge strategy.
-            None if self.known => SmpList::Replace,
-            None => match self.inferred_key(patch, &original) {
-                Some(key) => SmpList::MergeByKey(key),
-                None => SmpList::Replace,
-            },
-        };
+        let strategy = field.map_or(SmpList::Replace, |f| f.smp);
         let item_ty = field.and_then(|f| f.ty);
-        let item_retain = field.is_some_and(|f| f.retain_keys);
-        match strategy {
-            SmpList::Replace => patch
+        if strategy == SmpList::Replace || patch.iter().any(|i| is_directive_item(i, "replace")) {
+            return patch
                 .iter()
                 .filter(|item| !is_directive_item(item, "replace"))
                 .enumerate()
-                .map(|(i, item)| self.fresh(item, item_ty, item_retain, &format!("{path}[{i}]")))
+                .map(|(i, item)| self.fresh(item, item_ty, &format!("{path}[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
-                .map(|items| items.into_iter().flatten().collect()),
-            SmpList::MergePrimitives => {
-                if patch.iter().any(|item| is_directive_item(item, "replace")) {
-                    return Ok(patch
-                        .iter()
-                        .filter(|i| !is_directive_item(i, "replace"))
-                        .cloned()
-                        .collect());
-                }
+                .map(|items| items.into_iter().flatten().collect());
+        }
+        let before = original.clone();
+        let (merged, key) = match strategy {
+            SmpList::MergeByKey(key) if patch.iter().chain(&original).any(Value::is_object) => (
+                self.merge_keyed(original, patch, key, item_ty, path)?,
+                Some(key),
+            ),
+            // A list of scalars under a merge strategy merges as a set, as in apimachinery.
+            _ => {
                 let mut merged = original;
                 for item in patch {
                     if item.is_object() {
@@ -271,10 +276,62 @@ impl Walker {
                         merged.push(item.clone());
                     }
                 }
-                Ok(merged)
+                (merged, None)
             }
-            SmpList::MergeByKey(key) => {
-                self.merge_keyed(original, patch, key, item_ty, item_retain, path)
+        };
+        Ok(self.order(merged, order.unwrap_or(patch), &before, key))
+    }
+
+    /// Orders a merged list: items named by `patch_order` first, in that order, then the
+    /// items only the original has, placed as [`ListOrder`] says.
+    fn order(
+        &self,
+        merged: Vec<Value>,
+        patch_order: &[Value],
+        original: &[Value],
+        key: Option<&str>,
+    ) -> Vec<Value> {
+        let identity = |v: &Value| -> Value {
+            match key {
+                Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
+                None => v.clone(),
+            }
+        };
+        let position = |list: &[Value], v: &Value| -> Option<usize> {
+            let id = identity(v);
+            list.iter().position(|o| identity(o) == id)
+        };
+        let (mut in_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+            .into_iter()
+            .partition(|v| position(patch_order, v).is_some());
+        in_patch.sort_by_key(|v| position(patch_order, v));
+        server_only.sort_by_key(|v| position(original, v));
+        match self.options.order {
+            ListOrder::PatchFirst => {
+                in_patch.extend(server_only);
+                in_patch
+            }
+            ListOrder::Interleave => {
+                // apimachinery's mergeSortedSlice: a server-only item goes before the next
+                // patch item when both are in the original and it came first there.
+                let mut out = Vec::with_capacity(in_patch.len() + server_only.len());
+                let mut left = server_only.into_iter().peekable();
+                let mut right = in_patch.into_iter().peekable();
+                loop {
+                    let take_left = match (left.peek(), right.peek()) {
+                        (Some(_), None) => true,
+                        (None, Some(_)) | (None, None) => false,
+                        (Some(l), Some(r)) => {
+                            matches!((position(original, l), position(original, r)), (Some(li), Some(ri)) if li < ri)
+                        }
+                    };
+                    let next = if take_left { left.next() } else { right.next() };
+                    match next {
+                        Some(v) => out.push(v),
+                        None => break,
+                    }
+                }
+                out
             }
         }
     }
@@ -285,27 +342,8 @@ impl Walker {
         patch: &[Value],
         key: &str,
         item_ty: Option<&'static TypeDef>,
-        item_retain: bool,
         path: &str,
     ) -> Result<Vec<Value>, StrategicMergeError> {
-        if patch.iter().any(|item| is_directive_item(item, "replace")) {
-            return patch
-                .iter()
-                .filter(|item| !is_directive_item(item, "replace"))
-                .enumerate()
-                .map(|(i, item)| self.fresh(item, item_ty, item_retain, &format!("{path}[{i}]")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|items| items.into_iter().flatten().collect());
-        }
-        // A list of scalars under a merge strategy merges as a set (apimachinery does the same).
-        if patch.iter().all(|item| !item.is_object()) && original.iter().all(|i| !i.is_object()) {
-            for item in patch {
-                if !original.contains(item) {
-                    original.push(item.clone());
-                }
-            }
-            return Ok(original);
-        }
         for (i, item) in patch.iter().enumerate() {
             let item_path = format!("{path}[{i}]");
             let Value::Object(item_map) = item else {
@@ -343,7 +381,7 @@ impl Walker {
                     let Value::Object(existing) = std::mem::take(&mut original[p]) else {
                         return Err(invalid(&item_path, "original list item is not an object"));
                     };
-                    match self.merge_map(existing, item_map, item_ty, item_retain, &item_path)? {
+                    match self.merge_map(existing, item_map, item_ty, &item_path)? {
                         Some(merged) => original[p] = Value::Object(merged),
                         None => {
                             original.remove(p);
@@ -351,7 +389,7 @@ impl Walker {
                     }
                 }
                 None => {
-                    if let Some(fresh) = self.fresh(item, item_ty, item_retain, &item_path)? {
+                    if let Some(fresh) = self.fresh(item, item_ty, &item_path)? {
                         original.push(fresh);
                     }
                 }
@@ -365,36 +403,14 @@ impl Walker {
         &self,
         item: &Value,
         ty: Option<&'static TypeDef>,
-        retain: bool,
         path: &str,
     ) -> Result<Option<Value>, StrategicMergeError> {
         match item {
             Value::Object(map) => Ok(self
-                .merge_map(Map::new(), map, ty, retain, path)?
+                .merge_map(Map::new(), map, ty, path)?
                 .map(Value::Object)),
             other => Ok(Some(other.clone())),
         }
-    }
-
-    /// The inferred merge key of a list without schema: the first of [`INFERRED_MERGE_KEYS`]
-    /// that every object item (of patch and original) carries.
-    fn inferred_key(&self, patch: &[Value], original: &[Value]) -> Option<&'static str> {
-        if !self.options.infer_list_keys {
-            return None;
-        }
-        let items: Vec<&Map<String, Value>> = patch
-            .iter()
-            .chain(original)
-            .filter(|i| !is_directive_item(i, "replace"))
-            .map(Value::as_object)
-            .collect::<Option<Vec<_>>>()?;
-        if items.is_empty() {
-            return None;
-        }
-        INFERRED_MERGE_KEYS
-            .iter()
-            .copied()
-            .find(|key| items.iter().all(|item| item.contains_key(*key)))
     }
 }
 
@@ -430,26 +446,6 @@ fn strip_value(v: &Value) -> Value {
         ),
         other => other.clone(),
     }
-}
-
-/// Reorders `items` as `$setElementOrder` lists them; items it does not mention keep their
-/// relative order after the listed ones.
-fn apply_element_order(items: &mut [Value], order: &[Value], key: Option<&str>) {
-    let identity = |v: &Value| -> Value {
-        match key {
-            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
-            None => v.clone(),
-        }
-    };
-    let rank = |v: &Value| -> usize {
-        let id = identity(v);
-        order
-            .iter()
-            .position(|o| identity(o) == id)
-            .unwrap_or(order.len())
-    };
-    // Stable: unlisted items keep their order among themselves.
-    items.sort_by_key(|v| rank(v));
 }
 
 #[cfg(test)]

@@ -44,26 +44,75 @@ fn maps_merge_and_null_deletes_a_key() {
 }
 
 #[test]
-fn containers_merge_by_name_keeping_original_order() {
+fn containers_merge_by_name_with_kustomize_order() {
+    // kustomize v5.7.1: the patch's items first, in its order, then the original-only ones.
     let original = deployment(json!([
-        {"name": "app", "image": "app:1", "args": ["a"]},
-        {"name": "sidecar", "image": "side:1"}
+        {"name": "a", "image": "a:1", "args": ["x"]},
+        {"name": "b", "image": "b:1"},
+        {"name": "c", "image": "c:1"},
+        {"name": "d", "image": "d:1"}
     ]));
-    let out = merge(
+    let out = merge_kustomize(
         original,
         json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "sidecar", "image": "side:2"},
-            {"name": "new", "image": "new:1"}
+            {"name": "c", "image": "c:2"},
+            {"name": "x", "image": "x:1"},
+            {"name": "a", "image": "a:2"}
         ]}}}}),
     );
     assert_eq!(
         containers_of(&out),
         &json!([
-            {"name": "app", "image": "app:1", "args": ["a"]},
-            {"name": "sidecar", "image": "side:2"},
-            {"name": "new", "image": "new:1"}
+            {"name": "c", "image": "c:2"},
+            {"name": "x", "image": "x:1"},
+            {"name": "a", "image": "a:2", "args": ["x"]},
+            {"name": "b", "image": "b:1"},
+            {"name": "d", "image": "d:1"}
         ])
     );
+}
+
+#[test]
+fn containers_merge_by_name_with_apiserver_order() {
+    // apimachinery interleaves original-only items by their original positions.
+    let original = deployment(json!([
+        {"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}
+    ]));
+    let out = merge(
+        original,
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "c:2"},
+            {"name": "x"},
+            {"name": "a", "image": "a:2"}
+        ]}}}}),
+    );
+    let names: Vec<&str> = containers_of(&out)
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["b", "c", "x", "a", "d"]);
+}
+
+#[test]
+fn appending_keeps_the_original_first_when_the_patch_names_only_new_items() {
+    let original = deployment(json!([{"name": "app"}, {"name": "side"}]));
+    for out in [
+        merge(
+            original.clone(),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "new"}]}}}}),
+        ),
+        merge_kustomize(
+            original.clone(),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "new"}]}}}}),
+        ),
+    ] {
+        assert_eq!(
+            containers_of(&out),
+            &json!([{"name": "new"}, {"name": "app"}, {"name": "side"}])
+        );
+    }
 }
 
 #[test]
@@ -199,7 +248,7 @@ fn finalizers_merge_as_set_and_delete_from_primitive_list() {
             "$deleteFromPrimitiveList/finalizers": ["b"]
         }}),
     );
-    assert_eq!(out["metadata"]["finalizers"], json!(["a", "c"]));
+    assert_eq!(out["metadata"]["finalizers"], json!(["c", "a"]));
 }
 
 #[test]
@@ -241,19 +290,18 @@ fn volumes_merge_by_name_and_new_items_drop_nulls() {
 }
 
 #[test]
-fn custom_resources_replace_lists_on_the_apiserver_and_infer_keys_in_kustomize() {
+fn custom_resources_have_their_lists_replaced() {
     let original = json!({
         "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
         "spec": {"items": [{"name": "a", "v": 1}, {"name": "b", "v": 2}]}
     });
     let patch = json!({"spec": {"items": [{"name": "b", "v": 3}]}});
-    let apiserver = merge(original.clone(), patch.clone());
-    assert_eq!(apiserver["spec"]["items"], json!([{"name": "b", "v": 3}]));
-    let kustomize = merge_kustomize(original, patch);
-    assert_eq!(
-        kustomize["spec"]["items"],
-        json!([{"name": "a", "v": 1}, {"name": "b", "v": 3}])
-    );
+    for out in [
+        merge(original.clone(), patch.clone()),
+        merge_kustomize(original, patch),
+    ] {
+        assert_eq!(out["spec"]["items"], json!([{"name": "b", "v": 3}]));
+    }
 }
 
 #[test]
