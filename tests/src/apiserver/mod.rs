@@ -1,0 +1,23 @@
+//! A Kubernetes API server for tests, faithful where Ferry, kubectl, helm and kube-rs depend on
+//! it (see `tests/README.md` for what it does not do).
+//!
+//! Layers, innermost first: [`registry`] (which kinds are served), [`store`] (objects, one global
+//! resourceVersion, an event log for watch resume — pure and synchronous), [`verbs`] (the
+//! semantics of get/list/create/update/delete on the store), [`lifecycle`] (finalizers,
+//! ownerReferences GC, namespace deletion, CRD registration), [`workloads`] (a controller that
+//! gives Deployments & co. a realistic status), and finally [`http`] (axum wiring, content
+//! negotiation, watch streaming, fault injection) and [`cluster`] (start/stop, kubeconfig,
+//! `kube::Client`). Server-side apply, the PATCH formats and TLS/auth/RBAC live in `ssa`,
+//! `patch` and `auth`.
+
+pub mod crd;
+pub mod discovery;
+pub mod faults;
+pub mod lifecycle;
+pub mod protobuf;
+pub mod registry;
+pub mod selector;
+pub mod status;
+pub mod store;
+pub mod verbs;
+pub mod watch;

@@ -1,0 +1,421 @@
+//! The in-memory object store: objects by (resource, namespace, name), one global
+//! monotonically increasing `resourceVersion`, and a bounded event log so watches can resume
+//! from any recent resourceVersion. Everything here is synchronous and runs under one mutex;
+//! the HTTP layer never holds the lock across an `.await`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::registry::{Registry, ResourceDef};
+
+/// How many events the log keeps for watch resume; older resourceVersions get 410 Gone.
+const EVENT_LOG_CAP: usize = 50_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as recorded in the log and broadcast to watches.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub rv: u64,
+    /// Storage key of the resource (`deployments.apps`).
+    pub key: String,
+    pub namespace: String,
+    pub kind: EventType,
+    pub object: Value,
+}
+
+/// The locked state. Mutations go through the methods so RV and events stay consistent.
+#[derive(Debug)]
+pub struct State {
+    pub registry: Registry,
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    rv: u64,
+    log: VecDeque<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// Shared handle to the state plus the live event feed.
+#[derive(Debug, Clone)]
+pub struct Store {
+    state: Arc<Mutex<State>>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(16_384);
+        let mut state = State {
+            registry: Registry::default(),
+            objects: BTreeMap::new(),
+            rv: 0,
+            log: VecDeque::new(),
+            tx: tx.clone(),
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let def = state
+                .registry
+                .by_key("namespaces")
+                .cloned()
+                .expect("namespaces is a built-in resource");
+            let obj = json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            state.insert_new(&def, obj);
+        }
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            tx,
+        }
+    }
+
+    /// Locks the state. A panic while locked poisons nothing we care about: the state is
+    /// still structurally valid, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+pub fn name_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn namespace_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Everything except metadata and status: what `generation` tracks.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["metadata", "status", "apiVersion", "kind"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+/// Compares objects ignoring `resourceVersion` and managedFields timestamps, to detect no-op writes.
+fn same_content(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = meta.get_mut("managedFields") {
+                for e in mf {
+                    if let Some(e) = e.as_object_mut() {
+                        e.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    }
+    strip(a) == strip(b)
+}
+
+impl State {
+    pub fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// The oldest resourceVersion a watch can resume from.
+    pub fn oldest_resumable_rv(&self) -> u64 {
+        self.log.front().map_or(self.rv, |e| e.rv.saturating_sub(1))
+    }
+
+    pub fn get(&self, key: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(key)
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+    }
+
+    /// Objects of a resource, sorted by (namespace, name); `ns = None` lists all namespaces.
+    pub fn list(&self, key: &str, ns: Option<&str>) -> Vec<&Value> {
+        let Some(m) = self.objects.get(key) else {
+            return Vec::new();
+        };
+        match ns {
+            None => m.values().collect(),
+            Some(ns) => m
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, v)| v)
+                .collect(),
+        }
+    }
+
+    /// Every (resource key, object) pair, for GC and namespace deletion.
+    pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.objects
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |v| (k, v)))
+    }
+
+    /// Replays logged events after `rv`, oldest first.
+    pub fn events_since(&self, rv: u64) -> Vec<Arc<Event>> {
+        let start = self.log.partition_point(|e| e.rv <= rv);
+        self.log.iter().skip(start).cloned().collect()
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn emit(&mut self, def: &ResourceDef, kind: EventType, object: &Value) {
+        let ev = Arc::new(Event {
+            rv: self.rv,
+            key: def.key(),
+            namespace: namespace_of(object).to_string(),
+            kind,
+            object: object.clone(),
+        });
+        if self.log.len() >= EVENT_LOG_CAP {
+            self.log.pop_front();
+        }
+        self.log.push_back(ev.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(ev);
+    }
+
+    /// What creating `obj` would store, without storing it (dry-run): uid,
+    /// creationTimestamp and generation 1 assigned, no resourceVersion.
+    pub fn preview_new(&self, mut obj: Value) -> Value {
+        let meta = meta_mut(&mut obj);
+        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("generation".into(), json!(1));
+        meta.remove("resourceVersion");
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        obj
+    }
+
+    /// Stores a new object ([`State::preview_new`] plus a fresh RV) and emits ADDED.
+    /// The caller has validated name, namespace and uniqueness.
+    pub fn insert_new(&mut self, def: &ResourceDef, obj: Value) -> Value {
+        let mut obj = self.preview_new(obj);
+        let rv = self.bump();
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        let key = (namespace_of(&obj).to_string(), name_of(&obj).to_string());
+        self.objects
+            .entry(def.key())
+            .or_default()
+            .insert(key, obj.clone());
+        self.emit(def, EventType::Added, &obj);
+        obj
+    }
+
+    /// What replacing `old` by `new` would store, without storing it: server-owned metadata
+    /// kept from `old`, `generation` bumped only when the spec part changed, RV unchanged.
+    pub fn preview_replace(&self, old: &Value, new: Value) -> Value {
+        self.preview_replace_inner(old, new, false)
+    }
+
+    fn preview_replace_inner(&self, old: &Value, mut new: Value, set_deletion: bool) -> Value {
+        {
+            let old_meta = old.get("metadata").cloned().unwrap_or_default();
+            let meta = meta_mut(&mut new);
+            let deletion: &[&str] = if set_deletion {
+                &[]
+            } else {
+                &["deletionTimestamp", "deletionGracePeriodSeconds"]
+            };
+            let kept = [
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "name",
+                "namespace",
+            ];
+            for k in kept.iter().chain(deletion) {
+                let k = *k;
+                match old_meta.get(k) {
+                    Some(v) => meta.insert(k.into(), v.clone()),
+                    None => meta.remove(k),
+                };
+            }
+            meta.insert(
+                "resourceVersion".into(),
+                old_meta.get("resourceVersion").cloned().unwrap_or_default(),
+            );
+        }
+        if spec_part(old) != spec_part(&new) {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        new
+    }
+
+    /// Replaces `old` by `new` (same identity): [`State::preview_replace`], then stores it with
+    /// a fresh RV and emits MODIFIED — unless nothing changed, in which case `old` is returned.
+    pub fn replace(&mut self, def: &ResourceDef, old: &Value, new: Value) -> Value {
+        let new = self.preview_replace(old, new);
+        self.store_replaced(def, old, new)
+    }
+
+    /// Like [`State::replace`], but takes `deletionTimestamp` from `new` (deletion marking).
+    pub fn replace_keep_deletion(&mut self, def: &ResourceDef, old: &Value, new: Value) -> Value {
+        let new = self.preview_replace_inner(old, new, true);
+        self.store_replaced(def, old, new)
+    }
+
+    fn store_replaced(&mut self, def: &ResourceDef, old: &Value, mut new: Value) -> Value {
+        if same_content(old, &new) {
+            return old.clone();
+        }
+        let rv = self.bump();
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+        let key = (namespace_of(&new).to_string(), name_of(&new).to_string());
+        self.objects
+            .entry(def.key())
+            .or_default()
+            .insert(key, new.clone());
+        self.emit(def, EventType::Modified, &new);
+        new
+    }
+
+    /// Removes an object for good and emits DELETED (with the deletion's RV). Returns the
+    /// removed object, or `Null` if it was not there.
+    pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Value {
+        let Some(mut obj) = self
+            .objects
+            .get_mut(&def.key())
+            .and_then(|m| m.remove(&(ns.to_string(), name.to_string())))
+        else {
+            return Value::Null;
+        };
+        let rv = self.bump();
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        self.emit(def, EventType::Deleted, &obj);
+        obj
+    }
+
+    /// Drops every object of a resource (its CRD went away) without events per object.
+    pub fn drop_resource(&mut self, key: &str) {
+        self.objects.remove(key);
+    }
+}
+
+/// `metadata` as a mutable map, created if missing or not an object.
+pub fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
+    let o = obj.as_object_mut().expect("just made an object");
+    let m = o.entry("metadata").or_insert_with(|| json!({}));
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m.as_object_mut().expect("just made an object")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm_def(s: &State) -> ResourceDef {
+        s.registry
+            .by_key("configmaps")
+            .cloned()
+            .expect("configmaps")
+    }
+
+    #[test]
+    fn writes_bump_rv_and_generation_only_when_needed() {
+        let store = Store::new();
+        let mut s = store.lock();
+        let def = cm_def(&s);
+        let created = s.insert_new(
+            &def,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "a", "namespace": "default"}, "data": {"k": "1"}}),
+        );
+        let rv1: u64 = created["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("rv");
+        assert_eq!(created["metadata"]["generation"], 1);
+        // Label change: new RV, same generation.
+        let mut labelled = created.clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        let l = s.replace(&def, &created, labelled);
+        assert_eq!(l["metadata"]["generation"], 1);
+        assert_eq!(l["metadata"]["resourceVersion"], (rv1 + 1).to_string());
+        // No-op: nothing changes.
+        let same = s.replace(&def, &l, l.clone());
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            l["metadata"]["resourceVersion"]
+        );
+        assert_eq!(s.current_rv(), rv1 + 1);
+        // Data change: generation bumps.
+        let mut changed = l.clone();
+        changed["data"]["k"] = json!("2");
+        let c = s.replace(&def, &l, changed);
+        assert_eq!(c["metadata"]["generation"], 2);
+        // The log replays everything after rv1.
+        let evs = s.events_since(rv1);
+        let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventType::Modified, EventType::Modified]);
+        let removed = s.remove(&def, "default", "a");
+        assert_eq!(removed["data"]["k"], "2");
+        assert!(s.get("configmaps", "default", "a").is_none());
+    }
+}

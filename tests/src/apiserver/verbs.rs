@@ -1,0 +1,648 @@
+//! The REST verbs on the store, independent of HTTP: get, list, create, update (PUT and the
+//! tail of PATCH), delete, deletecollection. Each runs under the store lock, validates like the
+//! real server (names, namespaces, optimistic concurrency, body/URL mismatches) and honours
+//! `dryRun=All` by computing the result without storing it.
+
+use serde_json::{Value, json};
+
+use super::lifecycle::{self, Propagation};
+use super::registry::ResourceDef;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{State, meta_mut, name_of, namespace_of};
+
+/// Longest accepted object name (DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// What a request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub def: ResourceDef,
+    pub version: String,
+    /// `Some` for namespaced paths (`/namespaces/{ns}/…`).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    pub fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    fn name_or_empty(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    fn is_status(&self) -> bool {
+        self.subresource.as_deref() == Some("status")
+    }
+}
+
+/// Options shared by writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOpts {
+    pub dry_run: bool,
+}
+
+/// List filters and paging.
+#[derive(Debug, Clone, Default)]
+pub struct ListOpts {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+}
+
+/// Delete options from the query string and/or the `DeleteOptions` body.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub dry_run: bool,
+    pub propagation: Propagation,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+/// Sets `apiVersion`/`kind` to the version the client asked for.
+pub fn present(t: &Target, mut obj: Value) -> Value {
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("apiVersion".into(), json!(t.def.api_version(&t.version)));
+        o.insert("kind".into(), json!(t.def.kind));
+    }
+    obj
+}
+
+pub fn get(st: &State, t: &Target) -> Result<Value, ApiError> {
+    let name = t.name_or_empty();
+    let obj = st
+        .get(&t.def.key(), t.ns(), name)
+        .ok_or_else(|| ApiError::not_found(&t.def.qualified(), name))?;
+    Ok(present(t, obj.clone()))
+}
+
+pub fn list(st: &State, t: &Target, o: &ListOpts) -> Result<Value, ApiError> {
+    let after = match &o.continue_token {
+        Some(tok) => Some(decode_continue(tok)?),
+        None => None,
+    };
+    let matching: Vec<&Value> = st
+        .list(&t.def.key(), t.namespace.as_deref())
+        .into_iter()
+        .filter(|obj| o.labels.matches(obj) && o.fields.matches(obj))
+        .filter(|obj| match &after {
+            Some((ns, name)) => (namespace_of(obj), name_of(obj)) > (ns.as_str(), name.as_str()),
+            None => true,
+        })
+        .collect();
+    let limit = o.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let page: Vec<Value> = matching
+        .iter()
+        .take(limit)
+        .map(|v| present(t, (*v).clone()))
+        .collect();
+    let mut meta = json!({"resourceVersion": st.current_rv().to_string()});
+    if matching.len() > page.len()
+        && let Some(last) = page.last()
+    {
+        meta["continue"] = json!(encode_continue(namespace_of(last), name_of(last)));
+        meta["remainingItemCount"] = json!(matching.len() - page.len());
+    }
+    Ok(json!({
+        "apiVersion": t.def.api_version(&t.version),
+        "kind": t.def.list_kind,
+        "metadata": meta,
+        "items": page,
+    }))
+}
+
+fn encode_continue(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_continue(tok: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
+    if !tok.len().is_multiple_of(2) || tok.len() > 2 * 600 {
+        return Err(bad());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..tok.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&tok[i..i + 2], 16))
+        .collect();
+    let s = String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())?;
+    let (ns, name) = s.split_once('/').ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+/// DNS-1123 subdomain (or label, for kinds whose names become DNS labels).
+fn validate_name(def: &ResourceDef, name: &str) -> Result<(), ApiError> {
+    let label_only = matches!(def.kind.as_str(), "Namespace" | "Service") && def.group.is_empty();
+    let max = if label_only { 63 } else { MAX_NAME };
+    let ok_chars = name.chars().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (c == '.' && !label_only)
+    });
+    let ok_ends = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    let is_rbac = def.group == "rbac.authorization.k8s.io";
+    // RBAC names are path segments only (`system:aggregate-to-edit` is a valid ClusterRole).
+    let rbac_ok =
+        is_rbac && !name.contains('/') && !name.contains('%') && name != "." && name != "..";
+    if !name.is_empty() && name.len() <= max && ((ok_chars && ok_ends) || rbac_ok) {
+        return Ok(());
+    }
+    let what = if label_only {
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+    } else {
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    };
+    Err(ApiError::invalid(
+        &kind_qualified(def),
+        name,
+        &[("metadata.name", format!("Invalid value: {name:?}: {what}"))],
+    ))
+}
+
+/// `Deployment.apps`, `ConfigMap` — how Invalid messages name the kind.
+pub fn kind_qualified(def: &ResourceDef) -> String {
+    if def.group.is_empty() {
+        def.kind.clone()
+    } else {
+        format!("{}.{}", def.kind, def.group)
+    }
+}
+
+/// Checks kind/apiVersion/namespace of a body against the request and fills them in.
+fn check_body(t: &Target, body: &mut Value) -> Result<(), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body of the request was not a JSON object (expected {})",
+            t.def.kind
+        )));
+    }
+    if let Some(k) = body.get("kind").and_then(Value::as_str)
+        && k != t.def.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the body ({k}) does not match the resource {} (kind {})",
+            t.def.qualified(),
+            t.def.kind
+        )));
+    }
+    let want_ns = t.ns().to_string();
+    let meta = meta_mut(body);
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !t.def.namespaced && !ns.is_empty() => {
+            // Cluster-scoped: a namespace in the body is dropped, as the real server does.
+            meta.remove("namespace");
+        }
+        Some(ns) if t.def.namespaced && !ns.is_empty() && ns != want_ns => {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        _ if t.def.namespaced => {
+            meta.insert("namespace".into(), json!(want_ns));
+        }
+        _ => {
+            meta.remove("namespace");
+        }
+    }
+    let obj = present(t, std::mem::take(body));
+    *body = obj;
+    Ok(())
+}
+
+/// POST: creates a new object (201).
+pub fn create(
+    st: &mut State,
+    t: &Target,
+    mut body: Value,
+    o: &WriteOpts,
+) -> Result<(u16, Value), ApiError> {
+    if t.def.namespaced && t.namespace.is_none() {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} is namespaced: POST it under /namespaces/{{namespace}}/",
+            t.def.qualified()
+        )));
+    }
+    check_body(t, &mut body)?;
+    if name_of(&body).is_empty()
+        && let Some(prefix) = body
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    {
+        let name = format!("{prefix}{}", random_suffix());
+        meta_mut(&mut body).insert("name".into(), json!(name));
+    }
+    let name = name_of(&body).to_string();
+    if name.is_empty() {
+        return Err(ApiError::invalid(
+            &kind_qualified(&t.def),
+            "",
+            &[(
+                "metadata.name",
+                "Required value: name or generateName is required".into(),
+            )],
+        ));
+    }
+    validate_name(&t.def, &name)?;
+    if t.def.namespaced {
+        lifecycle::check_namespace_open(st, t.ns())?;
+    }
+    if st.get(&t.def.key(), t.ns(), &name).is_some() {
+        return Err(ApiError::already_exists(&t.def.qualified(), &name));
+    }
+    if let Some(rv) = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        && !rv.is_empty()
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    lifecycle::default_new(&t.def, &mut body);
+    if is_crd(&t.def) {
+        super::crd::resource_def(&body)?;
+    }
+    if o.dry_run {
+        return Ok((201, present(t, st.preview_new(body))));
+    }
+    if is_crd(&t.def) {
+        super::crd::register(st, &mut body)?;
+    }
+    let stored = st.insert_new(&t.def, body);
+    Ok((201, present(t, stored)))
+}
+
+fn is_crd(def: &ResourceDef) -> bool {
+    def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition"
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut r = rand::rng();
+    (0..5)
+        .map(|_| CHARS[r.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// PUT (and the store side of PATCH): replaces an existing object. For the `status`
+/// subresource only `status` is taken from `body`; for the main resource of a kind with a
+/// status subresource, `status` in `body` is ignored.
+pub fn update(
+    st: &mut State,
+    t: &Target,
+    mut body: Value,
+    o: &WriteOpts,
+) -> Result<(u16, Value), ApiError> {
+    let name = t.name_or_empty().to_string();
+    check_body(t, &mut body)?;
+    let body_name = name_of(&body).to_string();
+    if body_name.is_empty() {
+        meta_mut(&mut body).insert("name".into(), json!(name));
+    } else if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let old = st
+        .get(&t.def.key(), t.ns(), &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.def.qualified(), &name))?;
+    if let Some(rv) = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        && !rv.is_empty()
+        && Some(rv)
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
+        return Err(ApiError::conflict(
+            &t.def.qualified(),
+            &name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    let mut new = if t.is_status() {
+        let mut n = old.clone();
+        match body.get("status") {
+            Some(s) => n["status"] = s.clone(),
+            None => {
+                if let Some(m) = n.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        // managedFields may change through the status subresource, too.
+        if let Some(mf) = body.pointer("/metadata/managedFields") {
+            meta_mut(&mut n).insert("managedFields".into(), mf.clone());
+        }
+        n
+    } else {
+        if t.def.status_subresource
+            && let Some(m) = body.as_object_mut()
+        {
+            match old.get("status") {
+                Some(s) => m.insert("status".into(), s.clone()),
+                None => m.remove("status"),
+            };
+        }
+        body
+    };
+    if is_crd(&t.def) && !t.is_status() {
+        super::crd::resource_def(&new)?;
+        if !o.dry_run {
+            super::crd::register(st, &mut new)?;
+        } else if let Some(s) = old.get("status") {
+            new["status"] = s.clone();
+        }
+    }
+    if o.dry_run {
+        return Ok((200, present(t, st.preview_replace(&old, new))));
+    }
+    let stored = st.replace(&t.def, &old, new);
+    if let Some(removed) = lifecycle::finish_if_released(st, &t.def, &stored) {
+        return Ok((200, present(t, removed)));
+    }
+    Ok((200, present(t, stored)))
+}
+
+/// DELETE of one object.
+pub fn delete(st: &mut State, t: &Target, o: &DeleteOpts) -> Result<Value, ApiError> {
+    let name = t.name_or_empty().to_string();
+    let old = st
+        .get(&t.def.key(), t.ns(), &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.def.qualified(), &name))?;
+    if let Some(uid) = &o.precondition_uid
+        && old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            &t.def.qualified(),
+            &name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(rv) = &o.precondition_rv
+        && old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            != Some(rv)
+    {
+        return Err(ApiError::conflict(
+            &t.def.qualified(),
+            &name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                old["metadata"]["resourceVersion"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    if o.dry_run {
+        return Ok(present(t, old));
+    }
+    let after = lifecycle::delete(st, &t.def, t.ns(), &name, o.propagation);
+    Ok(present(t, after))
+}
+
+/// DELETE of a collection: every object matching the selectors.
+pub fn delete_collection(
+    st: &mut State,
+    t: &Target,
+    l: &ListOpts,
+    o: &DeleteOpts,
+) -> Result<Value, ApiError> {
+    let names: Vec<(String, String)> = st
+        .list(&t.def.key(), t.namespace.as_deref())
+        .into_iter()
+        .filter(|obj| l.labels.matches(obj) && l.fields.matches(obj))
+        .map(|obj| (namespace_of(obj).to_string(), name_of(obj).to_string()))
+        .collect();
+    let mut items = Vec::new();
+    for (ns, name) in names {
+        let one = Target {
+            namespace: (!ns.is_empty()).then_some(ns),
+            name: Some(name),
+            ..t.clone()
+        };
+        items.push(delete(st, &one, o)?);
+    }
+    Ok(json!({
+        "apiVersion": t.def.api_version(&t.version),
+        "kind": t.def.list_kind,
+        "metadata": {"resourceVersion": st.current_rv().to_string()},
+        "items": items,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::store::Store;
+
+    fn target(st: &State, key: &str, ns: Option<&str>, name: Option<&str>) -> Target {
+        let def = st.registry.by_key(key).cloned().expect("resource");
+        Target {
+            version: def.versions[0].clone(),
+            def,
+            namespace: ns.map(String::from),
+            name: name.map(String::from),
+            subresource: None,
+        }
+    }
+
+    #[test]
+    fn create_validates_and_update_checks_resource_version() {
+        let store = Store::new();
+        let mut st = store.lock();
+        let t = target(&st, "configmaps", Some("default"), None);
+        let o = WriteOpts::default();
+        let (code, cm) = create(
+            &mut st,
+            &t,
+            json!({"metadata": {"name": "a"}, "data": {}}),
+            &o,
+        )
+        .expect("create");
+        assert_eq!(code, 201);
+        assert_eq!(cm["apiVersion"], "v1");
+        assert_eq!(cm["metadata"]["namespace"], "default");
+        let err = create(&mut st, &t, json!({"metadata": {"name": "a"}}), &o).expect_err("dup");
+        assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+        let err = create(&mut st, &t, json!({"metadata": {"name": "Bad_Name"}}), &o)
+            .expect_err("invalid");
+        assert_eq!(err.code, 422);
+        let t_missing_ns = target(&st, "configmaps", Some("nope"), None);
+        let err = create(
+            &mut st,
+            &t_missing_ns,
+            json!({"metadata": {"name": "b"}}),
+            &o,
+        )
+        .expect_err("ns");
+        assert_eq!(err.message, "namespaces \"nope\" not found");
+
+        let ta = target(&st, "configmaps", Some("default"), Some("a"));
+        let mut stale = cm.clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        let err = update(&mut st, &ta, stale, &o).expect_err("stale");
+        assert_eq!(err.code, 409);
+        let mut renamed = cm.clone();
+        renamed["metadata"]["name"] = json!("b");
+        assert_eq!(
+            update(&mut st, &ta, renamed, &o).expect_err("name").code,
+            400
+        );
+
+        let mut dry = cm.clone();
+        dry["data"] = json!({"x": "1"});
+        let (_, d) = update(&mut st, &ta, dry, &WriteOpts { dry_run: true }).expect("dry");
+        assert_eq!(d["data"]["x"], "1");
+        assert_eq!(get(&st, &ta).expect("get")["data"], json!({}));
+    }
+
+    #[test]
+    fn status_is_only_written_through_the_subresource() {
+        let store = Store::new();
+        let mut st = store.lock();
+        let t = target(&st, "deployments.apps", Some("default"), None);
+        let o = WriteOpts::default();
+        let (_, d) = create(
+            &mut st,
+            &t,
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 2}, "status": {"replicas": 9}}),
+            &o,
+        )
+        .expect("create");
+        assert!(d.get("status").is_none());
+        let mut main = d.clone();
+        main["status"] = json!({"replicas": 5});
+        let tn = target(&st, "deployments.apps", Some("default"), Some("web"));
+        let (_, after) = update(&mut st, &tn, main, &o).expect("update");
+        assert!(after.get("status").is_none());
+        let ts = Target {
+            subresource: Some("status".into()),
+            ..tn.clone()
+        };
+        let mut s = after.clone();
+        s["status"] = json!({"replicas": 2});
+        s["spec"]["replicas"] = json!(7);
+        let (_, after) = update(&mut st, &ts, s, &o).expect("status");
+        assert_eq!(after["status"]["replicas"], 2);
+        assert_eq!(after["spec"]["replicas"], 2);
+        assert_eq!(after["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn finalizers_hold_deletion_and_namespaces_take_their_contents() {
+        let store = Store::new();
+        let mut st = store.lock();
+        let o = WriteOpts::default();
+        let tns = target(&st, "namespaces", None, None);
+        create(&mut st, &tns, json!({"metadata": {"name": "team"}}), &o).expect("ns");
+        let t = target(&st, "configmaps", Some("team"), None);
+        let (_, owner) =
+            create(&mut st, &t, json!({"metadata": {"name": "owner"}}), &o).expect("owner");
+        let uid = owner["metadata"]["uid"].clone();
+        create(
+            &mut st,
+            &t,
+            json!({"metadata": {"name": "child", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}}),
+            &o,
+        )
+        .expect("child");
+        create(
+            &mut st,
+            &t,
+            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+            &o,
+        )
+        .expect("held");
+        // GC: deleting the owner deletes the child.
+        let towner = target(&st, "configmaps", Some("team"), Some("owner"));
+        delete(&mut st, &towner, &DeleteOpts::default()).expect("delete owner");
+        assert!(st.get("configmaps", "team", "child").is_none());
+        // Namespace deletion: contents go, the finalized one stays with a deletionTimestamp.
+        let tteam = target(&st, "namespaces", None, Some("team"));
+        let ns = delete(&mut st, &tteam, &DeleteOpts::default()).expect("delete ns");
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        let held = st
+            .get("configmaps", "team", "held")
+            .cloned()
+            .expect("held stays");
+        assert!(held["metadata"]["deletionTimestamp"].is_string());
+        // Removing the finalizer releases the object, and then the namespace.
+        let mut released = held.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        let theld = target(&st, "configmaps", Some("team"), Some("held"));
+        update(&mut st, &theld, released, &o).expect("release");
+        assert!(st.get("configmaps", "team", "held").is_none());
+        assert!(st.get("namespaces", "", "team").is_none());
+    }
+
+    #[test]
+    fn list_pages_with_continue_tokens() {
+        let store = Store::new();
+        let mut st = store.lock();
+        let t = target(&st, "configmaps", Some("default"), None);
+        for n in ["a", "b", "c"] {
+            create(
+                &mut st,
+                &t,
+                json!({"metadata": {"name": n, "labels": {"x": n}}}),
+                &WriteOpts::default(),
+            )
+            .expect("create");
+        }
+        let first = list(
+            &st,
+            &t,
+            &ListOpts {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(first["metadata"]["remainingItemCount"], 1);
+        let tok = first["metadata"]["continue"].as_str().map(String::from);
+        let second = list(
+            &st,
+            &t,
+            &ListOpts {
+                limit: Some(2),
+                continue_token: tok,
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(second["items"][0]["metadata"]["name"], "c");
+        assert!(second["metadata"].get("continue").is_none());
+        let sel = ListOpts {
+            labels: LabelSelector::parse("x in (a,c)").expect("sel"),
+            ..Default::default()
+        };
+        assert_eq!(
+            list(&st, &t, &sel).expect("list")["items"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+    }
+}

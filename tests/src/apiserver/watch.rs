@@ -1,0 +1,133 @@
+//! Watch streams: newline-delimited `{"type", "object"}` events for one resource (optionally one
+//! namespace, filtered by selectors). A watch starts from "now" with synthetic ADDED events
+//! (no resourceVersion or `0`), resumes after a given resourceVersion from the event log
+//! (410 Expired as an ERROR event when it is too old), or — watch-list, as kubectl 1.35 and
+//! helm 4 send it — gives the initial state followed by the `k8s.io/initial-events-end`
+//! bookmark. It ends at `timeoutSeconds`, when a fault drops it, or if the client falls too
+//! far behind (it then resumes from its last resourceVersion, which the log still holds).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{Event, Store, namespace_of};
+use super::verbs::{Target, present};
+
+/// What the client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct WatchParams {
+    /// Resume after this resourceVersion; `None` for unset or `0` (start from the current state).
+    pub resource_version: Option<u64>,
+    pub send_initial_events: bool,
+    pub allow_bookmarks: bool,
+    pub timeout: Option<Duration>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// Fault injection: end the stream after this long.
+    pub drop_after: Option<Duration>,
+}
+
+/// Longest watch when the client gives no `timeoutSeconds`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn matches(t: &Target, p: &WatchParams, key: &str, ev_ns: &str, obj: &Value) -> bool {
+    key == t.def.key()
+        && t.namespace.as_deref().is_none_or(|ns| ns == ev_ns)
+        && p.labels.matches(obj)
+        && p.fields.matches(obj)
+}
+
+/// Starts a watch: the initial part is computed under the store lock together with the
+/// subscription, so no event is lost or duplicated between them.
+pub fn start(
+    store: &Store,
+    t: &Target,
+    p: WatchParams,
+) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
+    let (rx, initial, last_rv) = {
+        let st = store.lock();
+        let rx = store.subscribe();
+        let mut initial = Vec::new();
+        let now = st.current_rv();
+        match p.resource_version {
+            Some(rv) if !p.send_initial_events => {
+                if rv < st.oldest_resumable_rv() {
+                    let err = ApiError::new(
+                        410,
+                        "Expired",
+                        format!(
+                            "too old resource version: {rv} ({})",
+                            st.oldest_resumable_rv() + 1
+                        ),
+                    );
+                    initial.push(line("ERROR", err.to_status()));
+                } else {
+                    for ev in st.events_since(rv) {
+                        if matches(t, &p, &ev.key, &ev.namespace, &ev.object) {
+                            initial.push(line(ev.kind.as_str(), present(t, ev.object.clone())));
+                        }
+                    }
+                }
+            }
+            _ => {
+                for obj in st.list(&t.def.key(), t.namespace.as_deref()) {
+                    if matches(t, &p, &t.def.key(), namespace_of(obj), obj) {
+                        initial.push(line("ADDED", present(t, obj.clone())));
+                    }
+                }
+                if p.send_initial_events && p.allow_bookmarks {
+                    initial.push(line(
+                        "BOOKMARK",
+                        json!({
+                            "kind": t.def.kind,
+                            "apiVersion": t.def.api_version(&t.version),
+                            "metadata": {
+                                "resourceVersion": now.to_string(),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        }),
+                    ));
+                }
+            }
+        }
+        (rx, initial, now)
+    };
+    let limit = p.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let limit = p.drop_after.map_or(limit, |d| d.min(limit));
+    let deadline = Instant::now() + limit;
+    let t = t.clone();
+    let live = stream::unfold(
+        (rx, last_rv, t, p),
+        move |(mut rx, last, t, p)| async move {
+            loop {
+                let ev: Arc<Event> = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return None,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                    // Too far behind: end; the client resumes from its last resourceVersion.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => return None,
+                    Ok(Ok(ev)) => ev,
+                };
+                if ev.rv <= last || !matches(&t, &p, &ev.key, &ev.namespace, &ev.object) {
+                    continue;
+                }
+                let out = line(ev.kind.as_str(), present(&t, ev.object.clone()));
+                return Some((Ok(out), (rx, ev.rv, t, p)));
+            }
+        },
+    );
+    Ok(stream::iter(initial.into_iter().map(Ok)).chain(live))
+}
