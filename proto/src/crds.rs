@@ -6,8 +6,14 @@ use kube::CustomResourceExt;
 
 /// Every CRD Ferry installs, with the file name it has under `deploy/crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![(
-        "source.ferry.dev_gitrepositories.yaml",
-        crate::GitRepository::crd(),
-    )]
+    vec![
+        (
+            "source.ferry.dev_gitrepositories.yaml",
+            crate::GitRepository::crd(),
+        ),
+        (
+            "apply.ferry.dev_kustomizations.yaml",
+            crate::Kustomization::crd(),
+        ),
+    ]
 }

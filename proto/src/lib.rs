@@ -15,6 +15,7 @@ pub mod condition;
 pub mod crds;
 pub mod digest;
 pub mod duration;
+pub mod kustomization;
 pub mod merge;
 pub mod revision;
 pub mod source;
@@ -23,8 +24,13 @@ pub use artifact::{ArtifactRef, artifact_path};
 pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use kustomization::{
+    CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
+    Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,
+    KustomizationStatus, NamespacedObjectKindReference, PostBuild, SubstituteReference,
+};
 pub use revision::{Revision, RevisionError};
 pub use source::{
-    GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus,
-    LocalObjectReference, SkippedEntry,
+    GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,
+    SkippedEntry,
 };

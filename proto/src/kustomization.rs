@@ -1,0 +1,480 @@
+//! The `Kustomization` custom resource (`apply.ferry.dev/v1`): which path of which source an
+//! agent renders and applies into its namespace, and what happened when it did. Spec field names
+//! and meanings follow Flux's `kustomize.toolkit.fluxcd.io` Kustomization.
+//!
+//! The inventory is Ferry's own shape: Flux stores one `{id, v}` entry per object, which grows
+//! past the 1.5 MiB object limit at a few thousand objects. Ferry groups names under their
+//! `apiVersion`+`kind` with the namespace implied, so 10k objects stay in the hundreds of KiB.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Condition, Digest};
+
+/// Desired state: render `path` of the source's artifact and apply it.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "apply.ferry.dev",
+    version = "v1",
+    kind = "Kustomization",
+    plural = "kustomizations",
+    shortname = "ks",
+    namespaced,
+    status = "KustomizationStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationSpec {
+    /// The source whose artifact is rendered.
+    pub source_ref: CrossNamespaceSourceReference,
+    /// Directory inside the artifact to render (relative; default: the artifact root). With a
+    /// `kustomization.yaml` it is built with kustomize, otherwise every YAML/JSON file below it
+    /// is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// How often to reconcile even when nothing changed (Go duration, e.g. `5m`).
+    pub interval: String,
+    /// How soon to retry after a failure (Go duration). Default: `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+    /// Deadline for apply, health checks and garbage collection (Go duration). Default:
+    /// `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Delete objects applied by an earlier revision that the current one no longer has.
+    #[serde(default)]
+    pub prune: bool,
+    /// Wait for every applied object to become ready (within `timeout`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+    /// Objects whose readiness decides this Kustomization's health (ignored when `wait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<NamespacedObjectKindReference>,
+    /// Kustomizations that must be ready at their latest revision before this one is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencyReference>,
+    /// Stop reconciling; nothing is applied, pruned or corrected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// Namespace set on every namespaced object (must be the agent's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// Variable substitution after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<PostBuild>,
+    /// Delete and recreate objects whose change hits an immutable field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// What to do when live objects differ from the desired state. Default `correct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_mode: Option<DriftMode>,
+}
+
+/// A reference to a source, possibly in another namespace (Flux's
+/// `CrossNamespaceSourceReference`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossNamespaceSourceReference {
+    /// API version of the source, e.g. `source.ferry.dev/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind of the source: `GitRepository`.
+    pub kind: String,
+    pub name: String,
+    /// Default: the Kustomization's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// An object to health-check (Flux's `NamespacedObjectKindReference`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacedObjectKindReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub name: String,
+    /// Default: the Kustomization's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Another Kustomization this one waits for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DependencyReference {
+    pub name: String,
+    /// Default: the Kustomization's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Post-build variable substitution: `${VAR}`, `${VAR:=default}`, `$${VAR}` for a literal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostBuild {
+    /// Variables inline; these win over `substituteFrom`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub substitute: BTreeMap<String, String>,
+    /// ConfigMaps and Secrets (same namespace) whose data are variables, later entries winning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute_from: Vec<SubstituteReference>,
+}
+
+/// A ConfigMap or Secret holding substitution variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: String,
+    pub name: String,
+    /// A missing object is not an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// `correct` re-applies drifted objects; `detect` only reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    #[default]
+    Correct,
+    Detect,
+}
+
+/// Observed state of a Kustomization.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Source revision of the last successful apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// Source revision of the last attempt, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// Artifact digest of the last successful apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_digest: Option<Digest>,
+    /// Every object the last successful apply owns (what prune compares against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+    /// Objects whose live state differs from the desired state (`driftMode: detect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// The objects a Kustomization applied, grouped by type to stay small.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Inventory {
+    /// Sorted by `apiVersion`, `kind`, `namespace`; names sorted within a group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<InventoryGroup>,
+}
+
+/// Objects of one type in one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryGroup {
+    /// e.g. `apps/v1`, `v1`.
+    pub api_version: String,
+    pub kind: String,
+    /// Absent: the Kustomization's own namespace. `""`: cluster-scoped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub names: Vec<String>,
+}
+
+/// One object in an inventory, with the namespace as stored (see [`InventoryGroup::namespace`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InventoryEntry {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl InventoryEntry {
+    /// The API group (`apps` for `apps/v1`, `""` for `v1`): identity across version changes.
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+
+    /// Identity ignoring the version, so `apps/v1beta1` → `apps/v1` is not a removal.
+    fn key(&self) -> (&str, &str, Option<&str>, &str) {
+        (
+            self.group(),
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
+    }
+}
+
+impl Inventory {
+    /// Builds a grouped, sorted, de-duplicated inventory.
+    pub fn from_entries(entries: impl IntoIterator<Item = InventoryEntry>) -> Self {
+        let mut grouped: BTreeMap<(String, String, Option<String>), BTreeSet<String>> =
+            BTreeMap::new();
+        for e in entries {
+            grouped
+                .entry((e.api_version, e.kind, e.namespace))
+                .or_default()
+                .insert(e.name);
+        }
+        Self {
+            groups: grouped
+                .into_iter()
+                .map(|((api_version, kind, namespace), names)| InventoryGroup {
+                    api_version,
+                    kind,
+                    namespace,
+                    names: names.into_iter().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = InventoryEntry> + '_ {
+        self.groups.iter().flat_map(|g| {
+            g.names.iter().map(move |n| InventoryEntry {
+                api_version: g.api_version.clone(),
+                kind: g.kind.clone(),
+                namespace: g.namespace.clone(),
+                name: n.clone(),
+            })
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.names.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.names.is_empty())
+    }
+
+    /// Entries of `self` that `newer` no longer has — what prune deletes. Objects are matched by
+    /// group, kind, namespace and name, not version.
+    pub fn minus(&self, newer: &Inventory) -> Vec<InventoryEntry> {
+        let newer: Vec<InventoryEntry> = newer.entries().collect();
+        let keep: BTreeSet<_> = newer.iter().map(InventoryEntry::key).collect();
+        self.entries()
+            .filter(|e| !keep.contains(&e.key()))
+            .collect()
+    }
+}
+
+/// Drift found by the last comparison of live objects with the desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// Source revision the live objects were compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Drifted objects (at most a bounded number; see `omitted`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<DriftedObject>,
+    /// How many more drifted objects were left out to keep the status small.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One live object that differs from the desired state, and which fields differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedObject {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Field paths that differ, e.g. `.spec.replicas`, `.spec.template.spec.containers[name=app].image`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(api: &str, kind: &str, ns: Option<&str>, name: &str) -> InventoryEntry {
+        InventoryEntry {
+            api_version: api.into(),
+            kind: kind.into(),
+            namespace: ns.map(Into::into),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn spec_reads_flux_field_names() {
+        let ks: KustomizationSpec = serde_json::from_value(serde_json::json!({
+            "sourceRef": {"kind": "GitRepository", "name": "repo"},
+            "path": "./clusters/staging",
+            "interval": "5m",
+            "retryInterval": "30s",
+            "timeout": "2m",
+            "prune": true,
+            "wait": true,
+            "healthChecks": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "dependsOn": [{"name": "infra"}],
+            "targetNamespace": "team-a",
+            "postBuild": {
+                "substitute": {"ENV": "staging"},
+                "substituteFrom": [{"kind": "ConfigMap", "name": "vars", "optional": true}]
+            },
+            "force": true,
+            "driftMode": "detect"
+        }))
+        .expect("a Flux-shaped spec parses");
+        assert_eq!(ks.source_ref.name, "repo");
+        assert!(ks.prune && ks.wait && ks.force);
+        assert_eq!(ks.drift_mode, Some(DriftMode::Detect));
+        let pb = ks.post_build.expect("postBuild");
+        assert_eq!(pb.substitute["ENV"], "staging");
+        assert!(pb.substitute_from[0].optional);
+        assert_eq!(ks.depends_on[0].name, "infra");
+        assert!(
+            serde_json::from_value::<KustomizationSpec>(serde_json::json!({
+                "sourceRef": {"kind": "GitRepository", "name": "r"},
+                "interval": "1m",
+                "driftMode": "ignore"
+            }))
+            .is_err(),
+            "unknown driftMode must be refused"
+        );
+    }
+
+    #[test]
+    fn crd_is_namespaced_apply_ferry_dev_v1_with_flux_fields() {
+        use kube::CustomResourceExt;
+        let crd = Kustomization::crd();
+        assert_eq!(crd.spec.group, "apply.ferry.dev");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.versions[0].name, "v1");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
+        let props = &schema["openAPIV3Schema"]["properties"];
+        for f in [
+            "sourceRef",
+            "path",
+            "interval",
+            "retryInterval",
+            "timeout",
+            "prune",
+            "wait",
+            "healthChecks",
+            "dependsOn",
+            "suspend",
+            "targetNamespace",
+            "postBuild",
+            "force",
+            "driftMode",
+        ] {
+            assert!(
+                props["spec"]["properties"].get(f).is_some(),
+                "spec.{f} missing"
+            );
+        }
+        for f in [
+            "conditions",
+            "lastAppliedRevision",
+            "lastAttemptedRevision",
+            "observedGeneration",
+            "inventory",
+            "drift",
+        ] {
+            assert!(
+                props["status"]["properties"].get(f).is_some(),
+                "status.{f} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn inventory_groups_sorts_dedups_and_round_trips() {
+        let inv = Inventory::from_entries([
+            entry("v1", "Service", None, "web"),
+            entry("apps/v1", "Deployment", None, "web"),
+            entry("v1", "ConfigMap", None, "b"),
+            entry("v1", "ConfigMap", None, "a"),
+            entry("v1", "ConfigMap", None, "a"),
+        ]);
+        assert_eq!(inv.len(), 4);
+        assert_eq!(inv.groups.len(), 3);
+        assert_eq!(inv.groups[0].api_version, "apps/v1");
+        let cm = inv
+            .groups
+            .iter()
+            .find(|g| g.kind == "ConfigMap")
+            .expect("cm");
+        assert_eq!(cm.names, ["a", "b"]);
+        let back = Inventory::from_entries(inv.entries());
+        assert_eq!(back, inv);
+    }
+
+    #[test]
+    fn minus_ignores_version_changes_and_sees_removals() {
+        let old = Inventory::from_entries([
+            entry("apps/v1beta1", "Deployment", None, "web"),
+            entry("v1", "Service", None, "web"),
+            entry("v1", "ConfigMap", Some("other"), "cfg"),
+        ]);
+        let new = Inventory::from_entries([
+            entry("apps/v1", "Deployment", None, "web"),
+            entry("v1", "ConfigMap", None, "cfg"),
+        ]);
+        let gone = old.minus(&new);
+        assert_eq!(
+            gone,
+            [
+                entry("v1", "ConfigMap", Some("other"), "cfg"),
+                entry("v1", "Service", None, "web"),
+            ]
+        );
+    }
+
+    #[test]
+    fn ten_thousand_object_inventory_stays_far_below_the_object_limit() {
+        // 5k ConfigMaps + 5k Deployments with realistic 40-character names, and the worst case of
+        // 63-character names spread over 50 kinds.
+        let realistic = Inventory::from_entries((0..10_000).map(|i| {
+            let (api, kind) = if i % 2 == 0 {
+                ("v1", "ConfigMap")
+            } else {
+                ("apps/v1", "Deployment")
+            };
+            entry(
+                api,
+                kind,
+                None,
+                &format!("team-payments-service-component-{i:08}"),
+            )
+        }));
+        let size = serde_json::to_vec(&realistic).expect("serializes").len();
+        eprintln!("10k-object inventory, 40-char names: {size} bytes");
+        assert_eq!(realistic.len(), 10_000);
+        assert!(size < 450 * 1024, "inventory is {size} bytes");
+
+        let worst = Inventory::from_entries((0..10_000).map(|i| {
+            let kind = format!("Kind{}", i % 50);
+            entry("example.com/v1", &kind, None, &format!("{i:063}"))
+        }));
+        let size = serde_json::to_vec(&worst).expect("serializes").len();
+        eprintln!("10k-object inventory, 63-char names: {size} bytes");
+        assert!(size < 1024 * 1024, "inventory is {size} bytes");
+    }
+}
