@@ -32,16 +32,21 @@ pub enum ListOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     pub order: ListOrder,
+    /// Honour `$retainKeys`, `$setElementOrder/…` and `$deleteFromPrimitiveList/…`. kustomize
+    /// (kyaml) knows only `$patch` and copies the others into the object as ordinary fields.
+    pub list_directives: bool,
 }
 
 impl Options {
     /// As the Kubernetes apiserver applies `application/strategic-merge-patch+json`.
     pub const APISERVER: Options = Options {
         order: ListOrder::Interleave,
+        list_directives: true,
     };
-    /// As kustomize applies strategic-merge patches.
+    /// As kustomize v5 applies strategic-merge patches.
     pub const KUSTOMIZE: Options = Options {
         order: ListOrder::PatchFirst,
+        list_directives: false,
     };
 }
 
@@ -140,7 +145,8 @@ impl Walker {
                 }
             }
         }
-        if let Some(retain) = patch.get(RETAIN_KEYS) {
+        let directives = self.options.list_directives;
+        if let Some(retain) = patch.get(RETAIN_KEYS).filter(|_| directives) {
             let Value::Array(keys) = retain else {
                 return Err(invalid(path, "$retainKeys must be a list of field names"));
             };
@@ -151,7 +157,7 @@ impl Walker {
             original.retain(|k, _| keep.contains(&k.as_str()));
         }
         let mut orders: Vec<(&str, &Vec<Value>)> = Vec::new();
-        for (key, value) in patch {
+        for (key, value) in patch.iter().filter(|_| directives) {
             if let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
                 let Value::Array(remove) = value else {
                     return Err(invalid(path, format!("{key} must be a list")));
@@ -167,7 +173,7 @@ impl Walker {
             }
         }
         for (key, value) in patch {
-            if key.starts_with('$') {
+            if key == PATCH || (directives && key.starts_with('$')) {
                 continue;
             }
             let child_path = format!("{path}.{key}");

@@ -344,3 +344,34 @@ fn scalar_replaces_map_and_map_replaces_scalar() {
     assert_eq!(out["data"], json!("flat"));
     assert_eq!(out["x"], json!({"y": 2}));
 }
+
+#[test]
+fn kustomize_copies_list_directives_as_plain_fields() {
+    // kustomize v5.7.1 only knows `$patch`; the other directives land in the output.
+    let mut original = deployment(json!([{"name": "a"}, {"name": "b"}]));
+    original["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}});
+    let out = merge_kustomize(
+        original,
+        json!({"spec": {
+            "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+            "template": {"spec": {
+                "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                "containers": [{"name": "a", "image": "x"}]
+            }}
+        }}),
+    );
+    assert_eq!(
+        out["spec"]["strategy"],
+        json!({"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": {"maxSurge": 1}})
+    );
+    let spec = &out["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["$setElementOrder/containers"],
+        json!([{"name": "b"}, {"name": "a"}])
+    );
+    assert_eq!(
+        spec["containers"],
+        json!([{"name": "a", "image": "x"}, {"name": "b"}])
+    );
+}
