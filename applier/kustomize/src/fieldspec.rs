@@ -163,6 +163,7 @@ pub struct TransformerConfig {
     pub name_prefix: Vec<FieldSpec>,
     pub name_suffix: Vec<FieldSpec>,
     pub common_labels: Vec<FieldSpec>,
+    pub template_labels: Vec<FieldSpec>,
     pub common_annotations: Vec<FieldSpec>,
     pub namespace: Vec<FieldSpec>,
     pub var_reference: Vec<FieldSpec>,
@@ -178,6 +179,7 @@ pub struct ConfigDef {
     pub name_prefix: Vec<FieldSpecDef>,
     pub name_suffix: Vec<FieldSpecDef>,
     pub common_labels: Vec<FieldSpecDef>,
+    pub template_labels: Vec<FieldSpecDef>,
     pub common_annotations: Vec<FieldSpecDef>,
     pub namespace: Vec<FieldSpecDef>,
     pub var_reference: Vec<FieldSpecDef>,
@@ -205,6 +207,7 @@ impl From<&ConfigDef> for TransformerConfig {
             name_prefix: specs(&d.name_prefix),
             name_suffix: specs(&d.name_suffix),
             common_labels: specs(&d.common_labels),
+            template_labels: specs(&d.template_labels),
             common_annotations: specs(&d.common_annotations),
             namespace: specs(&d.namespace),
             var_reference: specs(&d.var_reference),
@@ -244,6 +247,7 @@ impl TransformerConfig {
                 include_str!("builtin_config/nameprefix.yaml"),
                 include_str!("builtin_config/namesuffix.yaml"),
                 include_str!("builtin_config/commonlabels.yaml"),
+                include_str!("builtin_config/templatelabels.yaml"),
                 include_str!("builtin_config/commonannotations.yaml"),
                 include_str!("builtin_config/namespace.yaml"),
                 include_str!("builtin_config/varreference.yaml"),
@@ -266,6 +270,7 @@ impl TransformerConfig {
         merge_specs(&mut self.name_prefix, &other.name_prefix);
         merge_specs(&mut self.name_suffix, &other.name_suffix);
         merge_specs(&mut self.common_labels, &other.common_labels);
+        merge_specs(&mut self.template_labels, &other.template_labels);
         merge_specs(&mut self.common_annotations, &other.common_annotations);
         merge_specs(&mut self.namespace, &other.namespace);
         merge_specs(&mut self.var_reference, &other.var_reference);

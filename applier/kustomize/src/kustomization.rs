@@ -163,6 +163,8 @@ pub struct ObjRef {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct FieldRef {
+    // Go's JSON decoding is case-insensitive; `fieldpath` is the common spelling in the wild.
+    #[serde(alias = "fieldpath")]
     pub field_path: String,
 }
 

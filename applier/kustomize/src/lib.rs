@@ -12,17 +12,28 @@
 //! fetch or execute (remote bases, exec/KRM plugins, helmCharts) is refused with an error
 //! naming the file and field, and no path may leave the build root.
 
+pub mod cli;
+mod crds;
 pub mod error;
 pub mod fieldspec;
 pub mod fs;
+pub mod generators;
 pub mod kustomization;
 pub mod loader;
+mod metadata;
+mod nameref;
 pub mod patches;
+mod replacements;
 pub mod resource;
 mod scope;
+mod sort;
+pub mod target;
+mod transform;
+mod vars;
 pub mod yaml;
 
 pub use error::{Error, Location, Result};
 pub use fs::{FileSystem, MemFs, RealFs, RelPath};
 pub use loader::LoadRestrictor;
 pub use resource::{Gvk, ResId, ResMap, Resource};
+pub use target::{BuildOptions, Output, build};

@@ -1,0 +1,476 @@
+//! The build pipeline (kustomize's `kusttarget.go`). [`build`] loads the top kustomization,
+//! accumulates it recursively, then runs the top-level-only steps: content hashes,
+//! name-reference fix-up, vars, local-config removal and the sort.
+
+use std::cell::RefCell;
+
+use serde_json::Value;
+
+use crate::error::{Error, Location, Result};
+use crate::fieldspec::{ConfigDef, FieldSpec, TransformerConfig};
+use crate::fs::{EntryKind, FileSystem, RelPath};
+use crate::kustomization::{FILE_NAMES, Kustomization};
+use crate::loader::{KustCtx, LoadRestrictor};
+use crate::resource::{ResMap, Resource};
+use crate::{generators, nameref, patches, sort, transform, vars, yaml};
+
+/// Build settings.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub load_restrictor: LoadRestrictor,
+}
+
+/// A finished build: objects in output order, plus warnings for stderr.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub resources: ResMap,
+    pub warnings: Vec<String>,
+}
+
+impl Output {
+    /// Multi-document YAML, like `kustomize build`.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_yaml_stream(self.resources.iter().map(|r| &r.obj))
+    }
+}
+
+/// Resources plus what travels with them up the tree (kustomize's `ResAccumulator`).
+#[derive(Default)]
+struct Accumulator {
+    resources: ResMap,
+    config: TransformerConfig,
+    vars: Vec<vars::VarDef>,
+}
+
+impl Accumulator {
+    fn merge(&mut self, other: Accumulator, at: &Location) -> Result<()> {
+        self.resources
+            .append_all(other.resources)
+            .map_err(|id| Error::Conflict {
+                at: at.clone(),
+                id: id.to_string(),
+            })?;
+        self.config.merge(&other.config);
+        vars::merge(&mut self.vars, other.vars, at)
+    }
+}
+
+struct Builder<'a> {
+    fs: &'a dyn FileSystem,
+    opts: &'a BuildOptions,
+    warnings: RefCell<Vec<String>>,
+    /// Directories being built, for cycle detection.
+    stack: RefCell<Vec<RelPath>>,
+}
+
+/// Builds the kustomization in `dir` (relative to the root of `fs`).
+pub fn build(fs: &dyn FileSystem, dir: &RelPath, opts: &BuildOptions) -> Result<Output> {
+    let b = Builder {
+        fs,
+        opts,
+        warnings: RefCell::new(Vec::new()),
+        stack: RefCell::new(Vec::new()),
+    };
+    let (file, kust) = b.load(dir, None)?;
+    let ctx = b.ctx(dir, &file);
+    let mut ra = b.accumulate(dir, &file, &kust, Accumulator::default())?;
+    generators::add_hashes(&mut ra.resources);
+    nameref::fix(&mut ra.resources, &ra.config.name_reference, &ctx.loc(""))?;
+    vars::resolve(&mut ra.resources, &ra.vars, &ra.config.var_reference)?;
+    crate::metadata::finish(&mut ra.resources, &kust, &ctx)?;
+    sort::sort(&mut ra.resources, &kust.sort_options);
+    Ok(Output {
+        resources: ra.resources,
+        warnings: b.warnings.into_inner(),
+    })
+}
+
+impl<'a> Builder<'a> {
+    fn ctx<'b>(&'b self, dir: &RelPath, file: &RelPath) -> KustCtx<'b> {
+        KustCtx {
+            fs: self.fs,
+            dir: dir.clone(),
+            file: file.clone(),
+            restrictor: self.opts.load_restrictor,
+            warnings: &self.warnings,
+        }
+    }
+
+    fn load(&self, dir: &RelPath, from: Option<Location>) -> Result<(RelPath, Kustomization)> {
+        let mut found = Vec::new();
+        for name in FILE_NAMES {
+            let p = dir.join(name).map_err(|e| Error::PathEscape {
+                at: from
+                    .clone()
+                    .unwrap_or_else(|| Location::new(dir.to_string(), "")),
+                path: name.to_string(),
+                why: e.to_string(),
+            })?;
+            match self.fs.kind(&p) {
+                Ok(Some(EntryKind::File)) => found.push(p),
+                Ok(_) => {}
+                Err(crate::fs::FsError::Escapes(why)) => {
+                    return Err(Error::PathEscape {
+                        at: from
+                            .clone()
+                            .unwrap_or_else(|| Location::new(dir.to_string(), "")),
+                        path: p.to_string(),
+                        why,
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Yaml {
+                        file: p.to_string(),
+                        msg: e.to_string(),
+                    });
+                }
+            }
+        }
+        let file = match found.len() {
+            0 => {
+                return Err(Error::MissingKustomization {
+                    dir: dir.to_string(),
+                    from,
+                });
+            }
+            1 => found.remove(0),
+            _ => {
+                return Err(Error::MultipleKustomizations {
+                    dir: dir.to_string(),
+                });
+            }
+        };
+        let data = self
+            .fs
+            .read(&file)
+            .map_err(|e| Error::yaml(file.to_string(), e.to_string()))?;
+        let text = String::from_utf8(data)
+            .map_err(|_| Error::yaml(file.to_string(), "not valid UTF-8"))?;
+        let kust = parse_kustomization(&text).map_err(|msg| Error::yaml(file.to_string(), msg))?;
+        Ok((file, kust))
+    }
+
+    fn warn_deprecated(&self, kust: &Kustomization) {
+        let mut w = self.warnings.borrow_mut();
+        let mut dep = |used: bool, old: &str, new: &str| {
+            if used {
+                w.push(format!(
+                    "# Warning: '{old}' is deprecated. Please use '{new}' instead. Run 'kustomize edit fix' to update your Kustomization automatically."
+                ));
+            }
+        };
+        dep(!kust.bases.is_empty(), "bases", "resources");
+        dep(!kust.image_tags.is_empty(), "imageTags", "images");
+        dep(!kust.common_labels.is_empty(), "commonLabels", "labels");
+        dep(
+            !kust.patches_json6902.is_empty(),
+            "patchesJson6902",
+            "patches",
+        );
+        dep(
+            !kust.patches_strategic_merge.is_empty(),
+            "patchesStrategicMerge",
+            "patches",
+        );
+        if !kust.vars.is_empty() {
+            w.push("# Warning: 'vars' is deprecated. Please use 'replacements' instead. [EXPERIMENTAL] Run 'kustomize edit fix' to update your Kustomization automatically.".to_string());
+        }
+    }
+
+    fn refuse_unsupported(&self, ctx: &KustCtx<'_>, kust: &Kustomization) -> Result<()> {
+        let refuse = |field: &str, msg: &str| {
+            Err(Error::Refused {
+                at: ctx.loc(field),
+                msg: msg.to_string(),
+            })
+        };
+        if !kust.helm_charts.is_empty()
+            || kust.helm_globals.is_some()
+            || !kust.helm_chart_inflation_generator.is_empty()
+        {
+            return refuse(
+                "helmCharts",
+                "helmCharts are rendered by the agent's Helm support, not inside kustomize",
+            );
+        }
+        if !kust.generators.is_empty() {
+            return refuse(
+                "generators",
+                "generator plugins (exec/KRM functions or plugin configs) are not run",
+            );
+        }
+        if !kust.transformers.is_empty() {
+            return refuse(
+                "transformers",
+                "transformer plugins (exec/KRM functions or plugin configs) are not run",
+            );
+        }
+        if !kust.validators.is_empty() {
+            return refuse("validators", "validator plugins are not run");
+        }
+        if kust.open_api.is_some() {
+            return refuse("openapi", "custom OpenAPI schemas are not supported");
+        }
+        Ok(())
+    }
+
+    fn accumulate(
+        &self,
+        dir: &RelPath,
+        file: &RelPath,
+        kust: &Kustomization,
+        mut ra: Accumulator,
+    ) -> Result<Accumulator> {
+        if self.stack.borrow().contains(dir) {
+            let chain = self
+                .stack
+                .borrow()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            return Err(Error::Cycle {
+                dir: dir.to_string(),
+                chain,
+            });
+        }
+        self.stack.borrow_mut().push(dir.clone());
+        let result = self.accumulate_inner(dir, file, kust, &mut ra);
+        self.stack.borrow_mut().pop();
+        result.map(|()| ra)
+    }
+
+    fn accumulate_inner(
+        &self,
+        dir: &RelPath,
+        file: &RelPath,
+        kust: &Kustomization,
+        ra: &mut Accumulator,
+    ) -> Result<()> {
+        let ctx = self.ctx(dir, file);
+        self.warn_deprecated(kust);
+        self.refuse_unsupported(&ctx, kust)?;
+
+        let entries = kust
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("resources[{i}]"), p))
+            .chain(
+                kust.bases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("bases[{i}]"), p)),
+            );
+        for (field, path) in entries {
+            self.accumulate_resource(&ctx, &field, path, ra)?;
+        }
+
+        let mut config = TransformerConfig::builtin().clone();
+        for (i, c) in kust.configurations.iter().enumerate() {
+            let field = format!("configurations[{i}]");
+            let (_, text) = ctx.read_text(c, &field)?;
+            let def: ConfigDef = serde_yaml::from_str(&text)
+                .map_err(|e| Error::field(&ctx.loc(&field), format!("{c}: {e}")))?;
+            config.merge(&TransformerConfig::from(&def));
+        }
+        config.merge(&crate::crds::load(&ctx, &kust.crds)?);
+        ra.config.merge(&config);
+
+        let cms = generators::generate(
+            generators::Kind::ConfigMap,
+            &kust.config_map_generator,
+            &kust.generator_options,
+            &ctx,
+        )?;
+        generators::absorb(&mut ra.resources, cms, &ctx, generators::Kind::ConfigMap)?;
+        let secrets = generators::generate(
+            generators::Kind::Secret,
+            &kust.secret_generator,
+            &kust.generator_options,
+            &ctx,
+        )?;
+        generators::absorb(&mut ra.resources, secrets, &ctx, generators::Kind::Secret)?;
+
+        for (i, c) in kust.components.iter().enumerate() {
+            let field = format!("components[{i}]");
+            let cdir = ctx.resolve(c, &field)?;
+            match ctx.kind(&cdir, c, &field)? {
+                Some(EntryKind::Dir) => {}
+                _ => {
+                    return Err(Error::field(
+                        &ctx.loc(&field),
+                        format!("component '{c}' must be a directory"),
+                    ));
+                }
+            }
+            let (cfile, ckust) = self.load(&cdir, Some(ctx.loc(&field)))?;
+            if ckust.kind.as_deref() != Some("Component") {
+                return Err(Error::field(
+                    &ctx.loc(&field),
+                    format!(
+                        "expected kind 'Component' in '{cfile}' but got '{}'",
+                        ckust.kind.as_deref().unwrap_or("Kustomization")
+                    ),
+                ));
+            }
+            let taken = std::mem::take(ra);
+            *ra = self.accumulate(&cdir, &cfile, &ckust, taken)?;
+        }
+
+        self.run_transformers(&ctx, kust, ra)?;
+        vars::merge(&mut ra.vars, vars::defs(&kust.vars, &ctx), &ctx.loc("vars"))?;
+        drop_local_config(&mut ra.resources);
+        Ok(())
+    }
+
+    fn accumulate_resource(
+        &self,
+        ctx: &KustCtx<'_>,
+        field: &str,
+        path: &str,
+        ra: &mut Accumulator,
+    ) -> Result<()> {
+        let p = ctx.resolve(path, field)?;
+        match ctx.kind(&p, path, field)? {
+            Some(EntryKind::File) => {
+                let (p, text) = ctx.read_text(path, field)?;
+                let objs = yaml::parse_objects(&text).map_err(|e| Error::yaml(p.to_string(), e))?;
+                for obj in objs {
+                    let r =
+                        Resource::new(obj, p.clone()).map_err(|e| Error::yaml(p.to_string(), e))?;
+                    ra.resources.append(r).map_err(|id| Error::Conflict {
+                        at: ctx.loc(field),
+                        id: id.to_string(),
+                    })?;
+                }
+                Ok(())
+            }
+            Some(EntryKind::Dir) => {
+                if ctx.dir.is_within(&p) {
+                    return Err(Error::Cycle {
+                        dir: p.to_string(),
+                        chain: format!(
+                            "{} refers to its own directory or a parent of it in {field}",
+                            ctx.file
+                        ),
+                    });
+                }
+                let (sfile, skust) = self.load(&p, Some(ctx.loc(field)))?;
+                if skust.kind.as_deref() == Some("Component") {
+                    return Err(Error::field(
+                        &ctx.loc(field),
+                        format!("'{path}' is a Component; list it under components, not {field}"),
+                    ));
+                }
+                let sub = self.accumulate(&p, &sfile, &skust, Accumulator::default())?;
+                ra.merge(sub, &ctx.loc(field))
+            }
+            None => Err(Error::NotFound {
+                at: ctx.loc(field),
+                path: path.to_string(),
+            }),
+        }
+    }
+
+    fn run_transformers(
+        &self,
+        ctx: &KustCtx<'_>,
+        kust: &Kustomization,
+        ra: &mut Accumulator,
+    ) -> Result<()> {
+        let res = &mut ra.resources;
+        let cfg = &ra.config;
+        patches::apply_patches_strategic_merge(res, &kust.patches_strategic_merge, ctx)?;
+        patches::apply_patches(res, &kust.patches, ctx)?;
+        if let Some(ns) = &kust.namespace {
+            transform::namespace(res, ns, &cfg.namespace, &ctx.loc("namespace"))?;
+        }
+        transform::prefix_suffix(
+            res,
+            kust.name_prefix.as_deref().unwrap_or(""),
+            kust.name_suffix.as_deref().unwrap_or(""),
+            &cfg.name_prefix,
+            &ctx.loc("namePrefix"),
+        )?;
+        for (i, label) in kust.labels.iter().enumerate() {
+            let mut specs: Vec<FieldSpec> = label.fields.iter().map(FieldSpec::from).collect();
+            let extra: Vec<FieldSpec> = if label.include_selectors {
+                cfg.common_labels.clone()
+            } else {
+                let mut e = Vec::new();
+                if label.include_templates {
+                    e.extend(cfg.template_labels.iter().cloned());
+                }
+                e.push(FieldSpec::new("metadata/labels", true));
+                e
+            };
+            for s in extra {
+                if !specs.iter().any(|x| x.gvk == s.gvk && x.path == s.path) {
+                    specs.push(s);
+                }
+            }
+            transform::set_map_entries(
+                res,
+                &label.pairs,
+                &specs,
+                &ctx.loc(format!("labels[{i}]")),
+            )?;
+        }
+        transform::set_map_entries(
+            res,
+            &kust.common_labels,
+            &cfg.common_labels,
+            &ctx.loc("commonLabels"),
+        )?;
+        transform::set_map_entries(
+            res,
+            &kust.common_annotations,
+            &cfg.common_annotations,
+            &ctx.loc("commonAnnotations"),
+        )?;
+        patches::apply_patches_json6902(res, &kust.patches_json6902, ctx)?;
+        transform::replicas(res, &kust.replicas, &cfg.replicas, &ctx.loc("replicas"))?;
+        let images: Vec<_> = kust
+            .images
+            .iter()
+            .chain(kust.image_tags.iter())
+            .cloned()
+            .collect();
+        transform::images(res, &images, &cfg.images, &ctx.loc("images"))?;
+        crate::replacements::apply(res, &kust.replacements, ctx)?;
+        Ok(())
+    }
+}
+
+/// Objects annotated `config.kubernetes.io/local-config: "true"` are not output.
+fn drop_local_config(resources: &mut ResMap) {
+    resources.resources.retain(|r| {
+        r.get_path(&[
+            "metadata",
+            "annotations",
+            "config.kubernetes.io/local-config",
+        ])
+        .and_then(Value::as_str)
+            != Some("true")
+    });
+}
+
+/// Parses kustomization YAML (an empty file is an empty kustomization).
+pub fn parse_kustomization(text: &str) -> std::result::Result<Kustomization, String> {
+    let docs = yaml::parse_documents(text)?;
+    let only_type_meta = |d: &Value| {
+        d.as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "apiVersion" || k == "kind"))
+    };
+    if docs.is_empty() || (docs.len() == 1 && only_type_meta(&docs[0])) {
+        return Err("kustomization file is empty".to_string());
+    }
+    match docs.len() {
+        1 => serde_json::from_value(docs.into_iter().next().expect("one document"))
+            .map_err(|e| e.to_string()),
+        n => Err(format!(
+            "a kustomization file holds one document, found {n}"
+        )),
+    }
+}
