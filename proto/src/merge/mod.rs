@@ -3,6 +3,7 @@
 //! ([`schema`]) that strategic merge and server-side apply share.
 
 pub mod json_patch;
+mod kyaml_lists;
 pub mod merge_patch;
 pub mod schema;
 pub mod strategic;

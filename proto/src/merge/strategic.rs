@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{Field, SmpList, TypeDef};
+use super::schema::{Field, SmpList, SsaList, TypeDef};
 
 const PATCH: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -35,6 +35,9 @@ pub struct Options {
     /// Honour `$retainKeys`, `$setElementOrder/…` and `$deleteFromPrimitiveList/…`. kustomize
     /// (kyaml) knows only `$patch` and copies the others into the object as ordinary fields.
     pub list_directives: bool,
+    /// Match items of lists keyed by several fields (ports: number + protocol) the way
+    /// kustomize does ([`kyaml_lists`](super::kyaml_lists)) instead of by the patch merge key.
+    pub multi_key_lists: bool,
 }
 
 impl Options {
@@ -42,11 +45,13 @@ impl Options {
     pub const APISERVER: Options = Options {
         order: ListOrder::Interleave,
         list_directives: true,
+        multi_key_lists: false,
     };
     /// As kustomize v5 applies strategic-merge patches.
     pub const KUSTOMIZE: Options = Options {
         order: ListOrder::PatchFirst,
         list_directives: false,
+        multi_key_lists: true,
     };
 }
 
@@ -261,6 +266,19 @@ impl Walker {
                 .map(|(i, item)| self.fresh(item, item_ty, &format!("{path}[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
                 .map(|items| items.into_iter().flatten().collect());
+        }
+        if let (true, SmpList::MergeByKey(_), Some(SsaList::Map(keys))) =
+            (self.options.multi_key_lists, strategy, field.map(|f| f.ssa))
+            && keys.len() > 1
+        {
+            return super::kyaml_lists::merge(
+                original,
+                patch,
+                keys,
+                item_ty,
+                path,
+                |o, p, t, at| self.merge_map(o.unwrap_or_default(), p, t, at),
+            );
         }
         let before = original.clone();
         let (merged, key) = match strategy {
