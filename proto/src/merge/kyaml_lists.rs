@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use super::schema::TypeDef;
 use super::strategic::StrategicMergeError;
 
+/// A patch item with its key tuple (`None`: the item is not an object).
+type KeyedItem<'a> = Option<(Vec<String>, &'a Map<String, Value>)>;
+
 /// The key tuple of an item: each key's value as text, `""` when missing.
 fn tuple(item: &Map<String, Value>, keys: &[&str]) -> Vec<String> {
     keys.iter()
@@ -55,7 +58,7 @@ pub(crate) fn merge(
             (t, v)
         })
         .collect();
-    let patch_tuples: Vec<Option<(Vec<String>, &Map<String, Value>)>> = patch
+    let patch_tuples: Vec<KeyedItem<'_>> = patch
         .iter()
         .map(|v| v.as_object().map(|m| (tuple(m, keys), m)))
         .collect();
