@@ -1,0 +1,297 @@
+//! Fetch by digest: the only way an artifact reaches the renderer.
+//!
+//! [`Fetcher::get`] answers from memory when a verified tree for the digest is still alive,
+//! else from the on-disk cache (re-verified on every read; a corrupt entry is deleted and
+//! fetched again), else from the source server. Content addressing makes the cache safe to use
+//! while the server is down: a digest names exactly one content, so a cached entry that
+//! verifies is the artifact, whoever asks. The URL is always built from the configured server
+//! and the digest rather than taken from status, so a status cannot point the agent elsewhere.
+
+mod cache;
+mod download;
+mod tree;
+mod verify;
+
+pub use cache::{Cache, CacheError};
+pub(crate) use download::error_chain;
+pub use download::{Backoff, DownloadError};
+pub use tree::{ArtifactTree, TreeError, TreeLimits};
+pub use verify::{VerifyError, gzip, verify};
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ferry_proto::{ArtifactRef, Digest, artifact_path};
+
+/// Settings of a [`Fetcher`].
+#[derive(Clone, Debug)]
+pub struct FetcherConfig {
+    /// Source server base URL, e.g. `http://127.0.0.1:9090`.
+    pub server: String,
+    /// Cache root; entries live in `<cache_dir>/sha256/<hex>.tar.gz`.
+    pub cache_dir: PathBuf,
+    /// Bound on the cache's total size; least recently used entries go first.
+    pub max_cache_bytes: u64,
+    /// Largest uncompressed artifact accepted, whatever the server advertises.
+    pub max_artifact_size: u64,
+    pub tree_limits: TreeLimits,
+    pub backoff: Backoff,
+    /// Deadline for one HTTP request.
+    pub request_timeout: Duration,
+    /// Verified trees kept in memory even when nobody holds them, so an unchanged reconcile
+    /// does not re-read and re-hash the cache.
+    pub keep_in_memory: usize,
+}
+
+impl FetcherConfig {
+    pub fn new(server: impl Into<String>, cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            server: server.into(),
+            cache_dir: cache_dir.into(),
+            max_cache_bytes: 512 * 1024 * 1024,
+            max_artifact_size: 128 * 1024 * 1024,
+            tree_limits: TreeLimits::default(),
+            backoff: Backoff::default(),
+            request_timeout: Duration::from_secs(60),
+            keep_in_memory: 4,
+        }
+    }
+}
+
+/// Why an artifact could not be had. Every variant names the digest.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("artifact {digest}: {source}")]
+    Download {
+        digest: Digest,
+        #[source]
+        source: DownloadError,
+    },
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("artifact {digest}: {source}")]
+    Cache {
+        digest: Digest,
+        #[source]
+        source: CacheError,
+    },
+    #[error("artifact {digest}: HTTP client: {why}")]
+    Client { digest: Digest, why: String },
+    #[error("artifact {digest}: verification task failed: {why}")]
+    Task { digest: Digest, why: String },
+}
+
+impl FetchError {
+    /// True when the artifact's bytes were refused (tampered, corrupt, unsafe), as opposed to
+    /// the server being unreachable.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, FetchError::Verify(_))
+    }
+}
+
+/// Where a [`Fetcher::get`] answer came from (for logs and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Memory,
+    Cache,
+    Server,
+}
+
+pub struct Fetcher {
+    cfg: FetcherConfig,
+    http: reqwest::Client,
+    cache: Cache,
+    /// Every tree handed out and still alive: concurrent users share one copy, and eviction
+    /// never removes an artifact in use.
+    live: Mutex<HashMap<Digest, Weak<ArtifactTree>>>,
+    recent: Mutex<VecDeque<Arc<ArtifactTree>>>,
+    /// One fetch per digest at a time.
+    inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Fetcher {
+    pub fn new(cfg: FetcherConfig) -> Result<Self, CacheError> {
+        let cache = Cache::open(&cfg.cache_dir, cfg.max_cache_bytes)?;
+        let http = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CacheError {
+                path: cfg.cache_dir.clone(),
+                source: std::io::Error::other(format!("HTTP client: {e}")),
+            })?;
+        Ok(Self {
+            cfg,
+            http,
+            cache,
+            live: Mutex::default(),
+            recent: Mutex::default(),
+            inflight: Mutex::default(),
+        })
+    }
+
+    pub fn config(&self) -> &FetcherConfig {
+        &self.cfg
+    }
+
+    /// The verified tree of `artifact`.
+    pub async fn get(&self, artifact: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
+        self.get_with_origin(artifact).await.map(|(t, _)| t)
+    }
+
+    /// Like [`Fetcher::get`], also saying where the tree came from.
+    pub async fn get_with_origin(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> Result<(Arc<ArtifactTree>, Origin), FetchError> {
+        let digest = artifact.digest;
+        if let Some(t) = self.live_tree(&digest) {
+            return Ok((t, Origin::Memory));
+        }
+        let lock = self.inflight_lock(digest);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.live_tree(&digest) {
+            return Ok((t, Origin::Memory));
+        }
+        let result = match self.read_cache(artifact).await? {
+            Some(t) => Ok((t, Origin::Cache)),
+            None => self
+                .download(artifact)
+                .await
+                .map(|t| (t, Origin::Server)),
+        };
+        drop(_guard);
+        self.inflight
+            .lock()
+            .expect("inflight map lock poisoned")
+            .remove(&digest);
+        let (tree, origin) = result?;
+        self.remember(&tree);
+        Ok((tree, origin))
+    }
+
+    async fn read_cache(&self, a: &ArtifactRef) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
+        let digest = a.digest;
+        let cache = self.cache.clone();
+        let (size, max, limits) = (
+            a.size,
+            self.cfg.max_artifact_size,
+            self.cfg.tree_limits.clone(),
+        );
+        let out = tokio::task::spawn_blocking(move || {
+            let Some(gz) = cache.read(&digest)? else {
+                return Ok(None);
+            };
+            match verify(&gz, digest, size, max, &limits) {
+                Ok(tree) => Ok(Some(tree)),
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "cached artifact is corrupt; removing it and fetching again");
+                    cache.remove(&digest)?;
+                    Ok(None)
+                }
+            }
+        })
+        .await
+        .map_err(|e| FetchError::Task {
+            digest,
+            why: e.to_string(),
+        })?;
+        out.map(|t| t.map(Arc::new))
+            .map_err(|source| FetchError::Cache { digest, source })
+    }
+
+    async fn download(&self, a: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
+        let digest = a.digest;
+        if a.size > self.cfg.max_artifact_size {
+            return Err(VerifyError::AdvertisedTooLarge {
+                digest,
+                size: a.size,
+                limit: self.cfg.max_artifact_size,
+            }
+            .into());
+        }
+        let url = format!(
+            "{}{}",
+            self.cfg.server.trim_end_matches('/'),
+            artifact_path(&digest)
+        );
+        // Deflate never grows data by more than a few bytes per 16 KiB block, plus headers.
+        let cap = a.size + a.size / 64 + 4096;
+        let gz = download::download(&self.http, &url, cap, &self.cfg.backoff)
+            .await
+            .map_err(|source| FetchError::Download { digest, source })?;
+        let cache = self.cache.clone();
+        let (size, max, limits) = (
+            a.size,
+            self.cfg.max_artifact_size,
+            self.cfg.tree_limits.clone(),
+        );
+        let mut keep: HashSet<Digest> = self.live_digests();
+        keep.insert(digest);
+        let tree = tokio::task::spawn_blocking(move || {
+            let tree = verify(&gz, digest, size, max, &limits)?;
+            // Only verified bytes are cached; a cache failure costs a re-download later, not
+            // this reconcile.
+            if let Err(e) = cache.write(&digest, &gz) {
+                tracing::warn!(%digest, error = %e, "could not cache artifact");
+            }
+            match cache.evict(&keep) {
+                Ok(gone) if !gone.is_empty() => tracing::info!(?gone, "evicted cached artifacts"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "artifact cache eviction failed"),
+            }
+            Ok::<_, FetchError>(tree)
+        })
+        .await
+        .map_err(|e| FetchError::Task {
+            digest,
+            why: e.to_string(),
+        })??;
+        tracing::info!(%digest, revision = %a.revision, files = tree.len(), "fetched artifact");
+        Ok(Arc::new(tree))
+    }
+
+    fn live_tree(&self, digest: &Digest) -> Option<Arc<ArtifactTree>> {
+        let live = self.live.lock().expect("live map lock poisoned");
+        live.get(digest).and_then(Weak::upgrade)
+    }
+
+    fn live_digests(&self) -> HashSet<Digest> {
+        let mut live = self.live.lock().expect("live map lock poisoned");
+        live.retain(|_, w| w.strong_count() > 0);
+        live.keys().copied().collect()
+    }
+
+    fn remember(&self, tree: &Arc<ArtifactTree>) {
+        self.live
+            .lock()
+            .expect("live map lock poisoned")
+            .insert(tree.digest(), Arc::downgrade(tree));
+        let mut recent = self.recent.lock().expect("recent list lock poisoned");
+        recent.retain(|t| t.digest() != tree.digest());
+        recent.push_front(tree.clone());
+        recent.truncate(self.cfg.keep_in_memory);
+    }
+
+    fn inflight_lock(&self, digest: Digest) -> Arc<tokio::sync::Mutex<()>> {
+        self.inflight
+            .lock()
+            .expect("inflight map lock poisoned")
+            .entry(digest)
+            .or_default()
+            .clone()
+    }
+
+    /// Drops trees kept only for speed (tests use it to force a cache read).
+    pub fn forget_memory(&self) {
+        self.recent
+            .lock()
+            .expect("recent list lock poisoned")
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! Fetcher against a real HTTP server on 127.0.0.1:0 (axum), with a real cache directory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use ferry_proto::{ArtifactRef, Digest, Revision};
+
+use super::tree::tests::raw_tar;
+use super::*;
+
+#[derive(Default)]
+struct Served {
+    /// hex → body served for it.
+    bodies: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    hits: AtomicUsize,
+    /// Answer this many requests with 503 before serving.
+    fail_first: AtomicUsize,
+}
+
+struct TestServer {
+    url: String,
+    state: Arc<Served>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        async fn artifact(
+            State(s): State<Arc<Served>>,
+            Path(hex): Path<String>,
+        ) -> impl IntoResponse {
+            s.hits.fetch_add(1, Ordering::SeqCst);
+            if s.fail_first
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return (StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+            }
+            let hex = hex.trim_end_matches(".tar.gz").to_string();
+            match s.bodies.lock().expect("lock").get(&hex) {
+                Some(b) => (StatusCode::OK, b.clone()),
+                None => (StatusCode::NOT_FOUND, Vec::new()),
+            }
+        }
+        let state = Arc::new(Served::default());
+        let app = axum::Router::new()
+            .route("/v1/artifacts/sha256/{hex}", axum::routing::get(artifact))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            url,
+            state,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    fn serve(&self, digest: &Digest, body: Vec<u8>) {
+        self.state
+            .bodies
+            .lock()
+            .expect("lock")
+            .insert(digest.hex(), body);
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+fn artifact(files: &[(&str, &str)]) -> (ArtifactRef, Vec<u8>) {
+    let entries: Vec<(&[u8], tar::EntryType, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_bytes(), tar::EntryType::Regular, d.as_bytes()))
+        .collect();
+    let tar = raw_tar(&entries);
+    let r = ArtifactRef {
+        digest: Digest::of(&tar),
+        size: tar.len() as u64,
+        compressed_size: None,
+        revision: Revision::new(Some("main".into()), "a".repeat(40)).expect("revision"),
+        url: "ignored".into(),
+        last_update_time: chrono::Utc::now(),
+    };
+    (r, gzip(&tar))
+}
+
+fn config(server: &str, cache: &std::path::Path) -> FetcherConfig {
+    FetcherConfig {
+        backoff: Backoff {
+            attempts: 4,
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
+        ..FetcherConfig::new(server, cache)
+    }
+}
+
+#[tokio::test]
+async fn fetches_verifies_caches_and_then_survives_the_server_going_down() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (a, gz) = artifact(&[("deploy/app.yaml", "kind: ConfigMap")]);
+    server.serve(&a.digest, gz);
+
+    let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
+    let (tree, origin) = f.get_with_origin(&a).await.expect("fetch");
+    assert_eq!(origin, Origin::Server);
+    assert_eq!(tree.get("deploy/app.yaml"), Some(&b"kind: ConfigMap"[..]));
+    assert!(
+        cache
+            .path()
+            .join(format!("sha256/{}.tar.gz", a.digest.hex()))
+            .is_file()
+    );
+    let (_, origin) = f.get_with_origin(&a).await.expect("again");
+    assert_eq!(origin, Origin::Memory);
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 1);
+
+    server.stop().await;
+    // A restarted agent (new Fetcher, same cache dir) reconciles from the cache.
+    drop(tree);
+    drop(f);
+    let f = Fetcher::new(config("http://127.0.0.1:1", cache.path())).expect("fetcher");
+    let (tree, origin) = f.get_with_origin(&a).await.expect("served from cache");
+    assert_eq!(origin, Origin::Cache);
+    assert_eq!(tree.digest(), a.digest);
+}
+
+#[tokio::test]
+async fn corrupt_cache_entry_is_removed_and_fetched_again() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (a, gz) = artifact(&[("a.yaml", "x: 1")]);
+    server.serve(&a.digest, gz.clone());
+    let path = cache
+        .path()
+        .join(format!("sha256/{}.tar.gz", a.digest.hex()));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let mut corrupt = gz;
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    std::fs::write(&path, &corrupt).expect("plant corrupt entry");
+
+    let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
+    let (tree, origin) = f.get_with_origin(&a).await.expect("re-fetched");
+    assert_eq!(origin, Origin::Server);
+    assert_eq!(tree.get("a.yaml"), Some(&b"x: 1"[..]));
+    let fixed = std::fs::read(&path).expect("cache rewritten");
+    assert_ne!(fixed, corrupt);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_artifact_is_refused_and_not_cached() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (a, _) = artifact(&[("a.yaml", "image: good")]);
+    let (_, evil) = artifact(&[("a.yaml", "image: evil")]);
+    server.serve(&a.digest, evil);
+    let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
+    let err = f.get(&a).await.expect_err("tampered");
+    assert!(err.is_integrity(), "{err}");
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert_eq!(
+        Cache::open(cache.path(), 1 << 30)
+            .expect("cache")
+            .size()
+            .expect("size"),
+        0
+    );
+    // Integrity failures are not retried: the same bytes would come back.
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retries_5xx_with_backoff_and_gives_up_on_404() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (a, gz) = artifact(&[("a.yaml", "x")]);
+    server.serve(&a.digest, gz);
+    server.state.fail_first.store(2, Ordering::SeqCst);
+    let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
+    f.get(&a).await.expect("third try succeeds");
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 3);
+
+    let (missing, _) = artifact(&[("other.yaml", "y")]);
+    let err = f.get(&missing).await.expect_err("404");
+    assert!(
+        matches!(&err, FetchError::Download { source, .. } if source.is_not_found()),
+        "{err}"
+    );
+    assert_eq!(
+        server.state.hits.load(Ordering::SeqCst),
+        4,
+        "404 is not retried"
+    );
+
+    server.state.fail_first.store(100, Ordering::SeqCst);
+    let (c, gz) = artifact(&[("c.yaml", "z")]);
+    server.serve(&c.digest, gz);
+    let err = f.get(&c).await.expect_err("persistent 503");
+    assert!(err.to_string().contains("HTTP 503"), "{err}");
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 8, "4 attempts");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn download_is_capped_even_when_the_body_is_bigger_than_promised() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (mut a, _) = artifact(&[("a.yaml", "x")]);
+    // Incompressible junk far beyond what the advertised size can compress to.
+    let junk: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    server.serve(&a.digest, junk);
+    a.size = 10_000;
+    let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
+    let err = f.get(&a).await.expect_err("oversize");
+    assert!(
+        matches!(
+            &err,
+            FetchError::Download {
+                source: DownloadError::TooLarge { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_down_without_cache_is_a_download_error_naming_the_digest() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    // Bind and drop: nothing listens on this loopback port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let (a, _) = artifact(&[("a.yaml", "x")]);
+    let f = Fetcher::new(config(&format!("http://127.0.0.1:{port}"), cache.path())).expect("f");
+    let err = f.get(&a).await.expect_err("down");
+    assert!(!err.is_integrity());
+    assert!(err.to_string().contains(&a.digest.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn cache_stays_bounded_and_keeps_the_artifact_in_use() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let arts: Vec<_> = (0..4)
+        .map(|i| {
+            let body: String = (0..2000).map(|j| format!("{i}-{j}\n")).collect();
+            artifact(&[("a.yaml", body.as_str())])
+        })
+        .collect();
+    for (a, gz) in &arts {
+        server.serve(&a.digest, gz.clone());
+    }
+    let one = arts[0].1.len() as u64;
+    let f = Fetcher::new(FetcherConfig {
+        max_cache_bytes: one * 2 + one / 2,
+        keep_in_memory: 0,
+        ..config(&server.url, cache.path())
+    })
+    .expect("fetcher");
+    let held = f.get(&arts[0].0).await.expect("first");
+    for (a, _) in &arts[1..] {
+        f.get(a).await.expect("fetch");
+    }
+    let c = Cache::open(cache.path(), u64::MAX).expect("cache");
+    assert!(c.size().expect("size") <= one * 3, "bounded");
+    assert!(
+        c.path(&arts[0].0.digest).is_file(),
+        "the tree still held is not evicted"
+    );
+    assert!(c.path(&arts[3].0.digest).is_file(), "the newest is kept");
+    drop(held);
+    server.stop().await;
+}

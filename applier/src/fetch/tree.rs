@@ -1,0 +1,421 @@
+//! `ArtifactTree`: a verified artifact held in memory as path → bytes, read from the tar without
+//! ever touching the disk. Everything an attacker controls in a tar header is checked here:
+//! names (absolute, `..`, backslashes, NUL, non-UTF-8), entry types (only regular files and
+//! directories), per-file and total sizes, and the number of entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use ferry_proto::Digest;
+
+/// Bounds on an artifact's content.
+#[derive(Clone, Debug)]
+pub struct TreeLimits {
+    /// Largest single file.
+    pub max_file_size: u64,
+    /// Most entries (files and directories).
+    pub max_entries: usize,
+    /// Sum of all file sizes.
+    pub max_total_size: u64,
+    /// Longest path, in bytes.
+    pub max_path_len: usize,
+}
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 16 * 1024 * 1024,
+            max_entries: 20_000,
+            max_total_size: 128 * 1024 * 1024,
+            max_path_len: 1024,
+        }
+    }
+}
+
+/// Why a tar was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TreeError {
+    #[error("tar entry {path:?}: {why}")]
+    BadPath { path: String, why: &'static str },
+    #[error("tar entry {path:?} is a {kind}; only regular files and directories are allowed")]
+    BadType { path: String, kind: String },
+    #[error("tar entry {path:?} is {size} bytes, more than the {limit}-byte per-file limit")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    #[error("artifact has more than {limit} entries")]
+    TooManyEntries { limit: usize },
+    #[error("artifact files total more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("tar entry {path:?} appears twice or clashes with a directory of the same name")]
+    Duplicate { path: String },
+    #[error("malformed tar: {0}")]
+    Malformed(String),
+}
+
+/// The files of one artifact, by normalised relative path (`dir/file.yaml`, no leading `./`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactTree {
+    digest: Digest,
+    files: BTreeMap<String, Vec<u8>>,
+    dirs: BTreeSet<String>,
+}
+
+impl ArtifactTree {
+    /// Reads `tar` (already digest-verified) into memory, refusing unsafe or oversized entries.
+    pub fn from_tar(digest: Digest, tar: &[u8], limits: &TreeLimits) -> Result<Self, TreeError> {
+        let mut archive = tar::Archive::new(tar);
+        let entries = archive
+            .entries()
+            .map_err(|e| TreeError::Malformed(e.to_string()))?;
+        let mut files = BTreeMap::new();
+        let mut dirs = BTreeSet::new();
+        let mut total = 0u64;
+        let mut count = 0usize;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| TreeError::Malformed(e.to_string()))?;
+            count += 1;
+            if count > limits.max_entries {
+                return Err(TreeError::TooManyEntries {
+                    limit: limits.max_entries,
+                });
+            }
+            let raw = entry.path_bytes().into_owned();
+            let path = normalise(&raw, limits.max_path_len)?;
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                if !path.is_empty() {
+                    if files.contains_key(&path) {
+                        return Err(TreeError::Duplicate { path });
+                    }
+                    dirs.insert(path);
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(TreeError::BadType {
+                    path,
+                    kind: type_name(kind),
+                });
+            }
+            if path.is_empty() {
+                return Err(TreeError::BadPath {
+                    path,
+                    why: "a file must have a name",
+                });
+            }
+            let size = entry
+                .header()
+                .size()
+                .map_err(|e| TreeError::Malformed(e.to_string()))?;
+            if size > limits.max_file_size {
+                return Err(TreeError::FileTooLarge {
+                    path,
+                    size,
+                    limit: limits.max_file_size,
+                });
+            }
+            total += size;
+            if total > limits.max_total_size {
+                return Err(TreeError::TooLarge {
+                    limit: limits.max_total_size,
+                });
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            // The header's size was checked above; `take` keeps a lying header from reading more.
+            (&mut entry)
+                .take(limits.max_file_size)
+                .read_to_end(&mut data)
+                .map_err(|e| TreeError::Malformed(format!("{path}: {e}")))?;
+            if dirs.contains(&path) || files.insert(path.clone(), data).is_some() {
+                return Err(TreeError::Duplicate { path });
+            }
+        }
+        // A file used as a directory by another entry (`a` and `a/b`) is ambiguous: refuse it.
+        for path in files.keys() {
+            let mut prefix = path.as_str();
+            while let Some((parent, _)) = prefix.rsplit_once('/') {
+                if files.contains_key(parent) {
+                    return Err(TreeError::Duplicate {
+                        path: parent.to_string(),
+                    });
+                }
+                dirs.insert(parent.to_string());
+                prefix = parent;
+            }
+        }
+        Ok(Self {
+            digest,
+            files,
+            dirs,
+        })
+    }
+
+    /// Builds a tree from files directly (tests, the CLI's local mode). Paths are normalised and
+    /// checked like tar entries.
+    pub fn from_files<P: AsRef<str>, D: Into<Vec<u8>>>(
+        digest: Digest,
+        files: impl IntoIterator<Item = (P, D)>,
+    ) -> Result<Self, TreeError> {
+        let mut out = BTreeMap::new();
+        let mut dirs = BTreeSet::new();
+        for (p, d) in files {
+            let path = normalise(p.as_ref().as_bytes(), TreeLimits::default().max_path_len)?;
+            let mut prefix = path.as_str();
+            while let Some((parent, _)) = prefix.rsplit_once('/') {
+                dirs.insert(parent.to_string());
+                prefix = parent;
+            }
+            out.insert(path, d.into());
+        }
+        Ok(Self {
+            digest,
+            files: out,
+            dirs,
+        })
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(Vec::as_slice)
+    }
+
+    /// True for the root (`""`) and every directory that holds something.
+    pub fn is_dir(&self, path: &str) -> bool {
+        path.is_empty() || self.dirs.contains(path)
+    }
+
+    /// All files, sorted by path.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.files.iter().map(|(p, d)| (p.as_str(), d.as_slice()))
+    }
+
+    /// Files below directory `dir` (recursively, sorted by path); `""` is the root.
+    pub fn files_under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        self.files().filter(move |(p, _)| {
+            dir.is_empty() || (p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/'))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Bytes held in memory by file contents.
+    pub fn content_size(&self) -> usize {
+        self.files.values().map(Vec::len).sum()
+    }
+}
+
+/// `./a//b/` → `a/b`; refuses what could name anything outside the tree.
+fn normalise(raw: &[u8], max_len: usize) -> Result<String, TreeError> {
+    let lossy = || String::from_utf8_lossy(raw).into_owned();
+    let bad = |why| TreeError::BadPath { path: lossy(), why };
+    if raw.len() > max_len {
+        return Err(bad("path is too long"));
+    }
+    let s = std::str::from_utf8(raw).map_err(|_| bad("path is not valid UTF-8"))?;
+    if s.starts_with('/') {
+        return Err(bad("absolute paths are not allowed"));
+    }
+    if s.contains('\\') {
+        return Err(bad("backslashes are not allowed in paths"));
+    }
+    if s.contains('\0') || s.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed in paths"));
+    }
+    let mut parts = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(bad("`..` is not allowed in paths")),
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn type_name(t: tar::EntryType) -> String {
+    match t {
+        tar::EntryType::Symlink => "symlink".into(),
+        tar::EntryType::Link => "hardlink".into(),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Fifo => "fifo".into(),
+        other => format!("{other:?} entry"),
+    }
+}
+
+impl ferry_kustomize::fs::FileSystem for ArtifactTree {
+    fn kind(
+        &self,
+        path: &ferry_kustomize::fs::RelPath,
+    ) -> Result<Option<ferry_kustomize::fs::EntryKind>, ferry_kustomize::fs::FsError> {
+        use ferry_kustomize::fs::EntryKind;
+        let p = path.as_str();
+        Ok(if self.files.contains_key(p) {
+            Some(EntryKind::File)
+        } else if self.is_dir(p) {
+            Some(EntryKind::Dir)
+        } else {
+            None
+        })
+    }
+
+    fn read(
+        &self,
+        path: &ferry_kustomize::fs::RelPath,
+    ) -> Result<Vec<u8>, ferry_kustomize::fs::FsError> {
+        use ferry_kustomize::fs::{FsError, MAX_FILE_BYTES};
+        match self.files.get(path.as_str()) {
+            Some(d) if d.len() as u64 > MAX_FILE_BYTES => Err(FsError::TooLarge),
+            Some(d) => Ok(d.clone()),
+            None => Err(FsError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a tar with raw header control, so tests can write what a hostile server would.
+    pub(crate) fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_old();
+            {
+                // Write the name bytes directly: `set_path` itself refuses `..` and absolute paths.
+                let old = h.as_old_mut();
+                old.name[..name.len()].copy_from_slice(name);
+            }
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
+                h.set_link_name("target").expect("link name");
+            }
+            h.set_cksum();
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("finish")
+    }
+
+    fn read(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Result<ArtifactTree, TreeError> {
+        let tar = raw_tar(entries);
+        ArtifactTree::from_tar(Digest::of(&tar), &tar, &TreeLimits::default())
+    }
+
+    const F: tar::EntryType = tar::EntryType::Regular;
+
+    #[test]
+    fn reads_files_and_normalises_names() {
+        let t = read(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./apps/", tar::EntryType::Directory, b""),
+            (b"./apps/web.yaml", F, b"kind: Service"),
+            (b"top.yaml", F, b"x"),
+        ])
+        .expect("valid tar");
+        assert_eq!(t.get("apps/web.yaml"), Some(&b"kind: Service"[..]));
+        assert!(t.is_dir("apps") && t.is_dir(""));
+        assert_eq!(
+            t.files_under("apps").map(|(p, _)| p).collect::<Vec<_>>(),
+            ["apps/web.yaml"]
+        );
+        assert_eq!(t.files_under("").count(), 2);
+    }
+
+    #[test]
+    fn refuses_traversal_absolute_and_backslash_names() {
+        for (name, why) in [
+            (&b"../etc/passwd"[..], "`..`"),
+            (b"a/../../x", "`..`"),
+            (b"/etc/passwd", "absolute"),
+            (b"a\\..\\b", "backslash"),
+            (b"bad\xffname", "UTF-8"),
+        ] {
+            let err = read(&[(name, F, b"x")]).expect_err("must be refused");
+            assert!(
+                matches!(&err, TreeError::BadPath { why: w, .. } if w.contains(why)),
+                "{name:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_links_and_devices() {
+        for (kind, word) in [
+            (tar::EntryType::Symlink, "symlink"),
+            (tar::EntryType::Link, "hardlink"),
+            (tar::EntryType::Char, "character device"),
+            (tar::EntryType::Block, "block device"),
+            (tar::EntryType::Fifo, "fifo"),
+        ] {
+            let err = read(&[(b"evil", kind, b"")]).expect_err("must be refused");
+            assert!(err.to_string().contains(word), "{err}");
+            assert!(err.to_string().contains("\"evil\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_oversize_files_too_many_entries_and_too_much_in_total() {
+        let tar = raw_tar(&[(b"big", F, &[b'a'; 2048])]);
+        let limits = TreeLimits {
+            max_file_size: 1024,
+            ..TreeLimits::default()
+        };
+        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("too big");
+        assert!(
+            matches!(err, TreeError::FileTooLarge { size: 2048, .. }),
+            "{err}"
+        );
+
+        let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&[u8], tar::EntryType, &[u8])> =
+            names.iter().map(|n| (n.as_bytes(), F, &b"x"[..])).collect();
+        let tar = raw_tar(&entries);
+        let limits = TreeLimits {
+            max_entries: 10,
+            ..TreeLimits::default()
+        };
+        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("too many");
+        assert_eq!(err, TreeError::TooManyEntries { limit: 10 });
+
+        // A tar bomb of many files each under the per-file limit.
+        let data = vec![b'a'; 1000];
+        let entries: Vec<(&[u8], tar::EntryType, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_bytes(), F, data.as_slice()))
+            .collect();
+        let tar = raw_tar(&entries);
+        let limits = TreeLimits {
+            max_total_size: 5000,
+            ..TreeLimits::default()
+        };
+        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("total");
+        assert_eq!(err, TreeError::TooLarge { limit: 5000 });
+    }
+
+    #[test]
+    fn refuses_duplicates_and_file_directory_clashes() {
+        let err = read(&[(b"a.yaml", F, b"1"), (b"./a.yaml", F, b"2")]).expect_err("dup");
+        assert!(matches!(err, TreeError::Duplicate { .. }));
+        let err = read(&[(b"a", F, b"1"), (b"a/b", F, b"2")]).expect_err("clash");
+        assert_eq!(err, TreeError::Duplicate { path: "a".into() });
+    }
+
+    #[test]
+    fn truncated_tar_is_malformed_not_a_partial_tree() {
+        let mut tar = raw_tar(&[(b"a.yaml", F, &[b'a'; 4096])]);
+        tar.truncate(1024);
+        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &TreeLimits::default())
+            .expect_err("truncated");
+        assert!(matches!(err, TreeError::Malformed(_)), "{err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! Tenancy: an agent owns one namespace and nothing else. Every rendered object must be
+//! namespaced and in that namespace (objects without a namespace get it); a cluster-scoped
+//! object or one for another namespace refuses the whole revision, and the error lists every
+//! offender so one status message tells the user all that must change.
+
+use std::collections::{HashMap, HashSet};
+
+use super::RenderedObject;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// Says whether a kind is namespaced. The agent answers from API discovery; tests use
+/// [`StaticScopes`]. `None`: the API server does not serve this kind.
+pub trait ScopeResolver: Send + Sync {
+    fn scope(&self, api_version: &str, kind: &str) -> Option<Scope>;
+}
+
+/// Built-in Kubernetes kinds, plus any added with [`StaticScopes::with`].
+#[derive(Clone, Debug, Default)]
+pub struct StaticScopes {
+    extra: HashMap<(String, String), Scope>,
+}
+
+/// `(group, kind)` of built-in namespaced kinds; cluster-scoped ones come from the kustomize
+/// engine's table so there is one list of those.
+const NAMESPACED: &[(&str, &str)] = &[
+    ("", "ConfigMap"),
+    ("", "Endpoints"),
+    ("", "Event"),
+    ("", "LimitRange"),
+    ("", "PersistentVolumeClaim"),
+    ("", "Pod"),
+    ("", "PodTemplate"),
+    ("", "ReplicationController"),
+    ("", "ResourceQuota"),
+    ("", "Secret"),
+    ("", "Service"),
+    ("", "ServiceAccount"),
+    ("apps", "ControllerRevision"),
+    ("apps", "DaemonSet"),
+    ("apps", "Deployment"),
+    ("apps", "ReplicaSet"),
+    ("apps", "StatefulSet"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+    ("batch", "CronJob"),
+    ("batch", "Job"),
+    ("coordination.k8s.io", "Lease"),
+    ("discovery.k8s.io", "EndpointSlice"),
+    ("events.k8s.io", "Event"),
+    ("networking.k8s.io", "Ingress"),
+    ("networking.k8s.io", "NetworkPolicy"),
+    ("policy", "PodDisruptionBudget"),
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("storage.k8s.io", "CSIStorageCapacity"),
+    ("apply.ferry.dev", "Kustomization"),
+    ("source.ferry.dev", "GitRepository"),
+];
+
+pub(crate) fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+impl StaticScopes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a kind (e.g. a custom resource) by `apiVersion` and kind.
+    pub fn with(mut self, api_version: &str, kind: &str, scope: Scope) -> Self {
+        self.extra
+            .insert((group_of(api_version).to_string(), kind.to_string()), scope);
+        self
+    }
+}
+
+impl ScopeResolver for StaticScopes {
+    fn scope(&self, api_version: &str, kind: &str) -> Option<Scope> {
+        let group = group_of(api_version);
+        if let Some(s) = self.extra.get(&(group.to_string(), kind.to_string())) {
+            return Some(*s);
+        }
+        if ferry_kustomize::Gvk::from_api_version(api_version, kind).is_cluster_scoped() {
+            return Some(Scope::Cluster);
+        }
+        NAMESPACED
+            .iter()
+            .any(|(g, k)| *g == group && *k == kind)
+            .then_some(Scope::Namespaced)
+    }
+}
+
+/// Why one object was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `Kind/name` or `Kind/namespace/name`, plus ` (file)` when known.
+    pub object: String,
+    pub why: String,
+}
+
+/// Every object the revision may not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} object(s) refused for namespace {namespace:?}, nothing applied: {}", refused.len(), list(refused))]
+pub struct TenancyError {
+    pub namespace: String,
+    pub refused: Vec<Refusal>,
+}
+
+fn list(refused: &[Refusal]) -> String {
+    refused
+        .iter()
+        .map(|r| format!("{} {}", r.object, r.why))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Sets `namespace` on namespaced objects that have none (or on all of them with
+/// `target_namespace`, Flux's `targetNamespace`), then refuses anything outside `namespace`.
+pub fn enforce(
+    objects: &mut [RenderedObject],
+    namespace: &str,
+    override_namespace: bool,
+    scopes: &dyn ScopeResolver,
+) -> Result<(), TenancyError> {
+    let mut refused = vec![];
+    let mut seen: HashMap<(String, String, String), String> = HashMap::new();
+    let mut dup_reported = HashSet::new();
+    for obj in objects.iter_mut() {
+        let (api_version, kind) = (obj.api_version().to_string(), obj.kind().to_string());
+        match scopes.scope(&api_version, &kind) {
+            None => refused.push(Refusal {
+                object: obj.describe(),
+                why: format!("has a kind the API server does not serve ({api_version} {kind})"),
+            }),
+            Some(Scope::Cluster) => refused.push(Refusal {
+                object: obj.describe(),
+                why: "is cluster-scoped; this agent may only apply objects in its namespace".into(),
+            }),
+            Some(Scope::Namespaced) => match obj.namespace() {
+                Some(ns) if ns == namespace => {}
+                Some(_) if override_namespace => obj.set_namespace(namespace),
+                None => obj.set_namespace(namespace),
+                Some(ns) => {
+                    let why = format!("is in namespace {ns:?}, not {namespace:?}");
+                    refused.push(Refusal {
+                        object: obj.describe(),
+                        why,
+                    })
+                }
+            },
+        }
+        // Two objects with one identity would fight over the same live object.
+        let key = (
+            format!("{}/{}", group_of(&api_version), kind),
+            obj.namespace().unwrap_or_default().to_string(),
+            obj.name().to_string(),
+        );
+        if let Some(first) = seen.get(&key) {
+            if dup_reported.insert(key.clone()) {
+                refused.push(Refusal {
+                    object: obj.describe(),
+                    why: format!("is defined twice (also {first})"),
+                });
+            }
+        } else {
+            seen.insert(key, obj.describe());
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(TenancyError {
+            namespace: namespace.to_string(),
+            refused,
+        })
+    }
+}

@@ -1,0 +1,339 @@
+//! Client for the source server: a source's current artifact, and a stream of new artifacts.
+//!
+//! [`SourceClient::watch`] follows `/v1/events` (server-sent events), resuming with
+//! `Last-Event-ID` after a disconnect and reconnecting with exponential backoff. Events can be
+//! lost anyway (the server restarted and forgot its sequence, a proxy buffered the stream), so
+//! after every (re)connect, and on a timer while the stream is down, the client lists all
+//! sources and emits an event for each artifact it has not reported yet. Consumers therefore
+//! see every source's current artifact at least once, and then every change.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, SourceList, SourceView};
+use ferry_proto::{ArtifactRef, Digest};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::fetch::Backoff;
+use crate::fetch::error_chain;
+
+mod sse;
+pub use sse::{SseEvent, SseParser};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceClientError {
+    #[error("source server {url}: {why}")]
+    Transport { url: String, why: String },
+    #[error("source server {url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("source server {url}: unexpected response: {why}")]
+    Decode { url: String, why: String },
+    #[error("source server {url}: event stream: {why}")]
+    Stream { url: String, why: String },
+}
+
+impl SourceClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SourceClientError::Status { status: 404, .. })
+    }
+}
+
+/// How [`SourceClient::watch`] reconnects and polls.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// Delay between reconnect attempts (its `attempts` is ignored: the watch never gives up).
+    pub backoff: Backoff,
+    /// How often to list sources while the event stream is down.
+    pub poll_interval: Duration,
+    /// Reconnect when nothing (not even a keep-alive) arrived for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff {
+                attempts: u32::MAX,
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(30),
+            },
+            poll_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl SourceClient {
+    /// `base` is the server's URL, e.g. `http://127.0.0.1:9090`.
+    pub fn new(base: impl Into<String>) -> Result<Self, SourceClientError> {
+        let base = base.into().trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SourceClientError::Transport {
+                url: base.clone(),
+                why: error_chain(&e),
+            })?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /v1/sources/{namespace}/{name}`.
+    pub async fn get_source(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<SourceView, SourceClientError> {
+        self.get_json(&format!("/v1/sources/{namespace}/{name}"))
+            .await
+    }
+
+    /// The artifact a source currently serves; `None` while it has none yet.
+    pub async fn current_artifact(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ArtifactRef>, SourceClientError> {
+        Ok(self.get_source(namespace, name).await?.status.artifact)
+    }
+
+    /// `GET /v1/sources`.
+    pub async fn list_sources(&self) -> Result<SourceList, SourceClientError> {
+        self.get_json("/v1/sources").await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, SourceClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| SourceClientError::Transport {
+                url: url.clone(),
+                why: error_chain(&e),
+            })?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SourceClientError::Transport {
+                url: url.clone(),
+                why: error_chain(&e),
+            })?;
+        if !status.is_success() {
+            return Err(SourceClientError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| SourceClientError::Decode {
+            url,
+            why: e.to_string(),
+        })
+    }
+
+    /// Starts following new artifacts; stops when the returned [`SourceWatch`] is dropped.
+    pub fn watch(&self, cfg: WatchConfig) -> SourceWatch {
+        let (tx, rx) = mpsc::channel(256);
+        let client = self.clone();
+        let task = tokio::spawn(async move { Watcher::new(client, cfg, tx).run().await });
+        SourceWatch { rx, task }
+    }
+}
+
+/// New artifacts as they are announced. Dropping it stops the background task.
+pub struct SourceWatch {
+    rx: mpsc::Receiver<ArtifactEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SourceWatch {
+    /// The next artifact not reported before (per source).
+    pub async fn next(&mut self) -> Option<ArtifactEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for SourceWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Watcher {
+    client: SourceClient,
+    cfg: WatchConfig,
+    tx: mpsc::Sender<ArtifactEvent>,
+    last_event_id: Option<String>,
+    /// Last digest reported per `(namespace, name)`: each change is sent once.
+    known: HashMap<(String, String), Digest>,
+}
+
+/// The consumer went away; the watch ends.
+struct Closed;
+
+impl Watcher {
+    fn new(client: SourceClient, cfg: WatchConfig, tx: mpsc::Sender<ArtifactEvent>) -> Self {
+        Self {
+            client,
+            cfg,
+            tx,
+            last_event_id: None,
+            known: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            match self.follow().await {
+                Err(Closed) => return,
+                Ok(Ok(())) => failures = 0,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "source event stream down; polling until it returns");
+                    failures = failures.saturating_add(1);
+                }
+            }
+            // While disconnected, poll at the poll interval but retry the stream by backoff.
+            let delay = self.cfg.backoff.delay(failures.saturating_sub(1));
+            let mut waited = Duration::ZERO;
+            while waited < delay {
+                let step = (delay - waited).min(self.cfg.poll_interval);
+                tokio::time::sleep(step).await;
+                waited += step;
+                if step == self.cfg.poll_interval && self.resync().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One connection: resync, then forward events until the stream ends or fails.
+    async fn follow(&mut self) -> Result<Result<(), SourceClientError>, Closed> {
+        let url = format!("{}/v1/events", self.client.base);
+        let mut req = self
+            .client
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = &self.last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = match req.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                self.resync().await?;
+                return Ok(Err(SourceClientError::Status {
+                    url,
+                    status: r.status().as_u16(),
+                    body: String::new(),
+                }));
+            }
+            Err(e) => {
+                self.resync().await?;
+                return Ok(Err(SourceClientError::Transport {
+                    url,
+                    why: error_chain(&e),
+                }));
+            }
+        };
+        // Connected: catch up on anything missed while away, then follow.
+        self.resync().await?;
+        let mut parser = SseParser::default();
+        let mut body = resp.bytes_stream();
+        loop {
+            let chunk = match tokio::time::timeout(self.cfg.idle_timeout, body.next()).await {
+                Err(_) => {
+                    return Ok(Err(SourceClientError::Stream {
+                        url,
+                        why: format!("nothing received for {:?}", self.cfg.idle_timeout),
+                    }));
+                }
+                Ok(None) => return Ok(Ok(())),
+                Ok(Some(Err(e))) => {
+                    return Ok(Err(SourceClientError::Stream {
+                        url,
+                        why: error_chain(&e),
+                    }));
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            let events = match parser.feed(&chunk) {
+                Ok(ev) => ev,
+                Err(why) => return Ok(Err(SourceClientError::Stream { url, why })),
+            };
+            for ev in events {
+                if let Some(id) = ev.id.clone() {
+                    self.last_event_id = Some(id);
+                }
+                if ev.event != ARTIFACT_EVENT {
+                    continue;
+                }
+                match serde_json::from_str::<ArtifactEvent>(&ev.data) {
+                    Ok(a) => self.report(a).await?,
+                    Err(e) => {
+                        tracing::warn!(error = %e, data = %ev.data, "ignoring malformed artifact event")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists every source and reports artifacts not seen yet. A failure is only logged: the
+    /// stream or the next poll will try again.
+    async fn resync(&mut self) -> Result<(), Closed> {
+        let list = match self.client.list_sources().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "listing sources failed");
+                return Ok(());
+            }
+        };
+        for s in list.sources {
+            if let Some(a) = s.status.artifact {
+                self.report(ArtifactEvent {
+                    namespace: s.namespace,
+                    name: s.name,
+                    revision: a.revision,
+                    digest: a.digest,
+                    size: a.size,
+                    url: a.url,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn report(&mut self, ev: ArtifactEvent) -> Result<(), Closed> {
+        let key = (ev.namespace.clone(), ev.name.clone());
+        if self.known.get(&key) == Some(&ev.digest) {
+            return Ok(());
+        }
+        self.known.insert(key, ev.digest);
+        self.tx.send(ev).await.map_err(|_| Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
