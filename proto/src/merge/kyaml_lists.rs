@@ -7,8 +7,9 @@
 //! - a patch item that is *compatible* with an original item (equal wherever both have a
 //!   value, e.g. `{containerPort: 80, protocol: TCP}` against `{containerPort: 80}`) but not
 //!   equal is dropped, and that original item is then left exactly as it was;
-//! - the result lists the patch's items first (new or merged, in patch order), then the
-//!   original items not yet listed, in their order.
+//! - the result lists the patch's items first (new ones, and merged ones matched by a key
+//!   tuple with an empty part), in patch order, then the original items not yet listed, in
+//!   their order — an item merged through a complete key tuple keeps its original position.
 
 use serde_json::{Map, Value};
 
@@ -74,6 +75,7 @@ pub(crate) fn merge(
         })
         .collect();
     let mut emitted = vec![false; originals.len()];
+    let mut merged_in_place: Vec<Option<Value>> = vec![None; originals.len()];
     let mut out = Vec::with_capacity(originals.len() + patch.len());
     for (i, entry) in patch_tuples.iter().enumerate() {
         let item_path = format!("{path}[{i}]");
@@ -94,7 +96,12 @@ pub(crate) fn merge(
             Some(j) => {
                 emitted[j] = true;
                 let existing = originals[j].1.as_object().cloned();
-                if let Some(m) = merge_item(existing, pm, item_ty, &item_path)? {
+                let merged = merge_item(existing, pm, item_ty, &item_path)?;
+                if pt.iter().all(|v| !v.is_empty()) {
+                    // Deleted (None) or kept where the original was.
+                    emitted[j] = merged.is_none();
+                    merged_in_place[j] = merged.map(Value::Object);
+                } else if let Some(m) = merged {
                     out.push(Value::Object(m));
                 }
             }
@@ -110,7 +117,7 @@ pub(crate) fn merge(
     }
     for (j, (_, v)) in originals.into_iter().enumerate() {
         if !emitted[j] {
-            out.push(v);
+            out.push(merged_in_place[j].take().unwrap_or(v));
         }
     }
     Ok(out)
@@ -198,6 +205,29 @@ mod tests {
                 json!([{"containerPort": 8080, "protocol": "TCP"}, {"containerPort": 9000}])
             ),
             json!([{"containerPort": 9000}, {"containerPort": 8080, "name": "http"}])
+        );
+    }
+
+    #[test]
+    fn items_merged_through_complete_keys_keep_their_place() {
+        assert_eq!(
+            ports(
+                json!([
+                    {"containerPort": 53, "protocol": "UDP", "name": "dns"},
+                    {"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"},
+                    {"containerPort": 9153, "name": "metrics"}
+                ]),
+                json!([
+                    {"containerPort": 53, "protocol": "UDP", "hostPort": 53},
+                    {"containerPort": 8080, "name": "health"}
+                ])
+            ),
+            json!([
+                {"containerPort": 8080, "name": "health"},
+                {"containerPort": 53, "protocol": "UDP", "name": "dns", "hostPort": 53},
+                {"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"},
+                {"containerPort": 9153, "name": "metrics"}
+            ])
         );
     }
 
