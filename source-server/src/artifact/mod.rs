@@ -1,0 +1,152 @@
+//! Canonical artifacts: the tree of one commit as a byte-exact tar, identified by the sha256
+//! of those uncompressed bytes and stored gzip-compressed.
+//!
+//! The tar is built straight from Git objects (no checkout, no `.gitattributes` filters) by a
+//! walk ([`walk`]) that applies the ignore rules ([`ignore`]) and writes entries with the
+//! encoder in [`tar`]; `docs/artifact-format.md` specifies every byte so another
+//! implementation can rebuild the same digest. Compression happens on a second thread while
+//! the walk produces bytes, so building costs about as long as the slower of the two.
+
+mod ignore;
+mod sink;
+mod tar;
+mod walk;
+
+use ferry_proto::{Digest, Revision, SkippedEntry};
+
+pub use ignore::{DEFAULT_EXCLUDES, SOURCEIGNORE};
+
+use crate::git::Mirror;
+
+/// Bounds on what one artifact may contain (Git content is untrusted).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest single file, in bytes.
+    pub max_file_size: u64,
+    /// Largest uncompressed tar, in bytes.
+    pub max_total_size: u64,
+    /// Most entries (files and directories).
+    pub max_entries: u64,
+    /// Longest path, in bytes.
+    pub max_path_len: usize,
+    /// Deepest directory nesting.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size: 100 << 20,
+            max_total_size: 2 << 30,
+            max_entries: 200_000,
+            max_path_len: 4096,
+            max_depth: 128,
+        }
+    }
+}
+
+/// A built artifact.
+#[derive(Clone, Debug)]
+pub struct BuiltArtifact {
+    /// sha256 of the uncompressed canonical tar.
+    pub digest: Digest,
+    /// Size of the uncompressed canonical tar.
+    pub tar_size: u64,
+    /// The tar, gzip level 6 with a fixed header (mtime 0, OS 255).
+    pub gz: Vec<u8>,
+    /// Symlinks and submodules left out, in canonical order.
+    pub skipped: Vec<SkippedEntry>,
+    /// Files and directories in the tar.
+    pub entries: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{0}")]
+    Limit(String),
+    #[error("unsafe path in tree: {0}")]
+    UnsafePath(String),
+    #[error("{context}: {detail}")]
+    Git { context: String, detail: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ArtifactError {
+    fn git(context: String, err: impl std::fmt::Display) -> Self {
+        ArtifactError::Git {
+            context,
+            detail: err.to_string(),
+        }
+    }
+
+    /// A `Ready=False` condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ArtifactError::Limit(_) => "ArtifactTooLarge",
+            ArtifactError::UnsafePath(_) => "UnsafePath",
+            ArtifactError::Git { .. } | ArtifactError::Io(_) => "ArtifactFailed",
+        }
+    }
+}
+
+/// Builds the artifact of `rev`'s commit from `mirror` with the extra `ignore` rules.
+/// Errors are prefixed with the revision.
+pub fn build_artifact(
+    mirror: &Mirror,
+    rev: &Revision,
+    ignore: Option<&str>,
+    limits: &Limits,
+) -> Result<BuiltArtifact, ArtifactError> {
+    build_from_repo(&mirror.repo(), rev.commit(), ignore, limits).map_err(|e| match e {
+        ArtifactError::Limit(m) => ArtifactError::Limit(format!("revision {rev}: {m}")),
+        ArtifactError::UnsafePath(m) => ArtifactError::UnsafePath(format!("revision {rev}: {m}")),
+        ArtifactError::Git { context, detail } => ArtifactError::Git {
+            context: format!("revision {rev}: {context}"),
+            detail,
+        },
+        ArtifactError::Io(m) => ArtifactError::Io(format!("revision {rev}: {m}")),
+    })
+}
+
+/// Builds the artifact of `commit` (40 hex) in any repository.
+pub fn build_from_repo(
+    repo: &gix::Repository,
+    commit: &str,
+    ignore: Option<&str>,
+    limits: &Limits,
+) -> Result<BuiltArtifact, ArtifactError> {
+    let id = gix::ObjectId::from_hex(commit.as_bytes())
+        .map_err(|e| ArtifactError::git(format!("commit {commit:?}"), e))?;
+    let tree = repo
+        .find_commit(id)
+        .and_then(|c| c.tree_id().map(|t| t.detach()))
+        .map_err(|e| ArtifactError::git(format!("commit {commit}"), e))?;
+    let sink = sink::Sink::new();
+    let mut walk = walk::Walk {
+        repo,
+        limits,
+        rules: ignore::Rules::new(ignore),
+        tar: tar::TarWriter::new(sink),
+        skipped: Vec::new(),
+        entries: 0,
+        tar_size: 0,
+    };
+    walk.dir(tree, b"", 0)?;
+    let entries = walk.entries;
+    let skipped = walk.skipped;
+    let sink = walk
+        .tar
+        .finish()
+        .map_err(|e| ArtifactError::Io(format!("finishing the tar: {e}")))?;
+    let (digest, tar_size, gz) = sink
+        .finish()
+        .map_err(|e| ArtifactError::Io(format!("compressing: {e}")))?;
+    Ok(BuiltArtifact {
+        digest,
+        tar_size,
+        gz,
+        skipped,
+        entries,
+    })
+}

@@ -1,0 +1,138 @@
+//! Credentials and transport settings applied to one call's in-memory repository configuration.
+//!
+//! Nothing here is written to the mirror's config file: a bearer token becomes an
+//! `http.extraHeader` override, basic auth is answered from a closure when the server sends a
+//! 401 (so git credential helpers and terminal prompts are never consulted), and an SSH key is
+//! written to a private temporary directory that lives exactly as long as the call.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use gix::credentials::helper::Action;
+use gix::credentials::protocol::Outcome;
+
+use super::{Credentials, GitError};
+
+/// Files backing an SSH call; removed on drop.
+pub(crate) struct SshFiles {
+    _dir: tempfile::TempDir,
+}
+
+/// Applies timeouts and credentials to `repo`'s in-memory configuration.
+pub(crate) fn configure(
+    repo: &mut gix::Repository,
+    url: &str,
+    auth: Option<&Credentials>,
+    timeout: Duration,
+) -> Result<Option<SshFiles>, GitError> {
+    let secs = timeout.as_secs().max(1);
+    let mut values = vec![
+        format!("gitoxide.http.connectTimeout={}", timeout.as_millis().max(1)),
+        // Abort transfers that stall below 1 byte/s for the whole timeout.
+        "http.lowSpeedLimit=1".to_string(),
+        format!("http.lowSpeedTime={secs}"),
+        // Redirects could carry the Authorization header to another host.
+        "http.followRedirects=initial".to_string(),
+        "core.askPass=".to_string(),
+        "credential.helper=".to_string(),
+    ];
+    let mut ssh = None;
+    match auth {
+        Some(Credentials::Bearer(token)) => {
+            if token.contains(['\n', '\r']) {
+                return Err(GitError::Invalid {
+                    url: url.to_string(),
+                    detail: "bearerToken contains a line break".into(),
+                });
+            }
+            values.push(format!("http.extraHeader=Authorization: Bearer {token}"));
+        }
+        Some(Credentials::Ssh {
+            identity,
+            known_hosts,
+        }) => {
+            let (files, command) = ssh_command(url, identity, known_hosts)?;
+            values.push(format!("core.sshCommand={command}"));
+            ssh = Some(files);
+        }
+        Some(Credentials::Basic { .. }) | None => {}
+    }
+    let mut snapshot = repo.config_snapshot_mut();
+    // The values may hold a token: report that applying them failed, never what they were.
+    let applied = snapshot
+        .append_config(values.iter().map(String::as_str), gix::config::Source::Api)
+        .is_ok();
+    if !applied || snapshot.commit().is_err() {
+        return Err(GitError::Invalid {
+            url: url.to_string(),
+            detail: "could not apply transport settings (credentials or timeout)".into(),
+        });
+    }
+    Ok(ssh)
+}
+
+/// The credential callback gix calls on a 401: basic credentials when we have them, otherwise
+/// "none", which makes gix fail with an authentication error instead of prompting.
+pub(crate) fn helper(
+    auth: Option<&Credentials>,
+) -> impl FnMut(Action) -> gix::Result<Option<Outcome>> + 'static {
+    let basic = match auth {
+        Some(Credentials::Basic { username, password }) => Some((username.clone(), password.clone())),
+        _ => None,
+    };
+    move |action| match action {
+        Action::Get(ctx) => Ok(basic.as_ref().map(|(username, password)| Outcome {
+            identity: gix::sec::identity::Account {
+                username: username.clone(),
+                password: password.clone(),
+                oauth_refresh_token: None,
+            },
+            next: ctx.into(),
+        })),
+        Action::Store(_) | Action::Erase(_) => Ok(None),
+    }
+}
+
+fn ssh_command(
+    url: &str,
+    identity: &[u8],
+    known_hosts: &[u8],
+) -> Result<(SshFiles, String), GitError> {
+    let io_err = |e: std::io::Error| GitError::Invalid {
+        url: url.to_string(),
+        detail: format!("writing the SSH key to a temporary file: {e}"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-ssh-")
+        .tempdir()
+        .map_err(io_err)?;
+    let key = dir.path().join("identity");
+    let hosts = dir.path().join("known_hosts");
+    write_private(&key, identity).map_err(io_err)?;
+    write_private(&hosts, known_hosts).map_err(io_err)?;
+    let command = format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
+         -o BatchMode=yes -o GlobalKnownHostsFile=/dev/null",
+        key.display(),
+        hosts.display()
+    );
+    Ok((SshFiles { _dir: dir }, command))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(data)?;
+    if !data.ends_with(b"\n") {
+        // OpenSSH refuses keys whose last line is unterminated.
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Git failures, classified so the reconciler can set `Ready=False` with a precise reason.
+//!
+//! gix reports failures as `gix::Error` trees carrying semantic classes (unauthenticated, not
+//! found, cancelled) and wrapped `io::Error`s; [`classify`] maps those onto the handful of reasons
+//! a user can act on. Messages name the (credential-free) URL and the ref, never a secret.
+
+use std::time::Duration;
+
+/// Why a Git operation failed. Every variant names the source URL with credentials removed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{url}: host unreachable: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{url}: authentication failed: {detail}")]
+    AuthFailed { url: String, detail: String },
+    #[error("{url}: {reference} not found{}", fmt_detail(.detail))]
+    RefNotFound {
+        url: String,
+        reference: String,
+        detail: String,
+    },
+    #[error("{url}: timed out after {after:?} while {operation}")]
+    Timeout {
+        url: String,
+        operation: &'static str,
+        after: Duration,
+    },
+    #[error("{url}: interrupted while {operation}")]
+    Interrupted {
+        url: String,
+        operation: &'static str,
+    },
+    #[error("{url}: invalid source: {detail}")]
+    Invalid { url: String, detail: String },
+    #[error("mirror {path}: {detail}")]
+    Mirror { path: String, detail: String },
+    #[error("{url}: {operation} failed: {detail}")]
+    Other {
+        url: String,
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+fn fmt_detail(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl GitError {
+    /// A `Ready=False` condition reason (CamelCase, as Kubernetes conditions want).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GitError::Unreachable { .. } => "UnreachableHost",
+            GitError::AuthFailed { .. } => "AuthenticationFailed",
+            GitError::RefNotFound { .. } => "RefNotFound",
+            GitError::Timeout { .. } => "Timeout",
+            GitError::Interrupted { .. } => "Interrupted",
+            GitError::Invalid { .. } => "InvalidSource",
+            GitError::Mirror { .. } | GitError::Other { .. } => "GitOperationFailed",
+        }
+    }
+
+    /// Whether retrying later (with backoff) may help; invalid specs and refs that are not
+    /// there are retried too, because a push can fix them, but auth failures and bad specs are
+    /// worth surfacing as stalled to a user.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GitError::Unreachable { .. }
+                | GitError::Timeout { .. }
+                | GitError::Other { .. }
+                | GitError::Interrupted { .. }
+        )
+    }
+}
+
+/// Maps a gix failure during `operation` on `url` (already redacted) onto a [`GitError`].
+pub(crate) fn classify(url: &str, operation: &'static str, err: &gix::Error) -> GitError {
+    let detail = render_chain(err);
+    let url = url.to_string();
+    let lower = detail.to_ascii_lowercase();
+    if err.is_unauthenticated()
+        || err.is_permission_denied()
+        || lower.contains("authentication")
+        || lower.contains(" 401")
+        || lower.contains(" 403")
+    {
+        return GitError::AuthFailed { url, detail };
+    }
+    let io_kinds: Vec<std::io::ErrorKind> = err
+        .iter_errors()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>().map(std::io::Error::kind))
+        .collect();
+    use std::io::ErrorKind as K;
+    let unreachable_kind = io_kinds.iter().any(|k| {
+        matches!(
+            k,
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::AddrNotAvailable
+        )
+    });
+    if unreachable_kind
+        || lower.contains("connection refused")
+        || lower.contains("failed to lookup address")
+        || lower.contains("dns error")
+        || lower.contains("error trying to connect")
+        || lower.contains("could not resolve")
+        || lower.contains("no route to host")
+        || lower.contains("does not appear to be a git repository")
+        || lower.contains("not a git repository")
+        || lower.contains("repository not found")
+        || lower.contains("no such file or directory")
+    {
+        return GitError::Unreachable { url, detail };
+    }
+    if io_kinds.iter().any(|k| matches!(k, K::TimedOut)) {
+        return GitError::Timeout {
+            url,
+            operation,
+            after: Duration::ZERO,
+        };
+    }
+    GitError::Other {
+        url,
+        operation,
+        detail,
+    }
+}
+
+/// The messages of an error tree, de-duplicated, joined with ": ".
+fn render_chain(err: &gix::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in err.iter_errors() {
+        let s = e.to_string();
+        if s.is_empty() || parts.iter().any(|p| p.contains(&s)) {
+            continue;
+        }
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// `url` with any `user:password@` part removed, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}{path}", &authority[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_only() {
+        assert_eq!(
+            redact_url("https://bob:s3cret@example.com/x.git"),
+            "https://example.com/x.git"
+        );
+        assert_eq!(redact_url("file:///tmp/a@b/repo"), "file:///tmp/a@b/repo");
+        assert_eq!(redact_url("git://h:9418/r"), "git://h:9418/r");
+    }
+
+    #[test]
+    fn reasons_are_condition_friendly() {
+        let e = GitError::RefNotFound {
+            url: "file:///r".into(),
+            reference: "branch \"x\"".into(),
+            detail: String::new(),
+        };
+        assert_eq!(e.reason(), "RefNotFound");
+        assert_eq!(e.to_string(), "file:///r: branch \"x\" not found");
+    }
+}

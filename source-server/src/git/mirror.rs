@@ -1,0 +1,274 @@
+//! `Mirror`: a bare repository under the cache directory holding the fetched revisions of one
+//! source, with the remote-ref check and the shallow fetch of the one ref a spec follows.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use ferry_proto::Revision;
+use gix::remote::Direction;
+use gix::remote::fetch::Shallow;
+
+use super::error::{classify, redact_url};
+use super::refs::Target;
+use super::{GitError, GitSource, auth, watchdog};
+
+/// One source's bare mirror. `Send + Sync`; fetches on one mirror are serialised.
+pub struct Mirror {
+    repo: gix::ThreadSafeRepository,
+    path: PathBuf,
+    fetch_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror").field("path", &self.path).finish()
+    }
+}
+
+/// What the remote currently advertises for a spec's ref.
+struct Resolved {
+    revision: Revision,
+    /// The full ref name to fetch.
+    full_ref: String,
+}
+
+impl Mirror {
+    /// Opens the mirror `cache_dir/key`, creating a bare repository there if needed. `key`
+    /// is one path component of `[A-Za-z0-9._-]` (the caller derives it from the source's
+    /// namespace and name).
+    pub fn open_or_init(cache_dir: &Path, key: &str) -> Result<Mirror, GitError> {
+        let valid = !key.is_empty()
+            && !key.starts_with('.')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let path = cache_dir.join(key);
+        let mirror_err = |detail: String| GitError::Mirror {
+            path: path.display().to_string(),
+            detail,
+        };
+        if !valid {
+            return Err(mirror_err(format!(
+                "mirror key {key:?} must be one path component of [A-Za-z0-9._-]"
+            )));
+        }
+        let open = |p: &Path| gix::ThreadSafeRepository::open_opts(p, gix::open::Options::isolated());
+        let repo = match path.join("HEAD").is_file().then(|| open(&path)) {
+            Some(Ok(repo)) => repo,
+            existing => {
+                // Absent, or left half-initialised by a crash: start over, it is only a cache.
+                if existing.is_some() || path.exists() {
+                    std::fs::remove_dir_all(&path)
+                        .map_err(|e| mirror_err(format!("removing a broken mirror: {e}")))?;
+                }
+                std::fs::create_dir_all(cache_dir)
+                    .map_err(|e| mirror_err(format!("creating the cache directory: {e}")))?;
+                gix::init_bare(&path).map_err(|e| mirror_err(format!("init: {e}")))?;
+                open(&path).map_err(|e| mirror_err(format!("open: {e}")))?
+            }
+        };
+        Ok(Mirror {
+            repo,
+            path,
+            fetch_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle for reading objects (building artifacts) on the current thread.
+    pub fn repo(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+
+    /// Whether `commit` (40 hex) is already in the mirror.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        gix::ObjectId::from_hex(commit.as_bytes())
+            .ok()
+            .and_then(|id| self.repo().find_object(id).ok().map(|o| o.kind))
+            == Some(gix::object::Kind::Commit)
+    }
+
+    /// Lists the remote's refs (no pack is transferred) and returns the revision the spec's
+    /// ref points at now. For `ref.commit`, a commit already in the mirror needs no network.
+    pub fn check(&self, src: &GitSource, interrupt: &AtomicBool) -> Result<Revision, GitError> {
+        let url = redact_url(&src.url);
+        let target = target(src, &url)?;
+        if let Target::Commit { commit, branch } = &target
+            && self.has_commit(commit)
+        {
+            return revision(&url, branch.clone(), commit);
+        }
+        let refspec = target.list_refspec();
+        let resolved = self.remote_call(src, &url, &refspec, "listing refs", interrupt, |repo, conn, _| {
+            let (ref_map, _handshake) = conn
+                .ref_map(gix::progress::Discard, Default::default())
+                .map_err(|e| (e, "listing refs"))?;
+            let _ = repo;
+            Ok(resolve(&target, &ref_map.remote_refs, &url))
+        })??;
+        Ok(resolved.revision)
+    }
+
+    /// Fetches the spec's ref (depth 1; full history for `ref.commit`) unless its commit is
+    /// already here, and returns the revision now in the mirror — `rev` from [`Self::check`]
+    /// unless the ref moved again in between. For semver, `rev`'s tag is fetched.
+    pub fn fetch(
+        &self,
+        src: &GitSource,
+        rev: &Revision,
+        interrupt: &AtomicBool,
+    ) -> Result<Revision, GitError> {
+        let url = redact_url(&src.url);
+        let mut target = target(src, &url)?;
+        if let Target::Semver(..) = target {
+            let Some(tag) = rev.name() else {
+                return Err(GitError::Invalid {
+                    url,
+                    detail: format!("revision {rev} for a semver ref has no tag name"),
+                });
+            };
+            target = Target::Tag(tag.to_string());
+        }
+        let _serialised = self.fetch_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Target::Commit { commit, branch } = &target
+            && self.has_commit(commit)
+        {
+            return revision(&url, branch.clone(), commit);
+        }
+        let refspec = target.list_refspec();
+        let depth = match target {
+            // Any commit of the branch may be asked for: take the whole history (what
+            // `git fetch --unshallow` asks for).
+            Target::Commit { .. } => NonZeroU32::new(i32::MAX as u32),
+            _ => NonZeroU32::new(1),
+        }
+        .expect("non-zero literal");
+        let resolved = self.remote_call(src, &url, &refspec, "fetching", interrupt, |_, conn, flag| {
+            let prepare = conn
+                .prepare_fetch(gix::progress::Discard, Default::default())
+                .map_err(|e| (e, "listing refs"))?;
+            let resolved = match resolve(&target, &prepare.ref_map().remote_refs, &url) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if self.has_commit(resolved.revision.commit()) && !matches!(target, Target::Commit { .. }) {
+                // Dropping `prepare` ends the conversation without a pack.
+                return Ok(Ok(resolved));
+            }
+            prepare
+                .with_shallow(Shallow::DepthAtRemote(depth))
+                .receive(gix::progress::Discard, flag)
+                .map_err(|e| (e, "receiving the pack"))?;
+            Ok(Ok(resolved))
+        })??;
+        let commit = match &target {
+            Target::Commit { commit, .. } => commit.clone(),
+            _ => resolved.revision.commit().to_string(),
+        };
+        if !self.has_commit(&commit) {
+            return Err(GitError::RefNotFound {
+                url,
+                reference: target.describe(),
+                detail: match target {
+                    Target::Commit { .. } => "the commit is not in the branch's history".into(),
+                    _ => format!("fetched {} but commit {commit} is missing", resolved.full_ref),
+                },
+            });
+        }
+        match target {
+            Target::Commit { commit, branch } => revision(&url, branch, &commit),
+            _ => Ok(resolved.revision),
+        }
+    }
+
+    /// Connects to `src` with `refspec` under the source's timeout and runs `op` on the
+    /// connection, turning gix failures into classified [`GitError`]s.
+    fn remote_call<T>(
+        &self,
+        src: &GitSource,
+        url: &str,
+        refspec: &str,
+        operation: &'static str,
+        interrupt: &AtomicBool,
+        op: impl FnOnce(
+            &gix::Repository,
+            gix::remote::Connection<'_, '_, '_, Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>>,
+            &AtomicBool,
+        ) -> Result<T, (gix::Error, &'static str)>,
+    ) -> Result<T, GitError> {
+        let mut repo = self.repo();
+        let _ssh_files = auth::configure(&mut repo, url, src.auth.as_ref(), src.timeout)?;
+        let outcome = watchdog::run(src.timeout, interrupt, |flag| {
+            let remote = repo
+                .remote_at(src.url.as_str())
+                .map_err(|e| (e, "parsing the URL"))?
+                .with_fetch_tags(gix::remote::fetch::Tags::None)
+                .with_refspecs([refspec], Direction::Fetch)
+                .map_err(|e| (e, "configuring the refspec"))?;
+            let conn = remote
+                .connect(Direction::Fetch)
+                .map_err(|e| (e, "connecting"))?
+                .with_credentials(auth::helper(src.auth.as_ref()));
+            op(&repo, conn, flag)
+        });
+        match outcome.result {
+            Ok(v) => Ok(v),
+            Err((err, stage)) => {
+                if outcome.timed_out {
+                    Err(GitError::Timeout {
+                        url: url.to_string(),
+                        operation: stage,
+                        after: src.timeout,
+                    })
+                } else if outcome.interrupted {
+                    Err(GitError::Interrupted {
+                        url: url.to_string(),
+                        operation: stage,
+                    })
+                } else {
+                    let _ = operation;
+                    Err(classify(url, stage, &err))
+                }
+            }
+        }
+    }
+}
+
+fn target(src: &GitSource, url: &str) -> Result<Target, GitError> {
+    Target::from_ref(src.reference.as_ref()).map_err(|detail| GitError::Invalid {
+        url: url.to_string(),
+        detail,
+    })
+}
+
+fn revision(url: &str, name: Option<String>, commit: &str) -> Result<Revision, GitError> {
+    Revision::new(name, commit).map_err(|e| GitError::Invalid {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn resolve(
+    target: &Target,
+    refs: &[gix::protocol::handshake::Ref],
+    url: &str,
+) -> Result<Resolved, GitError> {
+    let Some((name, full_ref, commit)) = target.pick(refs) else {
+        return Err(GitError::RefNotFound {
+            url: url.to_string(),
+            reference: target.describe(),
+            detail: String::new(),
+        });
+    };
+    let commit = commit.to_hex().to_string();
+    let revision = match target {
+        Target::Commit { commit, branch } => revision(url, branch.clone(), commit)?,
+        _ => revision(url, name, &commit)?,
+    };
+    Ok(Resolved { revision, full_ref })
+}
