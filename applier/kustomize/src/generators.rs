@@ -313,6 +313,7 @@ pub fn absorb(
                 r.name_prefixes = old.name_prefixes.clone();
                 r.name_suffixes = old.name_suffixes.clone();
                 r.origin = old.origin.clone();
+                r.generated = old.generated;
                 r.needs_hash = old.needs_hash;
                 r.behavior = Behavior::Create;
                 resources.resources[*idx] = r;
