@@ -157,10 +157,7 @@ impl Fetcher {
         }
         let result = match self.read_cache(artifact).await? {
             Some(t) => Ok((t, Origin::Cache)),
-            None => self
-                .download(artifact)
-                .await
-                .map(|t| (t, Origin::Server)),
+            None => self.download(artifact).await.map(|t| (t, Origin::Server)),
         };
         drop(_guard);
         self.inflight

@@ -27,7 +27,7 @@ impl Default for TreeLimits {
             max_file_size: 16 * 1024 * 1024,
             max_entries: 20_000,
             max_total_size: 128 * 1024 * 1024,
-            max_path_len: 1024,
+            max_path_len: 4096,
         }
     }
 }

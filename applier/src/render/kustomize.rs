@@ -33,10 +33,15 @@ pub fn build(tree: &ArtifactTree, dir: &str) -> Result<Vec<RenderedObject>, Rend
     let opts = BuildOptions {
         load_restrictor: LoadRestrictor::None,
     };
-    let out = ferry_kustomize::build(tree, &root, &opts).map_err(|source| RenderError::Kustomize {
-        path: if dir.is_empty() { ".".into() } else { dir.to_string() },
-        source,
-    })?;
+    let out =
+        ferry_kustomize::build(tree, &root, &opts).map_err(|source| RenderError::Kustomize {
+            path: if dir.is_empty() {
+                ".".into()
+            } else {
+                dir.to_string()
+            },
+            source,
+        })?;
     for w in &out.warnings {
         tracing::warn!(path = %root, warning = %w, "kustomize");
     }

@@ -15,7 +15,7 @@ pub mod tenancy;
 
 use std::collections::BTreeMap;
 
-use ferry_proto::KustomizationSpec;
+use ferry_proto::{InventoryEntry, KustomizationSpec};
 use serde_json::Value;
 
 use crate::fetch::ArtifactTree;
@@ -58,6 +58,21 @@ impl RenderedObject {
             .and_then(Value::as_object_mut)
         {
             meta.insert("namespace".into(), Value::String(ns.to_string()));
+        }
+    }
+
+    /// This object's inventory entry for a Kustomization in `ks_namespace` (whose own namespace
+    /// is implied, keeping the inventory small).
+    pub fn inventory_entry(&self, ks_namespace: &str) -> InventoryEntry {
+        InventoryEntry {
+            api_version: self.api_version().to_string(),
+            kind: self.kind().to_string(),
+            namespace: match self.namespace() {
+                Some(ns) if ns == ks_namespace => None,
+                Some(ns) => Some(ns.to_string()),
+                None => Some(String::new()),
+            },
+            name: self.name().to_string(),
         }
     }
 

@@ -90,6 +90,13 @@ fn plain_directory_renders_every_manifest_recursively_in_path_order() {
         ]
     );
     assert_eq!(objs[1].file.as_deref(), Some("apps/web/deployment.yml"));
+
+    let inv = ferry_proto::Inventory::from_entries(objs.iter().map(|o| o.inventory_entry(NS)));
+    assert_eq!(inv.len(), 4);
+    assert!(
+        inv.groups.iter().all(|g| g.namespace.is_none()),
+        "own namespace is implied"
+    );
 }
 
 #[test]
@@ -266,10 +273,16 @@ fn kustomization_path_is_built_with_the_engine_over_the_artifact() {
     let t = tree(&[
         ("deployment.yaml", DEPLOY),
         ("service.yaml", SERVICE),
-        ("kustomization.yaml", "resources:\n- deployment.yaml\n- service.yaml\n"),
+        (
+            "kustomization.yaml",
+            "resources:\n- deployment.yaml\n- service.yaml\n",
+        ),
     ]);
     let objs = render(&t, &spec("./"), &no_vars(), NS, &StaticScopes::new()).expect("renders");
-    assert_eq!(ids(&objs), ["Service/team-a/my-app", "Deployment/team-a/my-app"]);
+    assert_eq!(
+        ids(&objs),
+        ["Service/team-a/my-app", "Deployment/team-a/my-app"]
+    );
     assert_eq!(objs[1].file.as_deref(), Some("deployment.yaml"));
 }
 
@@ -277,7 +290,10 @@ fn kustomization_path_is_built_with_the_engine_over_the_artifact() {
 fn overlays_reach_shared_bases_anywhere_in_the_artifact() {
     let t = tree(&[
         ("apps/base/deployment.yaml", DEPLOY),
-        ("apps/base/kustomization.yaml", "resources:\n- deployment.yaml\n"),
+        (
+            "apps/base/kustomization.yaml",
+            "resources:\n- deployment.yaml\n",
+        ),
         (
             "clusters/staging/kustomization.yaml",
             "resources:\n- ../../apps/base\nimages:\n- name: my-registry/my-app\n  newTag: v1.0.1\nreplicas:\n- name: my-app\n  count: 2\n",
@@ -287,16 +303,28 @@ fn overlays_reach_shared_bases_anywhere_in_the_artifact() {
             "resources:\n- ../../apps/base\nnameSuffix: -prod\n",
         ),
     ]);
-    let staging = render(&t, &spec("clusters/staging"), &no_vars(), NS, &StaticScopes::new())
-        .expect("staging");
+    let staging = render(
+        &t,
+        &spec("clusters/staging"),
+        &no_vars(),
+        NS,
+        &StaticScopes::new(),
+    )
+    .expect("staging");
     let d = &staging[0].object;
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "my-registry/my-app:v1.0.1"
     );
     assert_eq!(d["spec"]["replicas"], json!(2));
-    let prod = render(&t, &spec("clusters/production"), &no_vars(), NS, &StaticScopes::new())
-        .expect("production");
+    let prod = render(
+        &t,
+        &spec("clusters/production"),
+        &no_vars(),
+        NS,
+        &StaticScopes::new(),
+    )
+    .expect("production");
     assert_eq!(ids(&prod), ["Deployment/team-a/my-app-prod"]);
     assert_eq!(
         prod[0].object["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -307,14 +335,29 @@ fn overlays_reach_shared_bases_anywhere_in_the_artifact() {
 #[test]
 fn plain_directory_builds_subdirectories_that_have_a_kustomization_as_a_unit() {
     let t = tree(&[
-        ("apps/a-plain.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n"),
-        ("apps/web/kustomization.yaml", "namePrefix: web-\nresources:\n- base/cm.yaml\n"),
-        ("apps/web/base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"),
+        (
+            "apps/a-plain.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n",
+        ),
+        (
+            "apps/web/kustomization.yaml",
+            "namePrefix: web-\nresources:\n- base/cm.yaml\n",
+        ),
+        (
+            "apps/web/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
+        ),
         // Would clash with the built `web-cm` if it were read as a plain file: it must not be.
-        ("apps/web/z-unlisted.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n"),
+        (
+            "apps/web/z-unlisted.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n",
+        ),
     ]);
     let objs = render(&t, &spec("apps"), &no_vars(), NS, &StaticScopes::new()).expect("renders");
-    assert_eq!(ids(&objs), ["ConfigMap/team-a/plain", "ConfigMap/team-a/web-cm"]);
+    assert_eq!(
+        ids(&objs),
+        ["ConfigMap/team-a/plain", "ConfigMap/team-a/web-cm"]
+    );
 }
 
 #[test]
@@ -329,18 +372,30 @@ fn a_failing_patch_is_a_kustomize_error_naming_the_path_and_file() {
     let err = render(&t, &spec("app"), &no_vars(), NS, &StaticScopes::new()).expect_err("patch");
     assert!(matches!(err, RenderError::Kustomize { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("\"app\"") && msg.contains("missing-patch.yaml"), "{msg}");
+    assert!(
+        msg.contains("\"app\"") && msg.contains("missing-patch.yaml"),
+        "{msg}"
+    );
     assert!(!err.is_tenancy());
 }
 
 #[test]
 fn kustomize_output_is_also_subject_to_tenancy() {
     let t = tree(&[
-        ("kustomization.yaml", "resources:\n- ns.yaml\n- deployment.yaml\nnamespace: other\n"),
-        ("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n"),
+        (
+            "kustomization.yaml",
+            "resources:\n- ns.yaml\n- deployment.yaml\nnamespace: other\n",
+        ),
+        (
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n",
+        ),
         ("deployment.yaml", DEPLOY),
     ]);
     let err = render(&t, &spec(""), &no_vars(), NS, &StaticScopes::new()).expect_err("refused");
     let msg = err.to_string();
-    assert!(msg.contains("Namespace/other") && msg.contains("Deployment/other/my-app"), "{msg}");
+    assert!(
+        msg.contains("Namespace/other") && msg.contains("Deployment/other/my-app"),
+        "{msg}"
+    );
 }
