@@ -43,6 +43,9 @@ impl RelPath {
 
     /// Parses a path given relative to the root (`a/b/../c` → `a/c`).
     pub fn parse(s: &str) -> Result<Self, PathError> {
+        if s.is_empty() {
+            return Ok(Self::root());
+        }
         Self::root().join(s)
     }
 

@@ -14,6 +14,7 @@
 
 pub mod cli;
 mod crds;
+mod emit;
 pub mod error;
 pub mod fieldspec;
 pub mod fs;

@@ -102,7 +102,7 @@ fn key_string(k: serde_yaml::Value) -> Result<String, String> {
 
 /// One object as a YAML document (without the `---` separator).
 pub fn to_yaml(v: &Value) -> String {
-    serde_yaml::to_string(v).expect("JSON values always serialise to YAML")
+    crate::emit::document(v)
 }
 
 /// Objects as a multi-document stream, like `kustomize build`.
