@@ -155,7 +155,7 @@ impl Fetcher {
         if let Some(t) = self.live_tree(&digest) {
             return Ok((t, Origin::Memory));
         }
-        let result = match self.read_cache(artifact).await? {
+        let result = match self.read_cache(digest).await? {
             Some(t) => Ok((t, Origin::Cache)),
             None => self.download(artifact).await.map(|t| (t, Origin::Server)),
         };
@@ -169,19 +169,17 @@ impl Fetcher {
         Ok((tree, origin))
     }
 
-    async fn read_cache(&self, a: &ArtifactRef) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
-        let digest = a.digest;
+    /// The cached artifact, verified. The bound is the configured maximum, not the ref's
+    /// size: the entry was verified before it was written, so only the digest decides whether
+    /// it is still intact (and a caller that does not know the size can still use it).
+    async fn read_cache(&self, digest: Digest) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
         let cache = self.cache.clone();
-        let (size, max, limits) = (
-            a.size,
-            self.cfg.max_artifact_size,
-            self.cfg.tree_limits.clone(),
-        );
+        let (max, limits) = (self.cfg.max_artifact_size, self.cfg.tree_limits.clone());
         let out = tokio::task::spawn_blocking(move || {
             let Some(gz) = cache.read(&digest)? else {
                 return Ok(None);
             };
-            match verify(&gz, digest, size, max, &limits) {
+            match verify(&gz, digest, max, &limits) {
                 Ok(tree) => Ok(Some(tree)),
                 Err(e) => {
                     tracing::warn!(%digest, error = %e, "cached artifact is corrupt; removing it and fetching again");
@@ -197,6 +195,29 @@ impl Fetcher {
         })?;
         out.map(|t| t.map(Arc::new))
             .map_err(|source| FetchError::Cache { digest, source })
+    }
+
+    /// The tree of `digest` from memory or the local cache only, never the network — for when
+    /// the source server cannot say what the artifact is (it is down, or the source is gone)
+    /// but the status records the digest last applied.
+    pub async fn get_cached(
+        &self,
+        digest: Digest,
+    ) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
+        if let Some(t) = self.live_tree(&digest) {
+            return Ok(Some(t));
+        }
+        let lock = self.inflight_lock(digest);
+        let guard = lock.lock().await;
+        let tree = match self.live_tree(&digest) {
+            Some(t) => Some(t),
+            None => self.read_cache(digest).await?,
+        };
+        drop(guard);
+        if let Some(t) = &tree {
+            self.remember(t);
+        }
+        Ok(tree)
     }
 
     async fn download(&self, a: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
@@ -228,7 +249,7 @@ impl Fetcher {
         let mut keep: HashSet<Digest> = self.live_digests();
         keep.insert(digest);
         let tree = tokio::task::spawn_blocking(move || {
-            let tree = verify(&gz, digest, size, max, &limits)?;
+            let tree = verify(&gz, digest, size, &limits)?;
             // Only verified bytes are cached; a cache failure costs a re-download later, not
             // this reconcile.
             if let Err(e) = cache.write(&digest, &gz) {
