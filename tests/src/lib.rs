@@ -3,3 +3,4 @@
 //! and kube-rs accept, so the applier can be tested without a cluster.
 
 pub mod apiserver;
+pub mod tools;

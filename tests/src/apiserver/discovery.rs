@@ -114,6 +114,13 @@ pub fn openapi_root(reg: &Registry) -> Value {
     json!({"paths": paths})
 }
 
+/// An empty Swagger 2.0 document: kubectl falls back to it for kinds missing from v3 (and
+/// then reports "no matches for kind" itself, as with a real server).
+pub fn openapi_v2() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION},
+           "paths": {}, "definitions": {}})
+}
+
 /// The OpenAPI v3 document of one group/version (`None` if not served).
 pub fn openapi_gv(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();

@@ -10,14 +10,24 @@
 //! `kube::Client`). Server-side apply, the PATCH formats and TLS/auth/RBAC live in `ssa`,
 //! `patch` and `auth`.
 
+pub mod auth;
+pub mod cluster;
 pub mod crd;
 pub mod discovery;
 pub mod faults;
+pub mod http;
 pub mod lifecycle;
+pub mod patch;
+pub mod patching;
 pub mod protobuf;
 pub mod registry;
 pub mod selector;
+pub mod ssa;
 pub mod status;
 pub mod store;
 pub mod verbs;
 pub mod watch;
+pub mod workloads;
+
+pub use cluster::{ClusterOptions, TestCluster};
+pub use faults::{FaultAction, FaultRule};

@@ -200,16 +200,133 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             _ => {}
         }
     }
-    if (api_version.as_str(), kind.as_str()) != ("v1", "Secret") {
-        return Err(ApiError::new(
+    match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Secret") => secret(raw),
+        ("v1", "ConfigMap") => config_map(raw),
+        ("v1", "Namespace" | "ServiceAccount") => metadata_only(raw, &kind),
+        ("authentication.k8s.io/v1", "TokenRequest") => token_request(raw),
+        _ => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the test server decodes protobuf only for v1 Secret, not {api_version} {kind}; send JSON"
+                "the test server decodes protobuf only for v1 Secret, ConfigMap, Namespace, ServiceAccount and TokenRequest, not {api_version} {kind}; send JSON"
             ),
-        ));
+        )),
     }
-    secret(raw)
+}
+
+/// `kubectl create configmap` sends protobuf: metadata(1), data(2), binaryData(3), immutable(4).
+fn config_map(buf: &[u8]) -> Result<Value, ApiError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+    let (mut data, mut binary) = (Map::new(), Map::new());
+    for (n, f) in fields(buf)? {
+        match n {
+            1 => out["metadata"] = object_meta(bytes(f, "metadata")?)?,
+            2 => {
+                let (k, v) = map_entry(f, "data")?;
+                let v = String::from_utf8(v.to_vec()).map_err(|_| bad("data is not UTF-8"))?;
+                data.insert(k, json!(v));
+            }
+            3 => {
+                let (k, v) = map_entry(f, "binaryData")?;
+                binary.insert(k, json!(b64.encode(v)));
+            }
+            4 => {
+                if let Field::Varint(x) = f {
+                    out["immutable"] = json!(x != 0);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !data.is_empty() {
+        out["data"] = Value::Object(data);
+    }
+    if !binary.is_empty() {
+        out["binaryData"] = Value::Object(binary);
+    }
+    Ok(out)
+}
+
+/// Kinds whose create requests carry nothing but metadata (field 1) in practice.
+fn metadata_only(buf: &[u8], kind: &str) -> Result<Value, ApiError> {
+    let mut out = json!({"apiVersion": "v1", "kind": kind});
+    for (n, f) in fields(buf)? {
+        if n == 1 {
+            out["metadata"] = object_meta(bytes(f, "metadata")?)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `kubectl create token`: spec(2) = {audiences(1), boundObjectRef(3), expirationSeconds(4)}.
+fn token_request(buf: &[u8]) -> Result<Value, ApiError> {
+    let mut spec = Map::new();
+    let mut audiences = Vec::new();
+    for (n, f) in fields(buf)? {
+        if n != 2 {
+            continue;
+        }
+        for (m, x) in fields(bytes(f, "spec")?)? {
+            match (m, x) {
+                (1, x) => audiences.push(json!(string(x, "spec.audiences")?)),
+                (4, Field::Varint(secs)) => {
+                    spec.insert("expirationSeconds".into(), json!(secs));
+                }
+                _ => {}
+            }
+        }
+    }
+    spec.insert("audiences".into(), Value::Array(audiences));
+    Ok(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}))
+}
+
+/// `DeleteOptions` sent as protobuf (helm's release purge): gracePeriodSeconds(1),
+/// preconditions(2) {uid(1), resourceVersion(2)}, orphanDependents(3), propagationPolicy(4),
+/// dryRun(5), as the JSON form the rest of the server reads.
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, ApiError> {
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing the k8s\\0 prefix"))?;
+    let mut raw: &[u8] = &[];
+    for (n, f) in fields(rest)? {
+        if n == 2 {
+            raw = bytes(f, "raw")?;
+        }
+    }
+    let mut out = Map::new();
+    let mut dry = Vec::new();
+    for (n, f) in fields(raw)? {
+        match (n, f) {
+            (1, Field::Varint(x)) => {
+                out.insert("gracePeriodSeconds".into(), json!(x));
+            }
+            (2, f) => {
+                let mut pre = Map::new();
+                for (m, x) in fields(bytes(f, "preconditions")?)? {
+                    let key = if m == 1 { "uid" } else { "resourceVersion" };
+                    pre.insert(key.into(), json!(string(x, "preconditions")?));
+                }
+                out.insert("preconditions".into(), Value::Object(pre));
+            }
+            (3, Field::Varint(x)) => {
+                out.insert("orphanDependents".into(), json!(x != 0));
+            }
+            (4, f) => {
+                out.insert(
+                    "propagationPolicy".into(),
+                    json!(string(f, "propagationPolicy")?),
+                );
+            }
+            (5, f) => dry.push(json!(string(f, "dryRun")?)),
+            _ => {}
+        }
+    }
+    if !dry.is_empty() {
+        out.insert("dryRun".into(), Value::Array(dry));
+    }
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -268,11 +385,35 @@ mod tests {
             decode(&body[..body.len() - 3]).expect_err("truncated").code,
             400
         );
-        let cm = [
+        let pod = [
             MAGIC,
-            ld(1, &[ld(1, b"v1"), ld(2, b"ConfigMap")].concat()).as_slice(),
+            ld(1, &[ld(1, b"v1"), ld(2, b"Pod")].concat()).as_slice(),
         ]
         .concat();
-        assert_eq!(decode(&cm).expect_err("configmap").code, 415);
+        assert_eq!(decode(&pod).expect_err("pod").code, 415);
+        // kubectl create configmap.
+        let cm = [
+            ld(1, &ld(1, b"settings")),
+            ld(2, &[ld(1, b"a"), ld(2, b"b")].concat()),
+        ]
+        .concat();
+        let unknown = [
+            ld(1, &[ld(1, b"v1"), ld(2, b"ConfigMap")].concat()),
+            ld(2, &cm),
+        ]
+        .concat();
+        let v = decode(&[MAGIC, unknown.as_slice()].concat()).expect("configmap");
+        assert_eq!(v["data"]["a"], "b");
+        assert_eq!(v["metadata"]["name"], "settings");
+        // helm's DeleteOptions.
+        let opts = [ld(4, b"Background"), ld(5, b"All")].concat();
+        let unknown = [
+            ld(1, &[ld(1, b"v1"), ld(2, b"DeleteOptions")].concat()),
+            ld(2, &opts),
+        ]
+        .concat();
+        let v = decode_delete_options(&[MAGIC, unknown.as_slice()].concat()).expect("options");
+        assert_eq!(v["propagationPolicy"], "Background");
+        assert_eq!(v["dryRun"][0], "All");
     }
 }

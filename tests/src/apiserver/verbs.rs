@@ -43,6 +43,57 @@ impl Target {
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     pub dry_run: bool,
+    /// Records the write in managedFields (operation Update) under this manager; `None` when
+    /// the caller already did (server-side apply, the PATCH module).
+    pub manager: Option<String>,
+}
+
+/// What the SSA module needs to know about the addressed resource.
+pub fn ssa_target<'a>(t: &'a Target, api_version: &'a str) -> super::ssa::Target<'a> {
+    super::ssa::Target {
+        api_version,
+        kind: &t.def.kind,
+        subresource: t.subresource.as_deref().unwrap_or(""),
+        status_subresource: t.def.status_subresource,
+    }
+}
+
+/// Gives `manager` ownership of what changed from `old` to `new` (managedFields, Update).
+fn track(t: &Target, old: Option<&Value>, new: &mut Value, o: &WriteOpts) -> Result<(), ApiError> {
+    let Some(manager) = &o.manager else {
+        return Ok(());
+    };
+    let api_version = t.def.api_version(&t.version);
+    let now = super::store::now_rfc3339();
+    super::ssa::update(old, new, manager, &ssa_target(t, &api_version), &now)
+        .map_err(|e| ssa_error(t, e))
+}
+
+/// SSA errors as Status objects (409 with one cause per conflicting field).
+pub fn ssa_error(t: &Target, e: super::ssa::SsaError) -> ApiError {
+    let err = ApiError::from(super::patch::PatchError::from(e));
+    if err.code == 409 {
+        ssa_error_details(t, err)
+    } else {
+        err
+    }
+}
+
+/// Adds name/group/kind to a conflict's `details` (next to the causes), as the real server does.
+pub fn ssa_error_details(t: &Target, mut err: ApiError) -> ApiError {
+    let causes = err
+        .details
+        .as_ref()
+        .and_then(|d| d.get("causes"))
+        .cloned()
+        .unwrap_or_default();
+    err.details = Some(json!({
+        "name": t.name.clone().unwrap_or_default(),
+        "group": t.def.group,
+        "kind": t.def.plural,
+        "causes": causes,
+    }));
+    err
 }
 
 /// List filters and paging.
@@ -271,6 +322,7 @@ pub fn create(
         ));
     }
     lifecycle::default_new(&t.def, &mut body);
+    track(t, None, &mut body, o)?;
     if is_crd(&t.def) {
         super::crd::resource_def(&body)?;
     }
@@ -361,6 +413,7 @@ pub fn update(
         }
         body
     };
+    track(t, Some(&old), &mut new, o)?;
     if is_crd(&t.def) && !t.is_status() {
         super::crd::resource_def(&new)?;
         if !o.dry_run {
@@ -511,7 +564,16 @@ mod tests {
 
         let mut dry = cm.clone();
         dry["data"] = json!({"x": "1"});
-        let (_, d) = update(&mut st, &ta, dry, &WriteOpts { dry_run: true }).expect("dry");
+        let (_, d) = update(
+            &mut st,
+            &ta,
+            dry,
+            &WriteOpts {
+                dry_run: true,
+                manager: None,
+            },
+        )
+        .expect("dry");
         assert_eq!(d["data"]["x"], "1");
         assert_eq!(get(&st, &ta).expect("get")["data"], json!({}));
     }

@@ -1,0 +1,232 @@
+//! kube-rs against the test server: Discovery, the runtime watcher, server-side apply with
+//! force, optimistic concurrency, and watch resume from a resourceVersion.
+
+use std::time::Duration;
+
+use ferry_tests::apiserver::{ClusterOptions, TestCluster};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Discovery, Scope};
+use kube::runtime::watcher;
+use serde_json::json;
+
+async fn cluster() -> (TestCluster, kube::Client) {
+    let c = TestCluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster");
+    let client = c.client().expect("client");
+    (c, client)
+}
+
+fn cm(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name}, "data": {"k": value},
+    }))
+    .expect("configmap")
+}
+
+#[tokio::test]
+async fn discovery_sees_builtins_and_new_crds() {
+    let (_c, client) = cluster().await;
+    let d = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let (ar, caps) = d
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+        .expect("deployments discovered");
+    assert_eq!(ar.plural, "deployments");
+    assert_eq!(caps.scope, Scope::Namespaced);
+    let (_, caps) = d
+        .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Namespace"))
+        .expect("namespaces discovered");
+    assert_eq!(caps.scope, Scope::Cluster);
+    assert!(
+        d.resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Gadget"))
+            .is_none()
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster",
+                 "names": {"plural": "gadgets", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object"}}}]}
+    }))
+    .expect("crd");
+    let created = crds
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("create crd");
+    let established = created
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    assert!(established);
+    let d = Discovery::new(client).run().await.expect("discovery");
+    let (ar, caps) = d
+        .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Gadget"))
+        .expect("gadgets discovered");
+    assert_eq!(ar.plural, "gadgets");
+    assert_eq!(caps.scope, Scope::Cluster);
+}
+
+#[tokio::test]
+async fn watcher_sees_create_update_delete() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    // Wait for the initial listing to finish before changing anything.
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("watcher event in time")
+            .expect("watcher ok")
+            .expect("stream open");
+        if matches!(ev, watcher::Event::InitDone) {
+            break;
+        }
+    }
+    api.create(&PostParams::default(), &cm("w", "1"))
+        .await
+        .expect("create");
+    api.replace("w", &PostParams::default(), &{
+        let mut c = api.get("w").await.expect("get");
+        c.data = Some([("k".to_string(), "2".to_string())].into());
+        c
+    })
+    .await
+    .expect("replace");
+    api.delete("w", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("watcher event in time")
+            .expect("watcher ok")
+            .expect("stream open");
+        match ev {
+            watcher::Event::Apply(c) => {
+                seen.push(format!("apply {}", c.data.unwrap_or_default()["k"]))
+            }
+            watcher::Event::Delete(c) => {
+                seen.push(format!("delete {}", c.metadata.name.unwrap_or_default()))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["apply 1", "apply 2", "delete w"]);
+}
+
+#[tokio::test]
+async fn apply_with_force_takes_ownership_and_stale_writes_conflict() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let first = api
+        .patch(
+            "own",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(&cm("own", "a")),
+        )
+        .await
+        .expect("first apply creates");
+    assert_eq!(first.data.unwrap_or_default()["k"], "a");
+    let err = api
+        .patch(
+            "own",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(&cm("own", "b")),
+        )
+        .await
+        .expect_err("conflict without force");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message.contains("conflict with \"alice\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected a 409, got {other}"),
+    }
+    let forced = api
+        .patch(
+            "own",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&cm("own", "b")),
+        )
+        .await
+        .expect("forced apply");
+    assert_eq!(forced.data.unwrap_or_default()["k"], "b");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:data/f:k").is_some())
+        })
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, vec!["bob"]);
+
+    // Optimistic concurrency: a replace with an old resourceVersion is refused.
+    let mut stale = first_version(&api).await;
+    stale.metadata.resource_version = Some("1".into());
+    let err = api
+        .replace("own", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{err}"
+    );
+}
+
+async fn first_version(api: &Api<ConfigMap>) -> ConfigMap {
+    api.get("own").await.expect("get")
+}
+
+#[tokio::test]
+async fn watch_resumes_after_a_resource_version() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let list = api.list(&ListParams::default()).await.expect("list");
+    let rv = list.metadata.resource_version.expect("list rv");
+    api.create(&PostParams::default(), &cm("r1", "1"))
+        .await
+        .expect("create");
+    api.create(&PostParams::default(), &cm("r2", "1"))
+        .await
+        .expect("create");
+    // Events after `rv` are replayed, in order, to a watch started later.
+    let mut s = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), s.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(c)))) => names.push(c.metadata.name.unwrap_or_default()),
+            Ok(Ok(Some(_))) => {}
+            other => panic!("unexpected watch result: {other:?}"),
+        }
+    }
+    assert_eq!(names, vec!["r1", "r2"]);
+}
