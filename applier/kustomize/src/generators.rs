@@ -134,16 +134,11 @@ pub fn generate(
         if name.is_empty() {
             return Err(Error::field(&at, "a generator needs a name"));
         }
+        // kustomize treats any other value as unspecified, i.e. create.
         let behavior = match args.behavior.as_deref() {
-            None | Some("") | Some("create") => Behavior::Create,
             Some("merge") => Behavior::Merge,
             Some("replace") => Behavior::Replace,
-            Some(b) => {
-                return Err(Error::field(
-                    &at,
-                    format!("unknown behavior '{b}' (create, merge or replace)"),
-                ));
-            }
+            _ => Behavior::Create,
         };
         let opts = merged_options(&args.options, global);
         let mut data = Map::new();
