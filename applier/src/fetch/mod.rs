@@ -241,11 +241,7 @@ impl Fetcher {
             .await
             .map_err(|source| FetchError::Download { digest, source })?;
         let cache = self.cache.clone();
-        let (size, max, limits) = (
-            a.size,
-            self.cfg.max_artifact_size,
-            self.cfg.tree_limits.clone(),
-        );
+        let (size, limits) = (a.size, self.cfg.tree_limits.clone());
         let mut keep: HashSet<Digest> = self.live_digests();
         keep.insert(digest);
         let tree = tokio::task::spawn_blocking(move || {
