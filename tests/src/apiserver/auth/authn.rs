@@ -220,13 +220,13 @@ impl Authenticator {
         ))
     }
 
-    /// Serves `POST …/serviceaccounts/{name}/token`: `body` is the TokenRequest the client
-    /// sent, `service_account` the live ServiceAccount object. Returns the TokenRequest with
+    /// Serves `POST …/serviceaccounts/{name}/token`: `request` is the (decoded) TokenRequest
+    /// the client sent, `service_account` the live ServiceAccount object. Returns the TokenRequest with
     /// `status.token` and `status.expirationTimestamp` filled in.
     pub fn token_request(
         &self,
         service_account: &Value,
-        body: &[u8],
+        request: &Value,
         now: DateTime<Utc>,
     ) -> Result<Value, AuthError> {
         let meta = |f: &str| {
@@ -237,12 +237,6 @@ impl Authenticator {
                 .to_string()
         };
         let (namespace, name, uid) = (meta("namespace"), meta("name"), meta("uid"));
-        let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| AuthError::BadTokenRequest(format!("decoding TokenRequest: {e}")))?
-        };
         let seconds = match request.pointer("/spec/expirationSeconds") {
             None | Some(Value::Null) => DEFAULT_EXPIRATION_SECONDS,
             Some(v) => v.as_i64().ok_or_else(|| {
@@ -380,7 +374,7 @@ mod tests {
         let resp = auth
             .token_request(
                 &sa,
-                br#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{}}"#,
+                &json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "spec": {}}),
                 now(),
             )
             .expect("token");
@@ -420,18 +414,21 @@ mod tests {
         let auth = Authenticator::default();
         let sa = json!({"metadata": {"name": "agent", "namespace": "a", "uid": "u"}});
         let err = auth
-            .token_request(&sa, br#"{"spec":{"expirationSeconds":60}}"#, now())
+            .token_request(&sa, &json!({"spec": {"expirationSeconds": 60}}), now())
             .expect_err("too short");
         assert!(err.to_string().contains("less than 10 minutes"), "{err}");
         let resp = auth
             .token_request(
                 &sa,
-                br#"{"spec":{"expirationSeconds":7200,"audiences":["x"]}}"#,
+                &json!({"spec": {"expirationSeconds": 7200, "audiences": ["x"]}}),
                 now(),
             )
             .expect("ok");
         assert_eq!(resp["spec"]["expirationSeconds"], 7200);
         assert_eq!(resp["spec"]["audiences"], json!(["x"]));
-        assert!(auth.token_request(&sa, b"{not json", now()).is_err());
+        let err = auth
+            .token_request(&sa, &json!({"spec": {"expirationSeconds": "1h"}}), now())
+            .expect_err("not a number");
+        assert!(err.to_string().contains("spec.expirationSeconds"), "{err}");
     }
 }

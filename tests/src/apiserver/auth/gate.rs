@@ -1,0 +1,150 @@
+//! The request gate for `--tls` mode: an axum middleware that authenticates every request,
+//! authorizes it with RBAC from the store, and answers TokenRequests itself.
+//!
+//! Wiring (in the server): `auth::gate::secure(router, gate)` and serve it with
+//! [`super::listener::TlsListener`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use http::{StatusCode, header};
+use serde_json::Value;
+
+use super::AuthError;
+use super::authn::{Authenticator, UserInfo};
+use super::rbac::{Policy, RequestAttributes, authorize, forbidden, unauthorized};
+use crate::apiserver::status::ApiError;
+use crate::apiserver::store::{State as StoreState, Store};
+
+/// Largest TokenRequest body read.
+const MAX_TOKEN_REQUEST: usize = 64 * 1024;
+
+/// What the gate needs: who is who, and where the RBAC objects and ServiceAccounts live.
+#[derive(Debug)]
+pub struct Gate {
+    pub authn: Authenticator,
+    pub store: Store,
+}
+
+impl Gate {
+    pub fn new(store: Store, authn: Authenticator) -> Arc<Self> {
+        Arc::new(Gate { authn, store })
+    }
+
+    /// The user behind a request and whether RBAC lets them do it.
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        attrs: &RequestAttributes,
+    ) -> Result<UserInfo, ApiError> {
+        let st = self.store.lock();
+        let sa_uid = |ns: &str, name: &str| {
+            st.get("serviceaccounts", ns, name)
+                .and_then(|sa| sa.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let user = self
+            .authn
+            .authenticate(authorization, chrono::Utc::now(), &sa_uid)
+            .map_err(|_| unauthorized())?;
+        let owned = |key: &str| -> Vec<Value> { st.list(key, None).into_iter().cloned().collect() };
+        let (roles, role_bindings, cluster_roles, cluster_role_bindings) =
+            if user.in_group("system:masters") {
+                Default::default()
+            } else {
+                (
+                    owned("roles.rbac.authorization.k8s.io"),
+                    owned("rolebindings.rbac.authorization.k8s.io"),
+                    owned("clusterroles.rbac.authorization.k8s.io"),
+                    owned("clusterrolebindings.rbac.authorization.k8s.io"),
+                )
+            };
+        let policy = Policy {
+            roles: &roles,
+            role_bindings: &role_bindings,
+            cluster_roles: &cluster_roles,
+            cluster_role_bindings: &cluster_role_bindings,
+        };
+        if authorize(&user, attrs, &policy) {
+            Ok(user)
+        } else {
+            Err(forbidden(&user, attrs))
+        }
+    }
+
+    fn token_request(&self, attrs: &RequestAttributes, body: &[u8]) -> Result<Value, ApiError> {
+        let sa = {
+            let st: std::sync::MutexGuard<'_, StoreState> = self.store.lock();
+            st.get("serviceaccounts", &attrs.namespace, &attrs.name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("serviceaccounts", &attrs.name))?
+        };
+        // kubectl sends the TokenRequest as protobuf.
+        let request = if body.starts_with(b"k8s\0") {
+            crate::apiserver::protobuf::decode(body)?
+        } else if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("decoding TokenRequest: {e}")))?
+        };
+        self.authn
+            .token_request(&sa, &request, chrono::Utc::now())
+            .map_err(|e| match e {
+                AuthError::BadTokenRequest(m) => ApiError::new(422, "Invalid", m),
+                other => ApiError::bad_request(other.to_string()),
+            })
+    }
+}
+
+/// Puts the gate in front of a router.
+pub fn secure(router: Router, gate: Arc<Gate>) -> Router {
+    router.layer(from_fn_with_state(gate, guard))
+}
+
+fn respond(code: u16, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(e: &ApiError) -> Response {
+    respond(e.code, &e.to_status())
+}
+
+async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    let attrs =
+        RequestAttributes::from_request(req.method().as_str(), req.uri().path(), req.uri().query());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = gate.check(authorization, &attrs) {
+        return error(&e);
+    }
+    let is_token_request = attrs.resource_request
+        && attrs.verb == "create"
+        && attrs.api_group.is_empty()
+        && attrs.resource == "serviceaccounts"
+        && attrs.subresource == "token";
+    if !is_token_request {
+        return next.run(req).await;
+    }
+    let body = match axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await {
+        Ok(b) => b,
+        Err(e) => return error(&ApiError::bad_request(format!("reading TokenRequest: {e}"))),
+    };
+    match gate.token_request(&attrs, &body) {
+        Ok(v) => respond(201, &v),
+        Err(e) => error(&e),
+    }
+}
