@@ -19,6 +19,8 @@ struct Served {
     hits: AtomicUsize,
     /// Answer this many requests with 503 before serving.
     fail_first: AtomicUsize,
+    /// Milliseconds to wait before answering.
+    delay_ms: AtomicUsize,
 }
 
 struct TestServer {
@@ -35,6 +37,8 @@ impl TestServer {
             Path(hex): Path<String>,
         ) -> impl IntoResponse {
             s.hits.fetch_add(1, Ordering::SeqCst);
+            let delay = s.delay_ms.load(Ordering::SeqCst) as u64;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
             if s.fail_first
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
@@ -331,5 +335,35 @@ async fn cache_stays_bounded_and_keeps_the_artifact_in_use() {
     );
     assert!(c.path(&arts[3].0.digest).is_file(), "the newest is kept");
     drop(held);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_of_one_digest_download_once_and_share_the_tree() {
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (a, gz) = artifact(&[("a.yaml", "x: 1")]);
+    server.serve(&a.digest, gz);
+    server.state.delay_ms.store(200, Ordering::SeqCst);
+    let f = Arc::new(Fetcher::new(config(&server.url, cache.path())).expect("fetcher"));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (f, a) = (f.clone(), a.clone());
+            tokio::spawn(async move { f.get(&a).await })
+        })
+        .collect();
+    let mut trees = vec![];
+    for t in tasks {
+        trees.push(t.await.expect("task").expect("fetch"));
+    }
+    assert_eq!(
+        server.state.hits.load(Ordering::SeqCst),
+        1,
+        "one download for 8 callers"
+    );
+    assert!(
+        trees.iter().all(|t| Arc::ptr_eq(t, &trees[0])),
+        "one shared tree in memory"
+    );
     server.stop().await;
 }
