@@ -148,6 +148,23 @@ pub fn apply(
         Some(l) => managed::strip(l),
         None => Value::Object(Map::new()),
     };
+    if live.is_some() && entries.is_empty() {
+        // An object nobody owns (written without a field manager) is owned as a whole by
+        // "before-first-apply", so a first apply that changes values conflicts, as in
+        // Kubernetes (tools such as Flux strip this manager before taking over).
+        let fields = owned_part(
+            &typed::field_set(&live_body, shape).map_err(|e| shape_error(target, e))?,
+            target,
+        );
+        entries.push(ManagedEntry {
+            manager: "before-first-apply".to_string(),
+            operation: Operation::Update,
+            api_version: target.api_version.to_string(),
+            time: Some(now.to_string()),
+            subresource: String::new(),
+            fields,
+        });
+    }
     let config = writable_part(&live_body, config, target);
     let set = owned_part(
         &typed::field_set(&config, shape).map_err(|e| shape_error(target, e))?,

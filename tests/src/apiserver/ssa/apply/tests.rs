@@ -481,3 +481,42 @@ fn clients_can_reset_managed_fields() {
     update(Some(&live), &mut plain, "flux", &deploy_target(), T3).expect("keep");
     assert_eq!(managers(&plain), managers(&live));
 }
+
+#[test]
+fn unowned_objects_belong_to_before_first_apply() {
+    let mut live = config(2, "nginx:1");
+    live["metadata"]["uid"] = json!("u-1");
+    let err = apply(
+        Some(&live),
+        &config(3, "nginx:1"),
+        "kubectl",
+        false,
+        &deploy_target(),
+        T2,
+    )
+    .expect_err("changing a value nobody applied conflicts");
+    let SsaError::Conflict { message, .. } = err else {
+        panic!("expected a conflict, got {err:?}");
+    };
+    assert_eq!(
+        message,
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
+    );
+    // Same values: shared with before-first-apply, which keeps what only it had.
+    let mut partial = config(2, "nginx:1");
+    partial["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("annotations");
+    let new = apply(
+        Some(&live),
+        &partial,
+        "kubectl",
+        false,
+        &deploy_target(),
+        T2,
+    )
+    .expect("no conflict");
+    assert_eq!(new["metadata"]["annotations"]["team"], "x");
+    assert_eq!(entry(&new, "before-first-apply")["operation"], "Update");
+}
