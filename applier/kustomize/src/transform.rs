@@ -55,7 +55,6 @@ pub fn namespace(
             if !spec.applies_to(&gvk) {
                 continue;
             }
-            let r_id = r.id();
             visit(&mut r.obj, spec, Some(Create::Scalar), &mut |v| {
                 if v.is_object() || v.is_array() {
                     return Err("namespace field specs must target scalar nodes".into());
@@ -63,7 +62,7 @@ pub fn namespace(
                 *v = Value::String(ns.to_string());
                 Ok(())
             })
-            .map_err(|e| Error::field(at, format!("{r_id} field '{}': {e}", spec.raw_path)))?;
+            .map_err(|e| spec_error(at, r, spec, e))?;
         }
     }
     let ids: Vec<_> = resources.iter().map(|r| r.id()).collect();
@@ -109,14 +108,13 @@ pub fn prefix_suffix(
                     r.store_prev_id();
                 }
             }
-            let id = r.id();
             visit(&mut r.obj, spec, None, &mut |v| {
                 if let Value::String(s) = v {
                     *s = format!("{prefix}{s}{suffix}");
                 }
                 Ok(())
             })
-            .map_err(|e| Error::field(at, format!("{id} field '{}': {e}", spec.raw_path)))?;
+            .map_err(|e| spec_error(at, r, spec, e))?;
         }
     }
     Ok(())
@@ -138,7 +136,6 @@ pub fn set_map_entries(
             if !spec.applies_to(&gvk) {
                 continue;
             }
-            let r2 = r.clone();
             visit(&mut r.obj, spec, Some(Create::Map), &mut |v| {
                 if v.is_null() {
                     *v = Value::Object(Map::new());
@@ -151,7 +148,7 @@ pub fn set_map_entries(
                 }
                 Ok(())
             })
-            .map_err(|e| spec_error(at, &r2, spec, e))?;
+            .map_err(|e| spec_error(at, r, spec, e))?;
         }
     }
     Ok(())
@@ -276,7 +273,6 @@ pub fn images(
                 if !spec.applies_to(&gvk) {
                     continue;
                 }
-                let id = r.id();
                 // Images are never created: only existing values are rewritten.
                 let mut no_create = spec.clone();
                 no_create.create = false;
@@ -284,7 +280,7 @@ pub fn images(
                     update_image(v, img, &pattern);
                     Ok(())
                 })
-                .map_err(|e| Error::field(at, format!("{id} field '{}': {e}", spec.raw_path)))?;
+                .map_err(|e| spec_error(at, r, spec, e))?;
             }
         }
     }
@@ -309,12 +305,11 @@ pub fn replicas(
                     continue;
                 }
                 found = true;
-                let id = r.id();
                 visit(&mut r.obj, spec, Some(Create::Scalar), &mut |v| {
                     *v = Value::Number(rep.count.into());
                     Ok(())
                 })
-                .map_err(|e| Error::field(at, format!("{id} field '{}': {e}", spec.raw_path)))?;
+                .map_err(|e| spec_error(at, r, spec, e))?;
             }
         }
         if !found {
