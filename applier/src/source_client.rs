@@ -21,6 +21,9 @@ use crate::fetch::error_chain;
 mod sse;
 pub use sse::{SseEvent, SseParser};
 
+/// Largest JSON response accepted from the source server.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceClientError {
     #[error("source server {url}: {why}")]
@@ -132,13 +135,22 @@ impl SourceClient {
                 why: error_chain(&e),
             })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SourceClientError::Transport {
+        // A source list is small; a server sending more is broken or hostile.
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| SourceClientError::Transport {
                 url: url.clone(),
                 why: error_chain(&e),
             })?;
+            if body.len() + chunk.len() > MAX_RESPONSE {
+                return Err(SourceClientError::Decode {
+                    url,
+                    why: format!("response larger than {MAX_RESPONSE} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(SourceClientError::Status {
                 url,

@@ -4,6 +4,8 @@
 
 /// Longest line accepted.
 pub const MAX_LINE: usize = 1024 * 1024;
+/// Most data one event may carry (over all its `data:` lines).
+pub const MAX_DATA: usize = 4 * 1024 * 1024;
 
 /// One dispatched event. `event` defaults to `message`, as in browsers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,9 @@ impl SseParser {
                     let line = std::mem::take(&mut self.line);
                     if let Some(ev) = self.line_done(&line) {
                         out.push(ev);
+                    }
+                    if self.data.len() > MAX_DATA {
+                        return Err(format!("event data larger than {MAX_DATA} bytes"));
                     }
                 }
                 _ => {
@@ -129,9 +134,23 @@ mod tests {
     }
 
     #[test]
-    fn refuses_endless_lines() {
+    fn refuses_endless_lines_and_endless_events() {
         let mut p = SseParser::default();
         let big = vec![b'a'; MAX_LINE + 1];
         assert!(p.feed(&big).is_err());
+
+        let mut p = SseParser::default();
+        let line = format!("data: {}\n", "x".repeat(1000));
+        let mut err = None;
+        for _ in 0..(MAX_DATA / 1000 + 2) {
+            if let Err(e) = p.feed(line.as_bytes()) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(
+            err.is_some_and(|e| e.contains("event data")),
+            "unbounded event"
+        );
     }
 }
