@@ -9,6 +9,8 @@
 //! (or `$setElementOrder`'s); the apiserver then interleaves the items only the original has
 //! by their original positions, kustomize appends them ([`ListOrder`]).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::schema::{Field, SmpList, SsaList, TypeDef};
@@ -168,7 +170,8 @@ impl Walker {
                     return Err(invalid(path, format!("{key} must be a list")));
                 };
                 if let Some(Value::Array(items)) = original.get_mut(field) {
-                    items.retain(|item| !remove.contains(item));
+                    let remove: HashSet<String> = remove.iter().map(identity_text).collect();
+                    items.retain(|item| !remove.contains(&identity_text(item)));
                 }
             } else if let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) {
                 let Value::Array(order) = value else {
@@ -289,6 +292,7 @@ impl Walker {
             // A list of scalars under a merge strategy merges as a set, as in apimachinery.
             _ => {
                 let mut merged = original;
+                let mut seen: HashSet<String> = merged.iter().map(identity_text).collect();
                 for item in patch {
                     if item.is_object() {
                         return Err(invalid(
@@ -296,7 +300,7 @@ impl Walker {
                             "a list merged as a set of values cannot hold objects",
                         ));
                     }
-                    if !merged.contains(item) {
+                    if seen.insert(identity_text(item)) {
                         merged.push(item.clone());
                     }
                 }
@@ -315,26 +319,34 @@ impl Walker {
         original: &[Value],
         key: Option<&str>,
     ) -> Vec<Value> {
-        let identity = |v: &Value| -> Value {
+        let identity = |v: &Value| -> String {
             match key {
-                Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
-                None => v.clone(),
+                Some(k) => v.get(k).map_or_else(String::new, identity_text),
+                None => identity_text(v),
             }
         };
-        let position = |list: &[Value], v: &Value| -> Option<usize> {
-            let id = identity(v);
-            list.iter().position(|o| identity(o) == id)
+        // First position of each identity, so ordering stays O(n log n) on large lists.
+        let positions = |list: &[Value]| -> HashMap<String, usize> {
+            let mut map = HashMap::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                map.entry(identity(v)).or_insert(i);
+            }
+            map
         };
-        let (mut in_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        let in_order = positions(patch_order);
+        let in_original = positions(original);
+        let (mut in_patch, mut server_only): (Vec<Identified>, Vec<Identified>) = merged
             .into_iter()
-            .partition(|v| position(patch_order, v).is_some());
-        in_patch.sort_by_key(|v| position(patch_order, v));
-        server_only.sort_by_key(|v| position(original, v));
+            .map(|v| (identity(&v), v))
+            .partition(|(id, _)| in_order.contains_key(id));
+        in_patch.sort_by_key(|(id, _)| in_order.get(id).copied());
+        server_only.sort_by_key(|(id, _)| in_original.get(id).copied());
         match self.options.order {
-            ListOrder::PatchFirst => {
-                in_patch.extend(server_only);
-                in_patch
-            }
+            ListOrder::PatchFirst => in_patch
+                .into_iter()
+                .chain(server_only)
+                .map(|(_, v)| v)
+                .collect(),
             ListOrder::Interleave => {
                 // apimachinery's mergeSortedSlice: a server-only item goes before the next
                 // patch item when both are in the original and it came first there.
@@ -345,13 +357,14 @@ impl Walker {
                     let take_left = match (left.peek(), right.peek()) {
                         (Some(_), None) => true,
                         (None, Some(_)) | (None, None) => false,
-                        (Some(l), Some(r)) => {
-                            matches!((position(original, l), position(original, r)), (Some(li), Some(ri)) if li < ri)
-                        }
+                        (Some((l, _)), Some((r, _))) => matches!(
+                            (in_original.get(l), in_original.get(r)),
+                            (Some(li), Some(ri)) if li < ri
+                        ),
                     };
                     let next = if take_left { left.next() } else { right.next() };
                     match next {
-                        Some(v) => out.push(v),
+                        Some((_, v)) => out.push(v),
                         None => break,
                     }
                 }
@@ -362,12 +375,20 @@ impl Walker {
 
     fn merge_keyed(
         &self,
-        mut original: Vec<Value>,
+        original: Vec<Value>,
         patch: &[Value],
         key: &str,
         item_ty: Option<&'static TypeDef>,
         path: &str,
     ) -> Result<Vec<Value>, StrategicMergeError> {
+        // Slots (None: deleted) and an index by key value, so large lists stay linear.
+        let mut slots: Vec<Option<Value>> = original.into_iter().map(Some).collect();
+        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, item) in slots.iter().enumerate() {
+            if let Some(k) = item.as_ref().and_then(|v| v.get(key)) {
+                index.entry(identity_text(k)).or_default().push(i);
+            }
+        }
         for (i, item) in patch.iter().enumerate() {
             let item_path = format!("{path}[{i}]");
             let Value::Object(item_map) = item else {
@@ -384,17 +405,25 @@ impl Walker {
                 });
             };
             let item_path = format!("{path}[{key}={}]", scalar_text(key_value));
-            let position = original.iter().position(|o| o.get(key) == Some(key_value));
+            let id = identity_text(key_value);
+            let position = index
+                .get(&id)
+                .and_then(|slots_of| slots_of.iter().copied().find(|&p| slots[p].is_some()));
             match item_map.get(PATCH).and_then(Value::as_str) {
                 Some("delete") => {
-                    original.retain(|o| o.get(key) != Some(key_value));
+                    for p in index.remove(&id).unwrap_or_default() {
+                        slots[p] = None;
+                    }
                     continue;
                 }
                 Some("replace") => {
                     let replacement = Value::Object(strip_directives(item_map));
                     match position {
-                        Some(p) => original[p] = replacement,
-                        None => original.push(replacement),
+                        Some(p) => slots[p] = Some(replacement),
+                        None => {
+                            index.entry(id).or_default().push(slots.len());
+                            slots.push(Some(replacement));
+                        }
                     }
                     continue;
                 }
@@ -402,24 +431,22 @@ impl Walker {
             }
             match position {
                 Some(p) => {
-                    let Value::Object(existing) = std::mem::take(&mut original[p]) else {
+                    let Some(Value::Object(existing)) = slots[p].take() else {
                         return Err(invalid(&item_path, "original list item is not an object"));
                     };
-                    match self.merge_map(existing, item_map, item_ty, &item_path)? {
-                        Some(merged) => original[p] = Value::Object(merged),
-                        None => {
-                            original.remove(p);
-                        }
-                    }
+                    slots[p] = self
+                        .merge_map(existing, item_map, item_ty, &item_path)?
+                        .map(Value::Object);
                 }
                 None => {
                     if let Some(fresh) = self.fresh(item, item_ty, &item_path)? {
-                        original.push(fresh);
+                        index.entry(id).or_default().push(slots.len());
+                        slots.push(Some(fresh));
                     }
                 }
             }
         }
-        Ok(original)
+        Ok(slots.into_iter().flatten().collect())
     }
 
     /// A patch value with no original: directives resolved, nulls dropped.
@@ -436,6 +463,14 @@ impl Walker {
             other => Ok(Some(other.clone())),
         }
     }
+}
+
+/// A list item with its identity.
+type Identified = (String, Value);
+
+/// A hashable identity for a key value or a list element.
+fn identity_text(v: &Value) -> String {
+    v.to_string()
 }
 
 fn scalar_text(v: &Value) -> String {

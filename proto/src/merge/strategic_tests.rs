@@ -375,3 +375,27 @@ fn kustomize_copies_list_directives_as_plain_fields() {
         json!([{"name": "a", "image": "x"}, {"name": "b"}])
     );
 }
+
+#[test]
+fn large_lists_merge_by_key_in_reverse_order() {
+    // Untrusted input may hold large lists; merging indexes items by key (linear, not
+    // quadratic) and must still pair every item correctly.
+    const N: usize = 5_000;
+    let items: Vec<Value> = (0..N)
+        .map(|i| json!({"name": format!("c{i}"), "image": "x"}))
+        .collect();
+    let patch_items: Vec<Value> = (0..N)
+        .rev()
+        .map(|i| json!({"name": format!("c{i}"), "image": "y"}))
+        .collect();
+    let out = merge(
+        deployment(Value::Array(items)),
+        json!({"spec": {"template": {"spec": {"containers": patch_items}}}}),
+    );
+    let containers = containers_of(&out).as_array().expect("list");
+    assert_eq!(containers.len(), N);
+    assert_eq!(
+        containers[0],
+        json!({"name": format!("c{}", N - 1), "image": "y"})
+    );
+}
