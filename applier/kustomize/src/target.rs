@@ -339,6 +339,12 @@ impl<'a> Builder<'a> {
                 for obj in objs {
                     let r =
                         Resource::new(obj, p.clone()).map_err(|e| Error::yaml(p.to_string(), e))?;
+                    if r.name().is_empty() {
+                        return Err(Error::yaml(
+                            p.to_string(),
+                            format!("missing metadata.name in a {} object", r.kind()),
+                        ));
+                    }
                     ra.resources.append(r).map_err(|id| Error::Conflict {
                         at: ctx.loc(field),
                         id: id.to_string(),
