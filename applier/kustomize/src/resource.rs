@@ -146,16 +146,21 @@ impl Resource {
         })
     }
 
+    /// The object's fields. A patch may have replaced the whole object with a non-map;
+    /// that reads as empty rather than panicking on untrusted input.
     pub fn map(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         self.obj
             .as_object()
-            .expect("Resource::new guarantees an object")
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
+    /// Mutable fields; a non-map object is replaced by an empty map first.
     pub fn map_mut(&mut self) -> &mut Map<String, Value> {
-        self.obj
-            .as_object_mut()
-            .expect("Resource::new guarantees an object")
+        if !self.obj.is_object() {
+            self.obj = Value::Object(Map::new());
+        }
+        self.obj.as_object_mut().expect("just ensured an object")
     }
 
     fn str_field(&self, key: &str) -> &str {
