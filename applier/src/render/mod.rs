@@ -9,6 +9,7 @@
 //! passed in, so the same function serves the agent, `diff`, and tests.
 
 mod kustomize;
+mod memo;
 mod plain;
 pub mod substitute;
 pub mod tenancy;
@@ -19,6 +20,7 @@ use ferry_proto::{InventoryEntry, KustomizationSpec};
 use serde_json::Value;
 
 use crate::fetch::ArtifactTree;
+pub use memo::RenderMemo;
 pub use substitute::SubstituteError;
 pub use tenancy::{Refusal, Scope, ScopeResolver, StaticScopes, TenancyError};
 
