@@ -230,3 +230,31 @@ async fn watch_resumes_after_a_resource_version() {
     }
     assert_eq!(names, vec!["r1", "r2"]);
 }
+
+#[tokio::test]
+async fn with_tls_the_client_trusts_the_ca_and_authenticates_as_admin() {
+    let c = TestCluster::start(ClusterOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    assert!(c.url().starts_with("https://127.0.0.1:"), "{}", c.url());
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
+    assert!(
+        kubeconfig.contains("certificate-authority-data"),
+        "{kubeconfig}"
+    );
+    let api: Api<ConfigMap> = Api::default_namespaced(c.client().expect("client"));
+    api.create(&PostParams::default(), &cm("secure", "1"))
+        .await
+        .expect("the admin token may create");
+    assert_eq!(
+        api.get("secure")
+            .await
+            .expect("get")
+            .data
+            .unwrap_or_default()["k"],
+        "1"
+    );
+}

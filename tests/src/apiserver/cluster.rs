@@ -33,6 +33,13 @@ pub enum ClusterError {
     },
     #[error("building a kube client for {url}: {source}")]
     Client { url: String, source: kube::Error },
+    #[error("setting up TLS/authentication: {0}")]
+    Auth(#[from] super::auth::AuthError),
+    #[error("reading users file {path}: {source}")]
+    UsersFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How to start a cluster.
@@ -42,6 +49,12 @@ pub struct ClusterOptions {
     pub listen: SocketAddr,
     /// Time until simulated workloads report ready.
     pub workload_delay: Duration,
+    /// Serve HTTPS with a fresh self-signed CA and enforce authentication and RBAC. The
+    /// kubeconfig then carries the CA and an administrator token.
+    pub tls: bool,
+    /// Static tokens (`token,user,uid,"group1,group2"` per line, like kube's token file);
+    /// only used with `tls`.
+    pub users_file: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -49,13 +62,103 @@ impl Default for ClusterOptions {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             workload_delay: Duration::from_millis(300),
+            tls: false,
+            users_file: None,
         }
     }
+}
+
+/// A started server: where it is, how to reach it, and its tasks.
+pub struct Serving {
+    pub url: String,
+    /// The administrator's bearer token (meaningful with TLS).
+    pub admin_token: String,
+    /// The CA to trust, with TLS.
+    pub tls: Option<super::auth::TlsMaterial>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Serving {
+    /// A kubeconfig for this server (context `ferry-test`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_yaml(
+            &self.url,
+            &self.admin_token,
+            self.tls.as_ref().map(|t| t.ca_data()).as_deref(),
+        )
+    }
+}
+
+/// Binds, then serves the API (plain HTTP, or HTTPS behind authentication and RBAC) and runs
+/// the workload controller until `shutdown` fires.
+pub async fn serve(
+    opts: &ClusterOptions,
+    server: Arc<Server>,
+    shutdown: oneshot::Receiver<()>,
+) -> Result<Serving, ClusterError> {
+    let bind_err = |source| ClusterError::Bind {
+        addr: opts.listen,
+        source,
+    };
+    let listener = TcpListener::bind(opts.listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let controller = tokio::spawn(super::workloads::run(
+        server.store.clone(),
+        opts.workload_delay,
+    ));
+    let shutdown = async {
+        let _ = shutdown.await;
+    };
+    if !opts.tls {
+        let app = router(server);
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+        return Ok(Serving {
+            url: format!("http://{addr}"),
+            admin_token: ADMIN_TOKEN.to_string(),
+            tls: None,
+            tasks: vec![controller, http],
+        });
+    }
+    install_crypto_provider();
+    let users = match &opts.users_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ClusterError::UsersFile {
+                path: path.clone(),
+                source,
+            })?;
+            super::auth::parse_users_file(&text)?
+        }
+        None => Vec::new(),
+    };
+    let mut authn = super::auth::Authenticator::new(users);
+    let admin_token = authn.add_admin("ferry-admin");
+    let material = super::auth::TlsMaterial::generate(&["127.0.0.1", "localhost"])?;
+    let tls_listener =
+        super::auth::TlsListener::new(listener, material.server_config()?).map_err(bind_err)?;
+    let gate = super::auth::Gate::new(server.store.clone(), authn);
+    let app = super::auth::secure(router(server), gate);
+    let https = tokio::spawn(async move {
+        let _ = axum::serve(tls_listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+    Ok(Serving {
+        url: format!("https://{addr}"),
+        admin_token,
+        tls: Some(material),
+        tasks: vec![controller, https],
+    })
 }
 
 /// A running test API server. Dropping it stops the server and removes its kubeconfig.
 pub struct TestCluster {
     url: String,
+    admin_token: String,
+    ca_der: Option<Vec<u8>>,
     server: Arc<Server>,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
@@ -71,12 +174,17 @@ impl std::fmt::Debug for TestCluster {
     }
 }
 
-/// A kubeconfig for `url` with one context, `ferry-test`, and a bearer-token user.
-pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
+/// A kubeconfig for `url` with one context, `ferry-test`, and a bearer-token user
+/// (`ca_data`: base64 PEM of the CA to trust, for HTTPS).
+pub fn kubeconfig_yaml(url: &str, token: &str, ca_data: Option<&str>) -> String {
+    let mut cluster = json!({"server": url});
+    if let Some(ca) = ca_data {
+        cluster["certificate-authority-data"] = json!(ca);
+    }
     let v = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "ferry-test", "cluster": {"server": url}}],
+        "clusters": [{"name": "ferry-test", "cluster": cluster}],
         "users": [{"name": "ferry-admin", "user": {"token": token}}],
         "contexts": [{"name": "ferry-test",
                       "context": {"cluster": "ferry-test", "user": "ferry-admin", "namespace": "default"}}],
@@ -85,64 +193,40 @@ pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
     serde_yaml::to_string(&v).expect("a JSON value always serializes to YAML")
 }
 
-/// Serves the API on `listener` until `shutdown` fires; also runs the workload controller.
-pub fn spawn_server(
-    listener: TcpListener,
-    server: Arc<Server>,
-    workload_delay: Duration,
-    shutdown: oneshot::Receiver<()>,
-) -> Vec<JoinHandle<()>> {
-    let controller = tokio::spawn(super::workloads::run(server.store.clone(), workload_delay));
-    let app = router(server);
-    let http = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown.await;
-            })
-            .await;
-    });
-    vec![controller, http]
-}
-
 impl TestCluster {
     pub async fn start(opts: ClusterOptions) -> Result<Self, ClusterError> {
-        let listener =
-            TcpListener::bind(opts.listen)
-                .await
-                .map_err(|source| ClusterError::Bind {
-                    addr: opts.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-        let url = format!("http://{addr}");
+        let server = Arc::new(Server::default());
+        let (tx, rx) = oneshot::channel();
+        let serving = serve(&opts, server.clone(), rx).await?;
         let dir = tempfile::tempdir().map_err(|source| ClusterError::Kubeconfig {
             path: PathBuf::from("<tempdir>"),
             source,
         })?;
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&url, ADMIN_TOKEN)).map_err(|source| {
+        std::fs::write(&kubeconfig, serving.kubeconfig()).map_err(|source| {
             ClusterError::Kubeconfig {
                 path: kubeconfig.clone(),
                 source,
             }
         })?;
-        let server = Arc::new(Server::default());
-        let (tx, rx) = oneshot::channel();
-        let tasks = spawn_server(listener, server.clone(), opts.workload_delay, rx);
         Ok(Self {
-            url,
+            url: serving.url,
+            admin_token: serving.admin_token,
+            ca_der: serving.tls.as_ref().map(|t| t.ca_der().to_vec()),
             server,
             kubeconfig,
             _dir: dir,
             shutdown: Some(tx),
-            tasks,
+            tasks: serving.tasks,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// The administrator's bearer token (what the kubeconfig uses).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -158,8 +242,14 @@ impl TestCluster {
             .url
             .parse()
             .expect("the URL was formatted from a socket address");
+
         let mut cfg = kube::Config::new(uri);
         cfg.default_namespace = "default".into();
+        if let Some(ca) = &self.ca_der {
+            cfg.root_cert = Some(vec![ca.clone()]);
+            cfg.auth_info = serde_json::from_value(json!({"token": self.admin_token}))
+                .expect("an AuthInfo with only a token deserializes");
+        }
         kube::Client::try_from(cfg).map_err(|source| ClusterError::Client {
             url: self.url.clone(),
             source,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_tests::apiserver::cluster::{ADMIN_TOKEN, kubeconfig_yaml, spawn_server};
+use ferry_tests::apiserver::cluster::{ClusterOptions, serve};
 use ferry_tests::apiserver::http::Server;
 
 #[derive(Debug, Parser)]
@@ -22,6 +22,13 @@ struct Args {
     /// Where to write a kubeconfig for the server.
     #[arg(long)]
     kubeconfig_out: PathBuf,
+    /// Serve HTTPS (fresh self-signed CA, written into the kubeconfig) and enforce bearer-token
+    /// authentication and RBAC. Without it everyone is an administrator.
+    #[arg(long)]
+    tls: bool,
+    /// Static tokens, one `token,user,uid,"group1,group2"` per line (with --tls).
+    #[arg(long, requires = "tls")]
+    users: Option<PathBuf>,
     /// Milliseconds until simulated Deployments/StatefulSets/DaemonSets/Jobs report ready.
     #[arg(long, default_value_t = 300)]
     workload_delay_ms: u64,
@@ -30,28 +37,27 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let opts = ClusterOptions {
+        listen: args.listen,
+        workload_delay: Duration::from_millis(args.workload_delay_ms),
+        tls: args.tls,
+        users_file: args.users.clone(),
+    };
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let serving = serve(&opts, Arc::new(Server::default()), rx)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let url = format!("http://{addr}");
-    std::fs::write(&args.kubeconfig_out, kubeconfig_yaml(&url, ADMIN_TOKEN))
+        .context("starting the test API server")?;
+    std::fs::write(&args.kubeconfig_out, serving.kubeconfig())
         .with_context(|| format!("writing kubeconfig {}", args.kubeconfig_out.display()))?;
     eprintln!(
-        "ferry-testcluster serving {url}; kubeconfig: {}",
+        "ferry-testcluster serving {}; kubeconfig: {}",
+        serving.url,
         args.kubeconfig_out.display()
-    );
-    let (_tx, rx) = tokio::sync::oneshot::channel();
-    let tasks = spawn_server(
-        listener,
-        Arc::new(Server::default()),
-        Duration::from_millis(args.workload_delay_ms),
-        rx,
     );
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    for t in tasks {
+    for t in serving.tasks {
         t.abort();
     }
     Ok(())
