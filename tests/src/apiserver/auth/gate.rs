@@ -1,5 +1,6 @@
 //! The request gate for `--tls` mode: an axum middleware that authenticates every request,
-//! authorizes it with RBAC from the store, and answers TokenRequests itself.
+//! authorizes it with RBAC from the store, and answers the identity requests itself:
+//! TokenRequests (`kubectl create token`) and SelfSubjectReviews (`kubectl auth whoami`).
 //!
 //! Wiring (in the server): `auth::gate::secure(router, gate)` and serve it with
 //! [`super::listener::TlsListener`].
@@ -128,8 +129,16 @@ async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Respo
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = gate.check(authorization, &attrs) {
-        return error(&e);
+    let user = match gate.check(authorization, &attrs) {
+        Ok(user) => user,
+        Err(e) => return error(&e),
+    };
+    if attrs.resource_request
+        && attrs.verb == "create"
+        && attrs.api_group == "authentication.k8s.io"
+        && attrs.resource == "selfsubjectreviews"
+    {
+        return respond(201, &self_subject_review(&user, &attrs.api_version));
     }
     let is_token_request = attrs.resource_request
         && attrs.verb == "create"
@@ -147,4 +156,18 @@ async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Respo
         Ok(v) => respond(201, &v),
         Err(e) => error(&e),
     }
+}
+
+/// `kubectl auth whoami`: the request's own identity.
+fn self_subject_review(user: &UserInfo, version: &str) -> Value {
+    let mut info = serde_json::json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = serde_json::json!(user.uid);
+    }
+    serde_json::json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": format!("authentication.k8s.io/{version}"),
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": info},
+    })
 }
