@@ -1,76 +1,41 @@
 //! TLS, tokens and RBAC through the real kubectl: an administrator sets up a tenant
 //! ServiceAccount bound to a Role in namespace `a`; with a token from `kubectl create token`
 //! the tenant can apply in `a` and is refused — with the apiserver's exact 403 — in `b` and
-//! on cluster-scoped kinds.
+//! on cluster-scoped kinds. Users from a users file get what their groups are bound to;
+//! unknown tokens get 401 and a client without the CA refuses the server.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use ferry_tests::apiserver::auth::{Authenticator, Gate, TlsListener, TlsMaterial, secure};
-use ferry_tests::apiserver::http::{Server, router};
+use ferry_tests::apiserver::{ClusterOptions, TestCluster};
 use ferry_tests::tools::Client;
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// An API server behind TLS and the RBAC gate, stopped on drop.
-struct SecureServer {
-    url: String,
-    tls: TlsMaterial,
-    admin_token: String,
-    dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+async fn secure_cluster() -> TestCluster {
+    TestCluster::start(ClusterOptions {
+        tls: true,
+        ..ClusterOptions::default()
+    })
+    .await
+    .expect("test cluster starts with TLS")
 }
 
-impl Drop for SecureServer {
-    fn drop(&mut self) {
-        self.task.abort();
+/// The administrator's kubeconfig with another token (and without the CA unless `trust`).
+fn kubeconfig_for(cluster: &TestCluster, dir: &Path, token: &str, trust: bool) -> PathBuf {
+    let text = std::fs::read_to_string(cluster.kubeconfig_path()).expect("read kubeconfig");
+    let mut cfg: Value = serde_yaml::from_str(&text).expect("kubeconfig is YAML");
+    cfg["users"][0]["user"] = json!({"token": token});
+    if !trust {
+        cfg["clusters"][0]["cluster"]
+            .as_object_mut()
+            .expect("cluster entry")
+            .remove("certificate-authority-data");
     }
-}
-
-impl SecureServer {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("address");
-        let tls = TlsMaterial::generate(&["127.0.0.1", "localhost"]).expect("certificates");
-        let server = Arc::new(Server::default());
-        let mut authn = Authenticator::default();
-        let admin_token = authn.add_admin("admin");
-        let app = secure(
-            router(server.clone()),
-            Gate::new(server.store.clone(), authn),
-        );
-        let listener = TlsListener::new(listener, tls.server_config().expect("TLS config"))
-            .expect("TLS listener");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        SecureServer {
-            url: format!("https://{addr}"),
-            tls,
-            admin_token,
-            dir: tempfile::tempdir().expect("tempdir"),
-            task,
-        }
-    }
-
-    /// A kubeconfig for `token`, trusting the server's CA unless `trust` is false.
-    fn kubeconfig(&self, name: &str, token: &str, trust: bool) -> PathBuf {
-        let mut cluster = json!({"server": self.url});
-        if trust {
-            cluster["certificate-authority-data"] = json!(self.tls.ca_data());
-        }
-        let cfg = json!({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "secure", "cluster": cluster}],
-            "users": [{"name": name, "user": {"token": token}}],
-            "contexts": [{"name": "secure", "context": {"cluster": "secure", "user": name}}],
-            "current-context": "secure",
-        });
-        let path = self.dir.path().join(format!("{name}.kubeconfig"));
-        std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml")).expect("write");
-        path
-    }
+    let path = dir.join(format!(
+        "{}.kubeconfig",
+        if trust { token } else { "untrusting" }
+    ));
+    std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml")).expect("write");
+    path
 }
 
 fn kubectl(kubeconfig: &Path) -> Client {
@@ -91,8 +56,9 @@ fn configmap(ns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_account_bound_in_a_can_apply_only_in_a() {
-    let server = SecureServer::start().await;
-    let admin = kubectl(&server.kubeconfig("admin", &server.admin_token, true));
+    let cluster = secure_cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = kubectl(cluster.kubeconfig_path());
     for ns in ["a", "b"] {
         admin.ok(&["create", "namespace", ns]).await;
     }
@@ -128,7 +94,16 @@ subjects:
     let token = token.trim();
     assert!(!token.is_empty());
 
-    let agent = kubectl(&server.kubeconfig("agent", token, true));
+    let agent = kubectl(&kubeconfig_for(&cluster, dir.path(), token, true));
+    let who = agent
+        .ok(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .await;
+    assert_eq!(who, "system:serviceaccount:a:agent");
     // Allowed in its namespace.
     let in_a = write(&agent, "a.yaml", &configmap("a"));
     let out = agent.ok(&["apply", "--server-side", "-f", &in_a]).await;
@@ -148,6 +123,26 @@ subjects:
         ])
         .await;
     assert_eq!(got, "a");
+
+    let deploy = write(
+        &agent,
+        "deploy.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: a}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+",
+    );
+    let out = agent.ok(&["apply", "--server-side", "-f", &deploy]).await;
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
 
     // Refused in another namespace, worded like Kubernetes.
     let in_b = write(&agent, "b.yaml", &configmap("b"));
@@ -202,8 +197,9 @@ subjects:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_tokens_and_untrusted_servers_are_refused() {
-    let server = SecureServer::start().await;
-    let stranger = kubectl(&server.kubeconfig("stranger", "not-a-token", true));
+    let cluster = secure_cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stranger = kubectl(&kubeconfig_for(&cluster, dir.path(), "not-a-token", true));
     let r = stranger.run(&["get", "namespaces"]).await;
     assert!(!r.success());
     assert!(
@@ -212,11 +208,73 @@ async fn unknown_tokens_and_untrusted_servers_are_refused() {
         ),
         "{r:?}"
     );
-    let untrusting = kubectl(&server.kubeconfig("admin", &server.admin_token, false));
+    let untrusting = kubectl(&kubeconfig_for(
+        &cluster,
+        dir.path(),
+        cluster.admin_token(),
+        false,
+    ));
     let r = untrusting.run(&["get", "namespaces"]).await;
     assert!(!r.success());
     assert!(
         r.stderr.contains("certificate signed by unknown authority"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_from_the_users_file_get_what_their_groups_are_bound_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.csv");
+    std::fs::write(
+        &users,
+        "# token,user,uid,groups\nalice-token,alice,u-1,\"devs,readers\"\nbob-token,bob,u-2\n",
+    )
+    .expect("write users file");
+    let cluster = TestCluster::start(ClusterOptions {
+        tls: true,
+        users_file: Some(users),
+        ..ClusterOptions::default()
+    })
+    .await
+    .expect("test cluster starts with TLS");
+    let admin = kubectl(cluster.kubeconfig_path());
+    let rbac = write(
+        &admin,
+        "rbac.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: ns-reader}
+rules:
+- apiGroups: [\"\"]
+  resources: [namespaces]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: readers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ns-reader}
+subjects:
+- {kind: Group, name: readers, apiGroup: rbac.authorization.k8s.io}
+",
+    );
+    admin.ok(&["apply", "--server-side", "-f", &rbac]).await;
+
+    let alice = kubectl(&kubeconfig_for(&cluster, dir.path(), "alice-token", true));
+    let out = alice.ok(&["get", "namespaces", "-o", "name"]).await;
+    assert!(out.contains("namespace/default"), "{out}");
+    let r = alice.run(&["delete", "namespace", "default"]).await;
+    assert!(
+        r.stderr.contains(
+            "namespaces \"default\" is forbidden: User \"alice\" cannot delete resource \"namespaces\" in API group \"\" in the namespace \"default\""
+        ),
+        "{r:?}"
+    );
+    let bob = kubectl(&kubeconfig_for(&cluster, dir.path(), "bob-token", true));
+    let r = bob.run(&["get", "namespaces"]).await;
+    assert!(
+        r.stderr
+            .contains("User \"bob\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"),
         "{r:?}"
     );
 }
