@@ -1,1 +1,4 @@
 //! Ferry source server.
+
+pub mod artifact;
+pub mod git;

@@ -101,11 +101,13 @@ impl Rules {
 
 fn list(bytes: &[u8], base: Option<gix::bstr::BString>) -> List<Ignore> {
     let patterns = gix_ignore::parse(bytes, false)
-        .map(|(pattern, sequence_number, kind)| gix_ignore::glob::search::pattern::Mapping {
-            pattern,
-            value: kind,
-            sequence_number,
-        })
+        .map(
+            |(pattern, sequence_number, kind)| gix_ignore::glob::search::pattern::Mapping {
+                pattern,
+                value: kind,
+                sequence_number,
+            },
+        )
         .collect();
     List {
         patterns,
@@ -139,9 +141,15 @@ mod tests {
         r.push_sourceignore(1, "apps".into(), b"!*.yaml\n/local.txt\n");
         assert!(ignored(&r, "top.yaml", false));
         assert!(!ignored(&r, "apps/x.yaml", false), "deeper negation wins");
-        assert!(ignored(&r, "apps/local.txt", false), "anchored to its directory");
+        assert!(
+            ignored(&r, "apps/local.txt", false),
+            "anchored to its directory"
+        );
         assert!(!ignored(&r, "local.txt", false));
-        assert!(!ignored(&r, "keep.png", false), "spec.ignore overrides defaults");
+        assert!(
+            !ignored(&r, "keep.png", false),
+            "spec.ignore overrides defaults"
+        );
         assert!(ignored(&r, "apps/x.tmp", false));
         r.leave(1);
         assert!(ignored(&r, "apps/x.yaml", false), "left the directory");

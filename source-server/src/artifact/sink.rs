@@ -56,7 +56,8 @@ impl Sink {
         let gz = match (self.tx.take(), self.compressor.take()) {
             (Some(tx), Some(handle)) => {
                 if !rest.is_empty() {
-                    tx.send(rest).map_err(|_| io::Error::other("gzip thread ended early"))?;
+                    tx.send(rest)
+                        .map_err(|_| io::Error::other("gzip thread ended early"))?;
                 }
                 drop(tx);
                 handle

@@ -117,8 +117,12 @@ mod tests {
         w.append(b"a/", Kind::Dir, b"").expect("vec write");
         w.append(b"a/run.sh", Kind::File { executable: true }, b"#!/bin/sh\n")
             .expect("vec write");
-        w.append(long.as_bytes(), Kind::File { executable: false }, &[7u8; 700])
-            .expect("vec write");
+        w.append(
+            long.as_bytes(),
+            Kind::File { executable: false },
+            &[7u8; 700],
+        )
+        .expect("vec write");
         let bytes = w.finish().expect("vec write");
         let expected = entry_len(2, 0) + entry_len(8, 10) + entry_len(long.len(), 700) + 1024;
         assert_eq!(bytes.len() as u64, expected);

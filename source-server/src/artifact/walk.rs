@@ -37,7 +37,12 @@ struct Child {
 
 impl<W: Write> Walk<'_, W> {
     /// Walks the tree `tree` of directory `dir` ("" for the root, else "a/b") at `depth`.
-    pub fn dir(&mut self, tree: gix::ObjectId, dir: &[u8], depth: usize) -> Result<(), ArtifactError> {
+    pub fn dir(
+        &mut self,
+        tree: gix::ObjectId,
+        dir: &[u8],
+        depth: usize,
+    ) -> Result<(), ArtifactError> {
         if depth > self.limits.max_depth {
             return Err(ArtifactError::Limit(format!(
                 "directory {:?} is nested deeper than {} levels",

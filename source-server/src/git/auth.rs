@@ -1,9 +1,12 @@
 //! Credentials and transport settings applied to one call's in-memory repository configuration.
 //!
-//! Nothing here is written to the mirror's config file: a bearer token becomes an
-//! `http.extraHeader` override, basic auth is answered from a closure when the server sends a
-//! 401 (so git credential helpers and terminal prompts are never consulted), and an SSH key is
-//! written to a private temporary directory that lives exactly as long as the call.
+//! Nothing here is written to the mirror's config file. HTTP credentials (basic or bearer)
+//! become an `http.extraHeader` override sent with every request of the call: gix refuses to
+//! answer a 401 with basic credentials over plain `http://`, while Flux users expect in-cluster
+//! `http://` Git servers with basic auth to work, and sending up front also saves the 401 round
+//! trip. The 401 callback always answers "no credentials", so git credential helpers and
+//! terminal prompts are never consulted. An SSH key is written to a private temporary
+//! directory that lives exactly as long as the call.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +31,10 @@ pub(crate) fn configure(
 ) -> Result<Option<SshFiles>, GitError> {
     let secs = timeout.as_secs().max(1);
     let mut values = vec![
-        format!("gitoxide.http.connectTimeout={}", timeout.as_millis().max(1)),
+        format!(
+            "gitoxide.http.connectTimeout={}",
+            timeout.as_millis().max(1)
+        ),
         // Abort transfers that stall below 1 byte/s for the whole timeout.
         "http.lowSpeedLimit=1".to_string(),
         format!("http.lowSpeedTime={secs}"),
@@ -38,15 +44,25 @@ pub(crate) fn configure(
         "credential.helper=".to_string(),
     ];
     let mut ssh = None;
+    let line_break = |field: &str| GitError::Invalid {
+        url: url.to_string(),
+        detail: format!("{field} contains a line break"),
+    };
     match auth {
         Some(Credentials::Bearer(token)) => {
             if token.contains(['\n', '\r']) {
-                return Err(GitError::Invalid {
-                    url: url.to_string(),
-                    detail: "bearerToken contains a line break".into(),
-                });
+                return Err(line_break("bearerToken"));
             }
             values.push(format!("http.extraHeader=Authorization: Bearer {token}"));
+        }
+        Some(Credentials::Basic { username, password }) => {
+            use base64::Engine as _;
+            if username.contains(['\n', '\r', ':']) {
+                return Err(line_break("username (or a colon)"));
+            }
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            values.push(format!("http.extraHeader=Authorization: Basic {encoded}"));
         }
         Some(Credentials::Ssh {
             identity,
@@ -56,7 +72,7 @@ pub(crate) fn configure(
             values.push(format!("core.sshCommand={command}"));
             ssh = Some(files);
         }
-        Some(Credentials::Basic { .. }) | None => {}
+        None => {}
     }
     let mut snapshot = repo.config_snapshot_mut();
     // The values may hold a token: report that applying them failed, never what they were.
@@ -72,26 +88,10 @@ pub(crate) fn configure(
     Ok(ssh)
 }
 
-/// The credential callback gix calls on a 401: basic credentials when we have them, otherwise
-/// "none", which makes gix fail with an authentication error instead of prompting.
-pub(crate) fn helper(
-    auth: Option<&Credentials>,
-) -> impl FnMut(Action) -> gix::Result<Option<Outcome>> + 'static {
-    let basic = match auth {
-        Some(Credentials::Basic { username, password }) => Some((username.clone(), password.clone())),
-        _ => None,
-    };
-    move |action| match action {
-        Action::Get(ctx) => Ok(basic.as_ref().map(|(username, password)| Outcome {
-            identity: gix::sec::identity::Account {
-                username: username.clone(),
-                password: password.clone(),
-                oauth_refresh_token: None,
-            },
-            next: ctx.into(),
-        })),
-        Action::Store(_) | Action::Erase(_) => Ok(None),
-    }
+/// The credential callback gix calls on a 401: always "none" (credentials were already sent),
+/// which makes gix fail with an authentication error instead of prompting.
+pub(crate) fn helper(_action: Action) -> gix::Result<Option<Outcome>> {
+    Ok(None)
 }
 
 fn ssh_command(

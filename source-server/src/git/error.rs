@@ -79,7 +79,12 @@ impl GitError {
 }
 
 /// Maps a gix failure during `operation` on `url` (already redacted) onto a [`GitError`].
-pub(crate) fn classify(url: &str, operation: &'static str, err: &gix::Error) -> GitError {
+pub(crate) fn classify(
+    url: &str,
+    operation: &'static str,
+    err: &gix::Error,
+    timeout: Duration,
+) -> GitError {
     let detail = render_chain(err);
     let url = url.to_string();
     let lower = detail.to_ascii_lowercase();
@@ -124,7 +129,7 @@ pub(crate) fn classify(url: &str, operation: &'static str, err: &gix::Error) -> 
         return GitError::Timeout {
             url,
             operation,
-            after: Duration::ZERO,
+            after: timeout,
         };
     }
     GitError::Other {

@@ -54,7 +54,8 @@ impl Mirror {
                 "mirror key {key:?} must be one path component of [A-Za-z0-9._-]"
             )));
         }
-        let open = |p: &Path| gix::ThreadSafeRepository::open_opts(p, gix::open::Options::isolated());
+        let open =
+            |p: &Path| gix::ThreadSafeRepository::open_opts(p, gix::open::Options::isolated());
         let repo = match path.join("HEAD").is_file().then(|| open(&path)) {
             Some(Ok(repo)) => repo,
             existing => {
@@ -104,11 +105,10 @@ impl Mirror {
             return revision(&url, branch.clone(), commit);
         }
         let refspec = target.list_refspec();
-        let resolved = self.remote_call(src, &url, &refspec, "listing refs", interrupt, |repo, conn, _| {
+        let resolved = self.remote_call(src, &url, &refspec, interrupt, |conn, _| {
             let (ref_map, _handshake) = conn
                 .ref_map(gix::progress::Discard, Default::default())
                 .map_err(|e| (e, "listing refs"))?;
-            let _ = repo;
             Ok(resolve(&target, &ref_map.remote_refs, &url))
         })??;
         Ok(resolved.revision)
@@ -148,7 +148,7 @@ impl Mirror {
             _ => NonZeroU32::new(1),
         }
         .expect("non-zero literal");
-        let resolved = self.remote_call(src, &url, &refspec, "fetching", interrupt, |_, conn, flag| {
+        let resolved = self.remote_call(src, &url, &refspec, interrupt, |conn, flag| {
             let prepare = conn
                 .prepare_fetch(gix::progress::Discard, Default::default())
                 .map_err(|e| (e, "listing refs"))?;
@@ -156,7 +156,9 @@ impl Mirror {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            if self.has_commit(resolved.revision.commit()) && !matches!(target, Target::Commit { .. }) {
+            if self.has_commit(resolved.revision.commit())
+                && !matches!(target, Target::Commit { .. })
+            {
                 // Dropping `prepare` ends the conversation without a pack.
                 return Ok(Ok(resolved));
             }
@@ -176,7 +178,10 @@ impl Mirror {
                 reference: target.describe(),
                 detail: match target {
                     Target::Commit { .. } => "the commit is not in the branch's history".into(),
-                    _ => format!("fetched {} but commit {commit} is missing", resolved.full_ref),
+                    _ => format!(
+                        "fetched {} but commit {commit} is missing",
+                        resolved.full_ref
+                    ),
                 },
             });
         }
@@ -193,11 +198,14 @@ impl Mirror {
         src: &GitSource,
         url: &str,
         refspec: &str,
-        operation: &'static str,
         interrupt: &AtomicBool,
         op: impl FnOnce(
-            &gix::Repository,
-            gix::remote::Connection<'_, '_, '_, Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>>,
+            gix::remote::Connection<
+                '_,
+                '_,
+                '_,
+                Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+            >,
             &AtomicBool,
         ) -> Result<T, (gix::Error, &'static str)>,
     ) -> Result<T, GitError> {
@@ -213,8 +221,8 @@ impl Mirror {
             let conn = remote
                 .connect(Direction::Fetch)
                 .map_err(|e| (e, "connecting"))?
-                .with_credentials(auth::helper(src.auth.as_ref()));
-            op(&repo, conn, flag)
+                .with_credentials(auth::helper);
+            op(conn, flag)
         });
         match outcome.result {
             Ok(v) => Ok(v),
@@ -231,8 +239,7 @@ impl Mirror {
                         operation: stage,
                     })
                 } else {
-                    let _ = operation;
-                    Err(classify(url, stage, &err))
+                    Err(classify(url, stage, &err, src.timeout))
                 }
             }
         }

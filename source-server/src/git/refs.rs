@@ -47,7 +47,9 @@ impl Target {
         }
         if let Some(name) = &r.name {
             if !name.starts_with("refs/") {
-                return Err(format!("ref.name {name:?}: must be a full ref name starting with \"refs/\""));
+                return Err(format!(
+                    "ref.name {name:?}: must be a full ref name starting with \"refs/\""
+                ));
             }
             check_ref_name("ref.name", name)?;
             return Ok(Target::Name(name.clone()));
@@ -247,12 +249,20 @@ mod tests {
             semver: Some(">=x".into()),
             ..Default::default()
         };
-        assert!(Target::from_ref(Some(&r)).expect_err("bad range").contains("ref.semver"));
+        assert!(
+            Target::from_ref(Some(&r))
+                .expect_err("bad range")
+                .contains("ref.semver")
+        );
         let r = GitRepositoryRef {
             name: Some("heads/main".into()),
             ..Default::default()
         };
-        assert!(Target::from_ref(Some(&r)).expect_err("short").contains("ref.name"));
+        assert!(
+            Target::from_ref(Some(&r))
+                .expect_err("short")
+                .contains("ref.name")
+        );
     }
 
     #[test]
@@ -274,7 +284,10 @@ mod tests {
         assert_eq!(name.as_deref(), Some("1.11.0"));
         assert_eq!(full, "refs/tags/1.11.0");
         assert_eq!(commit, oid(6), "annotated tags are peeled to their commit");
-        let none = Target::Semver(semver::VersionReq::parse(">=3").expect("valid"), ">=3".into());
+        let none = Target::Semver(
+            semver::VersionReq::parse(">=3").expect("valid"),
+            ">=3".into(),
+        );
         assert!(none.pick(&refs).is_none());
     }
 }
