@@ -21,6 +21,8 @@ struct Served {
     fail_first: AtomicUsize,
     /// Milliseconds to wait before answering.
     delay_ms: AtomicUsize,
+    /// Send bodies chunked, without Content-Length (so no header can give the size away).
+    chunked: std::sync::atomic::AtomicBool,
 }
 
 struct TestServer {
@@ -35,7 +37,7 @@ impl TestServer {
         async fn artifact(
             State(s): State<Arc<Served>>,
             Path(hex): Path<String>,
-        ) -> impl IntoResponse {
+        ) -> axum::response::Response {
             s.hits.fetch_add(1, Ordering::SeqCst);
             let delay = s.delay_ms.load(Ordering::SeqCst) as u64;
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -43,12 +45,18 @@ impl TestServer {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
-                return (StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
             }
             let hex = hex.trim_end_matches(".tar.gz").to_string();
-            match s.bodies.lock().expect("lock").get(&hex) {
-                Some(b) => (StatusCode::OK, b.clone()),
-                None => (StatusCode::NOT_FOUND, Vec::new()),
+            let body = s.bodies.lock().expect("lock").get(&hex).cloned();
+            match body {
+                Some(b) if s.chunked.load(Ordering::SeqCst) => {
+                    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                        b.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+                    axum::body::Body::from_stream(futures::stream::iter(chunks)).into_response()
+                }
+                Some(b) => (StatusCode::OK, b).into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
             }
         }
         let state = Arc::new(Served::default());
@@ -273,17 +281,21 @@ async fn download_is_capped_even_when_the_body_is_bigger_than_promised() {
     server.serve(&a.digest, junk);
     a.size = 10_000;
     let f = Fetcher::new(config(&server.url, cache.path())).expect("fetcher");
-    let err = f.get(&a).await.expect_err("oversize");
-    assert!(
-        matches!(
-            &err,
-            FetchError::Download {
-                source: DownloadError::TooLarge { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
+    // Once refused by Content-Length, once (chunked, no length) by counting bytes as they come.
+    for chunked in [false, true] {
+        server.state.chunked.store(chunked, Ordering::SeqCst);
+        let err = f.get(&a).await.expect_err("oversize");
+        assert!(
+            matches!(
+                &err,
+                FetchError::Download {
+                    source: DownloadError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "chunked={chunked}: {err}"
+        );
+    }
     server.stop().await;
 }
 
