@@ -323,42 +323,80 @@ fn merge_at(
         (Some(Value::Array(l)), Value::Array(r)) => {
             let l = index_items(&shape, l, path)?;
             let r = index_items(&shape, r, path)?;
-            let l_pos: HashMap<&PathElement, usize> =
-                l.iter().enumerate().map(|(i, (p, _))| (p, i)).collect();
-            let r_set: HashMap<&PathElement, ()> = r.iter().map(|(p, _)| (p, ())).collect();
-            let mut out = Vec::with_capacity(l.len().max(r.len()));
-            let mut next_live = 0;
-            for (pe, item) in &r {
-                match l_pos.get(pe) {
-                    Some(&j) => {
-                        // Live-only items before this shared one keep their place.
-                        while next_live < j {
-                            let (lpe, litem) = &l[next_live];
-                            if !r_set.contains_key(lpe) {
-                                out.push((*litem).clone());
-                            }
-                            next_live += 1;
-                        }
-                        next_live = next_live.max(j + 1);
-                        path.push(pe.clone());
-                        out.push(merge_at(Some(l[j].1), item, shape.item(), path)?);
-                        path.pop();
-                    }
-                    None => out.push((*item).clone()),
-                }
-            }
-            for (lpe, litem) in &l[next_live.min(l.len())..] {
-                if !r_set.contains_key(lpe) {
-                    out.push((*litem).clone());
-                }
-            }
-            Ok(Value::Array(out))
+            Ok(Value::Array(merge_items(&l, &r, shape, path)?))
         }
         _ => {
             // Nothing live to merge with: the configuration, minus its nulls.
             merge_at(Some(&empty_like(rhs)), rhs, shape, path)
         }
     }
+}
+
+/// Merges two granular lists in structured-merge-diff's order: walk both; live-only items
+/// are emitted where they stand, shared items in the configuration's order (a shared live
+/// item met before its turn waits), configuration-only items where the configuration has them.
+fn merge_items(
+    l: &[(PathElement, &Value)],
+    r: &[(PathElement, &Value)],
+    shape: Shape,
+    path: &mut Path,
+) -> Result<Vec<Value>, ShapeError> {
+    let l_map: HashMap<&PathElement, &Value> = l.iter().map(|(p, v)| (p, *v)).collect();
+    let r_map: HashMap<&PathElement, &Value> = r.iter().map(|(p, v)| (p, *v)).collect();
+    let mut shared = r.iter().map(|(p, _)| p).filter(|p| l_map.contains_key(p));
+    let mut next_shared = shared.next();
+    let mut merged: HashMap<&PathElement, ()> = HashMap::new();
+    let mut out = Vec::with_capacity(l.len().max(r.len()));
+    let mut item = |pe: &PathElement, live: Option<&Value>, cfg: &Value, out: &mut Vec<Value>| {
+        path.push(pe.clone());
+        let v = merge_at(live, cfg, shape.item(), path);
+        path.pop();
+        v.map(|v| out.push(v))
+    };
+    let (mut li, mut ri) = (0, 0);
+    while li < l.len() || ri < r.len() {
+        if li < l.len() && ri < r.len() {
+            let pe = &l[li].0;
+            if *pe == r[ri].0 {
+                merged.insert(pe, ());
+                item(pe, Some(l[li].1), r[ri].1, &mut out)?;
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if r_map.contains_key(pe) && next_shared.is_some_and(|n| n != pe) {
+                // Shared, but not its turn yet.
+                li += 1;
+                continue;
+            }
+        }
+        if li < l.len() {
+            let pe = &l[li].0;
+            if !r_map.contains_key(pe) {
+                out.push(l[li].1.clone());
+                li += 1;
+                continue;
+            }
+            if merged.contains_key(pe) {
+                li += 1;
+                continue;
+            }
+        }
+        if ri < r.len() {
+            let pe = &r[ri].0;
+            merged.insert(pe, ());
+            item(pe, l_map.get(pe).copied(), r[ri].1, &mut out)?;
+            ri += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.next();
+            }
+        } else {
+            // Unreachable with duplicate-free lists; guarantees progress regardless.
+            li += 1;
+        }
+    }
+    Ok(out)
 }
 
 fn empty_like(v: &Value) -> Value {

@@ -520,3 +520,58 @@ fn unowned_objects_belong_to_before_first_apply() {
     assert_eq!(new["metadata"]["annotations"]["team"], "x");
     assert_eq!(entry(&new, "before-first-apply")["operation"], "Update");
 }
+
+#[test]
+fn appliers_own_list_items_and_set_members_separately() {
+    let target = Target {
+        api_version: "apps/v1",
+        kind: "Deployment",
+        subresource: "",
+        status_subresource: true,
+    };
+    let piece = |container: &str, finalizer: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "finalizers": [finalizer]},
+            "spec": {"template": {"spec": {"containers": [{"name": container, "image": "i"}]}}}
+        })
+    };
+    let a = apply(None, &piece("app", "a.example/x"), "a", false, &target, T1).expect("a");
+    let both = apply(
+        Some(&a),
+        &piece("proxy", "b.example/y"),
+        "b",
+        false,
+        &target,
+        T2,
+    )
+    .expect("b adds its own container and finalizer without conflict");
+    let names = |obj: &Value| -> Vec<String> {
+        obj["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&both), ["app", "proxy"]);
+    assert_eq!(
+        both["metadata"]["finalizers"],
+        json!(["a.example/x", "b.example/y"])
+    );
+    assert_eq!(
+        entry(&both, "b")["fieldsV1"]["f:metadata"]["f:finalizers"],
+        json!({"v:\"b.example/y\"": {}})
+    );
+
+    // b stops applying its container and finalizer: exactly those go.
+    let mut nothing = piece("proxy", "b.example/y");
+    nothing["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("finalizers");
+    nothing.as_object_mut().expect("object").remove("spec");
+    let after = apply(Some(&both), &nothing, "b", false, &target, T3).expect("b shrinks");
+    assert_eq!(names(&after), ["app"]);
+    assert_eq!(after["metadata"]["finalizers"], json!(["a.example/x"]));
+}
