@@ -251,10 +251,11 @@ impl Authenticator {
         let seconds = seconds.min(MAX_EXPIRATION_SECONDS);
         let expires = now + Duration::seconds(seconds);
         let token = random_token("sa");
-        self.issued
-            .lock()
-            .expect("token table lock poisoned")
-            .insert(
+        {
+            let mut issued = self.issued.lock().expect("token table lock poisoned");
+            // Expired tokens are useless: drop them so the table holds only live ones.
+            issued.retain(|_, t| t.expires > now);
+            issued.insert(
                 token.clone(),
                 IssuedToken {
                     namespace: namespace.clone(),
@@ -263,6 +264,7 @@ impl Authenticator {
                     expires,
                 },
             );
+        }
         let audiences = request
             .pointer("/spec/audiences")
             .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
