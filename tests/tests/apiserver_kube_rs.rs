@@ -258,3 +258,51 @@ async fn with_tls_the_client_trusts_the_ca_and_authenticates_as_admin() {
         "1"
     );
 }
+
+#[tokio::test]
+async fn a_selector_watch_sees_objects_enter_and_leave() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut s = api
+        .watch(&WatchParams::default().labels("team=a").timeout(10), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let label = |team: &str| Patch::Merge(json!({"metadata": {"labels": {"team": team}}}));
+    let mut c = cm("moving", "1");
+    c.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+    api.create(&PostParams::default(), &c)
+        .await
+        .expect("create");
+    api.patch("moving", &PatchParams::default(), &label("b"))
+        .await
+        .expect("relabel");
+    api.patch("moving", &PatchParams::default(), &label("b2"))
+        .await
+        .expect("still outside");
+    api.patch("moving", &PatchParams::default(), &label("a"))
+        .await
+        .expect("back");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), s.try_next())
+            .await
+            .expect("event in time")
+            .expect("watch ok")
+            .expect("stream open");
+        match ev {
+            WatchEvent::Added(_) => seen.push("ADDED"),
+            WatchEvent::Modified(_) => seen.push("MODIFIED"),
+            WatchEvent::Deleted(_) => seen.push("DELETED"),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["ADDED", "DELETED", "ADDED"]);
+}

@@ -41,6 +41,9 @@ pub struct Event {
     pub namespace: String,
     pub kind: EventType,
     pub object: Value,
+    /// The object before a MODIFIED event, so filtered watches can tell an object entering
+    /// or leaving their selector (ADDED/DELETED for them).
+    pub previous: Option<Value>,
 }
 
 /// The locked state. Mutations go through the methods so RV and events stay consistent.
@@ -215,13 +218,20 @@ impl State {
         self.rv
     }
 
-    fn emit(&mut self, def: &ResourceDef, kind: EventType, object: &Value) {
+    fn emit(
+        &mut self,
+        def: &ResourceDef,
+        kind: EventType,
+        object: &Value,
+        previous: Option<&Value>,
+    ) {
         let ev = Arc::new(Event {
             rv: self.rv,
             key: def.key(),
             namespace: namespace_of(object).to_string(),
             kind,
             object: object.clone(),
+            previous: previous.cloned(),
         });
         if self.log.len() >= EVENT_LOG_CAP {
             self.log.pop_front();
@@ -255,7 +265,7 @@ impl State {
             .entry(def.key())
             .or_default()
             .insert(key, obj.clone());
-        self.emit(def, EventType::Added, &obj);
+        self.emit(def, EventType::Added, &obj, None);
         obj
     }
 
@@ -327,7 +337,7 @@ impl State {
             .entry(def.key())
             .or_default()
             .insert(key, new.clone());
-        self.emit(def, EventType::Modified, &new);
+        self.emit(def, EventType::Modified, &new, Some(old));
         new
     }
 
@@ -343,7 +353,7 @@ impl State {
         };
         let rv = self.bump();
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.emit(def, EventType::Deleted, &obj);
+        self.emit(def, EventType::Deleted, &obj, None);
         obj
     }
 

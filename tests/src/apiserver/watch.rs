@@ -5,6 +5,7 @@
 //! helm 4 send it — gives the initial state followed by the `k8s.io/initial-events-end`
 //! bookmark. It ends at `timeoutSeconds`, when a fault drops it, or if the client falls too
 //! far behind (it then resumes from its last resourceVersion, which the log still holds).
+//! With a selector, an object modified into or out of it is reported ADDED or DELETED.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{Event, Store, namespace_of};
+use super::store::{Event, EventType, Store, namespace_of};
 use super::verbs::{Target, present};
 
 /// What the client asked for.
@@ -51,6 +52,27 @@ fn matches(t: &Target, p: &WatchParams, key: &str, ev_ns: &str, obj: &Value) -> 
         && p.fields.matches(obj)
 }
 
+/// What a filtered watch reports for an event: a modification that moves the object into
+/// the selector is ADDED, out of it DELETED (as the real watch cache does); `None` if the
+/// object is outside the selector before and after.
+fn translate(t: &Target, p: &WatchParams, ev: &Event) -> Option<Bytes> {
+    let now = matches(t, p, &ev.key, &ev.namespace, &ev.object);
+    let kind = match (ev.kind, &ev.previous) {
+        (EventType::Modified, Some(prev)) => {
+            let before = matches(t, p, &ev.key, namespace_of(prev), prev);
+            match (before, now) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            }
+        }
+        (kind, _) if now => kind.as_str(),
+        _ => return None,
+    };
+    Some(line(kind, present(t, ev.object.clone())))
+}
+
 /// Starts a watch: the initial part is computed under the store lock together with the
 /// subscription, so no event is lost or duplicated between them.
 pub fn start(
@@ -76,11 +98,11 @@ pub fn start(
                     );
                     initial.push(line("ERROR", err.to_status()));
                 } else {
-                    for ev in st.events_since(rv) {
-                        if matches(t, &p, &ev.key, &ev.namespace, &ev.object) {
-                            initial.push(line(ev.kind.as_str(), present(t, ev.object.clone())));
-                        }
-                    }
+                    initial.extend(
+                        st.events_since(rv)
+                            .iter()
+                            .filter_map(|ev| translate(t, &p, ev)),
+                    );
                 }
             }
             _ => {
@@ -121,11 +143,12 @@ pub fn start(
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => return None,
                     Ok(Ok(ev)) => ev,
                 };
-                if ev.rv <= last || !matches(&t, &p, &ev.key, &ev.namespace, &ev.object) {
+                if ev.rv <= last {
                     continue;
                 }
-                let out = line(ev.kind.as_str(), present(&t, ev.object.clone()));
-                return Some((Ok(out), (rx, ev.rv, t, p)));
+                if let Some(out) = translate(&t, &p, &ev) {
+                    return Some((Ok(out), (rx, ev.rv, t, p)));
+                }
             }
         },
     );
