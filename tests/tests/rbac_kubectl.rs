@@ -104,6 +104,26 @@ subjects:
         ])
         .await;
     assert_eq!(who, "system:serviceaccount:a:agent");
+    for (args, expected) in [
+        (
+            &["auth", "can-i", "patch", "deployments", "-n", "a"][..],
+            "yes",
+        ),
+        (&["auth", "can-i", "patch", "deployments", "-n", "b"], "no"),
+        (
+            &["auth", "can-i", "delete", "configmaps/anything", "-n", "a"],
+            "yes",
+        ),
+        (&["auth", "can-i", "create", "namespaces"], "no"),
+    ] {
+        let r = agent.run(args).await;
+        assert_eq!(r.stdout.trim(), expected, "{args:?}: {r:?}");
+        assert_eq!(
+            r.code,
+            Some(if expected == "yes" { 0 } else { 1 }),
+            "{args:?}"
+        );
+    }
     // Allowed in its namespace.
     let in_a = write(&agent, "a.yaml", &configmap("a"));
     let out = agent.ok(&["apply", "--server-side", "-f", &in_a]).await;

@@ -205,11 +205,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "ConfigMap") => config_map(raw),
         ("v1", "Namespace" | "ServiceAccount") => metadata_only(raw, &kind),
         ("authentication.k8s.io/v1", "TokenRequest") => token_request(raw),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => self_subject_access_review(raw),
         _ => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the test server decodes protobuf only for v1 Secret, ConfigMap, Namespace, ServiceAccount and TokenRequest, not {api_version} {kind}; send JSON"
+                "the test server decodes protobuf only for v1 Secret, ConfigMap, Namespace, ServiceAccount, TokenRequest and SelfSubjectAccessReview, not {api_version} {kind}; send JSON"
             ),
         )),
     }
@@ -280,6 +281,50 @@ fn token_request(buf: &[u8]) -> Result<Value, ApiError> {
     }
     spec.insert("audiences".into(), Value::Array(audiences));
     Ok(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}))
+}
+
+/// `kubectl auth can-i`: spec(2) = {resourceAttributes(1) {namespace(1), verb(2), group(3),
+/// version(4), resource(5), subresource(6), name(7)}, nonResourceAttributes(2) {path(1),
+/// verb(2)}}.
+fn self_subject_access_review(buf: &[u8]) -> Result<Value, ApiError> {
+    const RESOURCE: [&str; 7] = [
+        "namespace",
+        "verb",
+        "group",
+        "version",
+        "resource",
+        "subresource",
+        "name",
+    ];
+    let mut spec = Map::new();
+    for (n, f) in fields(buf)? {
+        if n != 2 {
+            continue;
+        }
+        for (m, x) in fields(bytes(f, "spec")?)? {
+            let (key, names): (&str, &[&str]) = match m {
+                1 => ("resourceAttributes", &RESOURCE),
+                2 => ("nonResourceAttributes", &["path", "verb"]),
+                _ => continue,
+            };
+            let mut attrs = Map::new();
+            for (k, y) in fields(bytes(x, key)?)? {
+                let Some(name) = usize::try_from(k)
+                    .ok()
+                    .and_then(|k| names.get(k.wrapping_sub(1)))
+                else {
+                    continue;
+                };
+                if let Field::Bytes(_) = y {
+                    attrs.insert((*name).into(), json!(string(y, name)?));
+                }
+            }
+            spec.insert(key.into(), Value::Object(attrs));
+        }
+    }
+    Ok(
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}),
+    )
 }
 
 /// `DeleteOptions` sent as protobuf (helm's release purge): gracePeriodSeconds(1),

@@ -1,6 +1,7 @@
 //! The request gate for `--tls` mode: an axum middleware that authenticates every request,
 //! authorizes it with RBAC from the store, and answers the identity requests itself:
-//! TokenRequests (`kubectl create token`) and SelfSubjectReviews (`kubectl auth whoami`).
+//! TokenRequests (`kubectl create token`), SelfSubjectReviews (`kubectl auth whoami`) and
+//! SelfSubjectAccessReviews (`kubectl auth can-i`).
 //!
 //! Wiring (in the server): `auth::gate::secure(router, gate)` and serve it with
 //! [`super::listener::TlsListener`].
@@ -21,7 +22,7 @@ use super::rbac::{Policy, RequestAttributes, authorize, forbidden, unauthorized}
 use crate::apiserver::status::ApiError;
 use crate::apiserver::store::{State as StoreState, Store};
 
-/// Largest TokenRequest body read.
+/// Largest TokenRequest / review body read.
 const MAX_TOKEN_REQUEST: usize = 64 * 1024;
 
 /// What the gate needs: who is who, and where the RBAC objects and ServiceAccounts live.
@@ -42,40 +43,84 @@ impl Gate {
         authorization: Option<&str>,
         attrs: &RequestAttributes,
     ) -> Result<UserInfo, ApiError> {
-        let st = self.store.lock();
-        let sa_uid = |ns: &str, name: &str| {
-            st.get("serviceaccounts", ns, name)
-                .and_then(|sa| sa.pointer("/metadata/uid"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let user = self
-            .authn
-            .authenticate(authorization, chrono::Utc::now(), &sa_uid)
-            .map_err(|_| unauthorized())?;
-        let owned = |key: &str| -> Vec<Value> { st.list(key, None).into_iter().cloned().collect() };
-        let (roles, role_bindings, cluster_roles, cluster_role_bindings) =
-            if user.in_group("system:masters") {
-                Default::default()
-            } else {
-                (
-                    owned("roles.rbac.authorization.k8s.io"),
-                    owned("rolebindings.rbac.authorization.k8s.io"),
-                    owned("clusterroles.rbac.authorization.k8s.io"),
-                    owned("clusterrolebindings.rbac.authorization.k8s.io"),
-                )
+        let user = {
+            let st = self.store.lock();
+            let sa_uid = |ns: &str, name: &str| {
+                st.get("serviceaccounts", ns, name)
+                    .and_then(|sa| sa.pointer("/metadata/uid"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             };
+            self.authn
+                .authenticate(authorization, chrono::Utc::now(), &sa_uid)
+                .map_err(|_| unauthorized())?
+        };
+        if self.allowed(&user, attrs) {
+            Ok(user)
+        } else {
+            Err(forbidden(&user, attrs))
+        }
+    }
+
+    /// Whether RBAC, as currently stored, lets `user` do `attrs`.
+    pub fn allowed(&self, user: &UserInfo, attrs: &RequestAttributes) -> bool {
+        if user.in_group("system:masters") {
+            return true;
+        }
+        let st = self.store.lock();
+        let owned = |key: &str| -> Vec<Value> { st.list(key, None).into_iter().cloned().collect() };
+        let (roles, role_bindings, cluster_roles, cluster_role_bindings) = (
+            owned("roles.rbac.authorization.k8s.io"),
+            owned("rolebindings.rbac.authorization.k8s.io"),
+            owned("clusterroles.rbac.authorization.k8s.io"),
+            owned("clusterrolebindings.rbac.authorization.k8s.io"),
+        );
+        drop(st);
         let policy = Policy {
             roles: &roles,
             role_bindings: &role_bindings,
             cluster_roles: &cluster_roles,
             cluster_role_bindings: &cluster_role_bindings,
         };
-        if authorize(&user, attrs, &policy) {
-            Ok(user)
+        authorize(user, attrs, &policy)
+    }
+
+    /// `kubectl auth can-i`: evaluates the review's attributes for the caller.
+    fn self_subject_access_review(&self, user: &UserInfo, body: &[u8]) -> Result<Value, ApiError> {
+        let mut review = decode_body(body, "SelfSubjectAccessReview")?;
+        let text = |p: &str| {
+            review
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let attrs = if review.pointer("/spec/resourceAttributes").is_some() {
+            let resource = "/spec/resourceAttributes";
+            RequestAttributes {
+                verb: text(&format!("{resource}/verb")),
+                resource_request: true,
+                path: String::new(),
+                api_group: text(&format!("{resource}/group")),
+                api_version: text(&format!("{resource}/version")),
+                resource: text(&format!("{resource}/resource")),
+                subresource: text(&format!("{resource}/subresource")),
+                name: text(&format!("{resource}/name")),
+                namespace: text(&format!("{resource}/namespace")),
+            }
         } else {
-            Err(forbidden(&user, attrs))
-        }
+            RequestAttributes {
+                verb: text("/spec/nonResourceAttributes/verb"),
+                path: text("/spec/nonResourceAttributes/path"),
+                ..Default::default()
+            }
+        };
+        let allowed = self.allowed(user, &attrs);
+        review["kind"] = serde_json::json!("SelfSubjectAccessReview");
+        review["apiVersion"] = serde_json::json!("authorization.k8s.io/v1");
+        review["metadata"] = serde_json::json!({"creationTimestamp": null});
+        review["status"] = serde_json::json!({"allowed": allowed});
+        Ok(review)
     }
 
     fn token_request(&self, attrs: &RequestAttributes, body: &[u8]) -> Result<Value, ApiError> {
@@ -85,15 +130,7 @@ impl Gate {
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("serviceaccounts", &attrs.name))?
         };
-        // kubectl sends the TokenRequest as protobuf.
-        let request = if body.starts_with(b"k8s\0") {
-            crate::apiserver::protobuf::decode(body)?
-        } else if body.iter().all(u8::is_ascii_whitespace) {
-            serde_json::json!({})
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("decoding TokenRequest: {e}")))?
-        };
+        let request = decode_body(body, "TokenRequest")?;
         self.authn
             .token_request(&sa, &request, chrono::Utc::now())
             .map_err(|e| match e {
@@ -140,6 +177,20 @@ async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Respo
     {
         return respond(201, &self_subject_review(&user, &attrs.api_version));
     }
+    if attrs.resource_request
+        && attrs.verb == "create"
+        && attrs.api_group == "authorization.k8s.io"
+        && attrs.resource == "selfsubjectaccessreviews"
+    {
+        let body = match axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await {
+            Ok(b) => b,
+            Err(e) => return error(&ApiError::bad_request(format!("reading the review: {e}"))),
+        };
+        return match gate.self_subject_access_review(&user, &body) {
+            Ok(v) => respond(201, &v),
+            Err(e) => error(&e),
+        };
+    }
     let is_token_request = attrs.resource_request
         && attrs.verb == "create"
         && attrs.api_group.is_empty()
@@ -170,4 +221,16 @@ fn self_subject_review(user: &UserInfo, version: &str) -> Value {
         "metadata": {"creationTimestamp": null},
         "status": {"userInfo": info},
     })
+}
+
+/// A request body as kubectl sends it: protobuf for built-in types, else JSON; empty → `{}`.
+fn decode_body(body: &[u8], what: &str) -> Result<Value, ApiError> {
+    if body.starts_with(b"k8s\0") {
+        crate::apiserver::protobuf::decode(body)
+    } else if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(serde_json::json!({}))
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("decoding {what}: {e}")))
+    }
 }
