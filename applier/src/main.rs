@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod cli {
     pub mod build;
+    pub mod diff;
+    pub mod run;
 }
 
 #[derive(Debug, Parser)]
@@ -24,6 +26,10 @@ struct Cli {
 enum Command {
     /// Render a kustomization to multi-document YAML on stdout (like `kustomize build`).
     Build(cli::build::BuildArgs),
+    /// Run the agent for one namespace.
+    Run(cli::run::RunArgs),
+    /// Show what the next reconcile of a Kustomization would change (exit 1 when it would).
+    Diff(cli::diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +40,20 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )),
+        Command::Run(args) => match cli::run::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Diff(args) => match cli::diff::run(&args, &mut std::io::stdout().lock()) {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -1,0 +1,242 @@
+//! Object identity and the per-object knobs users set with annotations.
+//!
+//! An [`ObjectId`] is what the inventory remembers and what events and status messages name
+//! (`Deployment/team-a/my-app`, Flux's notation). The version is not part of the identity: the
+//! same object may be written through another served version after an upgrade.
+
+use std::fmt;
+
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::ApplyError;
+
+/// Annotation selecting how an object is applied (`Override` when absent).
+pub const SSA_ANNOTATION: &str = "ferry.dev/ssa";
+/// Annotation that protects an object from pruning (`disabled`).
+pub const PRUNE_ANNOTATION: &str = "ferry.dev/prune";
+/// Annotation that allows delete-and-recreate on immutable-field errors for one object
+/// (`enabled`), like the Kustomization's `force` does for all of them.
+pub const FORCE_ANNOTATION: &str = "ferry.dev/force";
+/// Labels recording which Kustomization owns an object, so pruning never deletes an object that
+/// another Kustomization has taken over since.
+pub const OWNER_NAME_LABEL: &str = "apply.ferry.dev/name";
+pub const OWNER_NAMESPACE_LABEL: &str = "apply.ferry.dev/namespace";
+
+/// Group, kind, namespace and name: what identifies an object across versions.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId {
+    pub group: String,
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectId {
+    /// Identity of a rendered object; `apiVersion`, `kind` and `metadata.name` are required.
+    pub fn of(obj: &DynamicObject) -> Result<(Self, String), ApplyError> {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let types = obj.types.as_ref();
+        let api_version = types.map(|t| t.api_version.as_str()).unwrap_or("");
+        let kind = types.map(|t| t.kind.as_str()).unwrap_or("");
+        if name.is_empty() || api_version.is_empty() || kind.is_empty() {
+            return Err(ApplyError::InvalidObject {
+                object: format!("{kind}/{name}"),
+                message: "apiVersion, kind and metadata.name are required".into(),
+            });
+        }
+        let (group, version) = split_api_version(api_version);
+        Ok((
+            ObjectId {
+                group: group.to_string(),
+                kind: kind.to_string(),
+                namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                name,
+            },
+            version.to_string(),
+        ))
+    }
+
+    /// `apiVersion` for `version` of this object's group.
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
+    }
+}
+
+/// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects — the form Flux's events use.
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+/// How one object is applied, from its `ferry.dev/ssa` annotation (Flux's values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SsaPolicy {
+    /// Apply, taking back fields other tools changed (the default).
+    Override,
+    /// Apply, but leave fields other managers (kubectl edit & co.) own alone.
+    Merge,
+    /// Create when absent, never update.
+    IfNotPresent,
+    /// Never apply; the object stays in the inventory so it is not pruned either.
+    Ignore,
+}
+
+impl SsaPolicy {
+    pub fn of(id: &ObjectId, obj: &DynamicObject) -> Result<Self, ApplyError> {
+        let Some(value) = annotation(obj, SSA_ANNOTATION) else {
+            return Ok(SsaPolicy::Override);
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "override" => Ok(SsaPolicy::Override),
+            "merge" => Ok(SsaPolicy::Merge),
+            "ifnotpresent" => Ok(SsaPolicy::IfNotPresent),
+            "ignore" => Ok(SsaPolicy::Ignore),
+            _ => Err(ApplyError::InvalidObject {
+                object: id.to_string(),
+                message: format!(
+                    "annotation {SSA_ANNOTATION}: {value:?} is not one of Override, Merge, IfNotPresent, Ignore"
+                ),
+            }),
+        }
+    }
+}
+
+pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    obj.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Whether a live object opted out of pruning.
+pub fn prune_disabled(obj: &DynamicObject) -> bool {
+    annotation(obj, PRUNE_ANNOTATION).is_some_and(|v| v.eq_ignore_ascii_case("disabled"))
+}
+
+/// Whether an object opted in to delete-and-recreate on immutable-field errors.
+pub fn force_enabled(obj: &DynamicObject) -> bool {
+    annotation(obj, FORCE_ANNOTATION).is_some_and(|v| v.eq_ignore_ascii_case("enabled"))
+}
+
+/// Marks `obj` as owned by Kustomization `namespace/name`.
+pub fn set_owner_labels(obj: &mut DynamicObject, namespace: &str, name: &str) {
+    let labels = obj.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(OWNER_NAME_LABEL.to_string(), name.to_string());
+    labels.insert(OWNER_NAMESPACE_LABEL.to_string(), namespace.to_string());
+}
+
+/// Whether a live object is (still) owned by Kustomization `namespace/name`. Objects without
+/// owner labels are treated as owned: they were applied before labels existed or by hand and
+/// are in our inventory, which is the stronger record.
+pub fn owned_by(obj: &DynamicObject, namespace: &str, name: &str) -> bool {
+    let Some(labels) = obj.metadata.labels.as_ref() else {
+        return true;
+    };
+    match (
+        labels.get(OWNER_NAME_LABEL),
+        labels.get(OWNER_NAMESPACE_LABEL),
+    ) {
+        (Some(n), Some(ns)) => n == name && ns == namespace,
+        _ => true,
+    }
+}
+
+/// Turns a rendered manifest into a [`DynamicObject`], naming the object on failure.
+pub fn from_value(value: Value) -> Result<DynamicObject, ApplyError> {
+    let label = format!(
+        "{}/{}",
+        value.get("kind").and_then(Value::as_str).unwrap_or("?"),
+        value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    );
+    serde_json::from_value(value).map_err(|e| ApplyError::InvalidObject {
+        object: label,
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> DynamicObject {
+        from_value(v).expect("valid object")
+    }
+
+    #[test]
+    fn identity_and_display_follow_flux() {
+        let d = obj(json!({"apiVersion":"apps/v1","kind":"Deployment",
+            "metadata":{"name":"my-app","namespace":"team-a"}}));
+        let (id, v) = ObjectId::of(&d).expect("id");
+        assert_eq!(id.group, "apps");
+        assert_eq!(v, "v1");
+        assert_eq!(id.to_string(), "Deployment/team-a/my-app");
+        let ns = obj(json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"}}));
+        let (id, _) = ObjectId::of(&ns).expect("id");
+        assert_eq!(id.group, "");
+        assert_eq!(id.to_string(), "Namespace/x");
+    }
+
+    #[test]
+    fn missing_name_is_an_error_naming_the_kind() {
+        let d = obj(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{}}));
+        let err = ObjectId::of(&d).expect_err("no name");
+        assert!(err.to_string().contains("ConfigMap/"), "{err}");
+    }
+
+    #[test]
+    fn ssa_policy_from_annotation() {
+        let mk = |v: &str| {
+            obj(json!({"apiVersion":"v1","kind":"ConfigMap",
+                "metadata":{"name":"c","annotations":{SSA_ANNOTATION: v}}}))
+        };
+        let id = ObjectId::of(&mk("Merge")).expect("id").0;
+        assert_eq!(
+            SsaPolicy::of(&id, &mk("Merge")).ok(),
+            Some(SsaPolicy::Merge)
+        );
+        assert_eq!(
+            SsaPolicy::of(&id, &mk("IfNotPresent")).ok(),
+            Some(SsaPolicy::IfNotPresent)
+        );
+        assert_eq!(
+            SsaPolicy::of(&id, &mk("Ignore")).ok(),
+            Some(SsaPolicy::Ignore)
+        );
+        let err = SsaPolicy::of(&id, &mk("Sometimes")).expect_err("bad value");
+        assert!(err.to_string().contains("ConfigMap/c"), "{err}");
+        assert!(err.to_string().contains(SSA_ANNOTATION), "{err}");
+    }
+
+    #[test]
+    fn ownership_labels() {
+        let mut o = obj(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}));
+        assert!(owned_by(&o, "ns", "ks"), "unlabelled objects count as ours");
+        set_owner_labels(&mut o, "ns", "ks");
+        assert!(owned_by(&o, "ns", "ks"));
+        assert!(!owned_by(&o, "ns", "other"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Kind → REST resource, from the API server's discovery documents.
+//!
+//! Discovery is cached for the life of the agent (a reconcile with nothing to do must stay
+//! cheap) and refreshed when a kind is unknown, which is what happens right after a CRD in the
+//! same revision was established.
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery::{Discovery, Scope};
+use tokio::sync::{Mutex, RwLock};
+
+use super::{ApplyError, ObjectId};
+
+/// A resolved kind: how to reach it and whether it lives in a namespace.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Resolved {
+    /// The API for this kind, in `namespace` when the kind is namespaced.
+    pub fn api(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {
+        if self.namespaced {
+            Api::namespaced_with(client.clone(), namespace, &self.resource)
+        } else {
+            Api::all_with(client.clone(), &self.resource)
+        }
+    }
+}
+
+pub struct Resolver {
+    client: Client,
+    cache: RwLock<Option<Arc<Discovery>>>,
+    refreshing: Mutex<u64>,
+}
+
+impl Resolver {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            cache: RwLock::new(None),
+            refreshing: Mutex::new(0),
+        }
+    }
+
+    /// Resolves `id` at `version`, refreshing discovery once if the kind is not known yet.
+    pub async fn resolve(&self, id: &ObjectId, version: &str) -> Result<Resolved, ApplyError> {
+        let gvk = GroupVersionKind::gvk(&id.group, version, &id.kind);
+        let seen = *self.refreshing.lock().await;
+        if let Some(found) = self.lookup(&gvk).await {
+            return Ok(found);
+        }
+        self.refresh_after(seen).await?;
+        self.lookup(&gvk)
+            .await
+            .ok_or_else(|| ApplyError::UnknownKind {
+                object: id.to_string(),
+                api_version: id.api_version(version),
+            })
+    }
+
+    /// The current discovery snapshot, running discovery if there is none yet.
+    pub async fn snapshot(&self) -> Result<Arc<Discovery>, ApplyError> {
+        let seen = *self.refreshing.lock().await;
+        if let Some(d) = self.cache.read().await.as_ref() {
+            return Ok(d.clone());
+        }
+        self.refresh_after(seen).await
+    }
+
+    /// Forgets the cached discovery (after CRDs changed).
+    pub async fn invalidate(&self) {
+        *self.cache.write().await = None;
+    }
+
+    async fn lookup(&self, gvk: &GroupVersionKind) -> Option<Resolved> {
+        let cache = self.cache.read().await;
+        let (resource, caps) = cache.as_ref()?.resolve_gvk(gvk)?;
+        Some(Resolved {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        })
+    }
+
+    /// Runs discovery unless another task already did since generation `seen`, so a burst of
+    /// lookups for one new kind costs one discovery.
+    async fn refresh_after(&self, seen: u64) -> Result<Arc<Discovery>, ApplyError> {
+        let mut generation = self.refreshing.lock().await;
+        if *generation != seen
+            && let Some(d) = self.cache.read().await.as_ref()
+        {
+            return Ok(d.clone());
+        }
+        let discovery = Arc::new(
+            Discovery::new(self.client.clone())
+                .run()
+                .await
+                .map_err(ApplyError::Discovery)?,
+        );
+        *self.cache.write().await = Some(discovery.clone());
+        *generation += 1;
+        Ok(discovery)
+    }
+}

@@ -1,0 +1,151 @@
+//! `ferry-applier run`: the agent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use ferry_applier::apply::Applier;
+use ferry_applier::events::Recorder;
+use ferry_applier::fetch::{Fetcher, FetcherConfig};
+use ferry_applier::metrics::Metrics;
+use ferry_applier::reconcile::Context;
+use ferry_applier::source_client::SourceClient;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The namespace this agent owns (its Kustomizations and everything they apply).
+    #[arg(long, env = "FERRY_NAMESPACE")]
+    pub namespace: String,
+    /// Source server base URL, e.g. http://ferry-source-server.ferry-system:9090.
+    #[arg(long, env = "FERRY_SOURCE_SERVER")]
+    pub source_server: String,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "FERRY_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Artifact cache directory (survives restarts). Default: a per-namespace directory under
+    /// the system temp dir.
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "FERRY_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text", env = "FERRY_LOG_FORMAT")]
+    pub log_format: String,
+}
+
+pub fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A kube client from `--kubeconfig` or the usual inference.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    // kube and the HTTP clients must agree on one rustls provider (aws-lc-rs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Everything a reconcile needs.
+pub async fn context(
+    namespace: &str,
+    source_server: &str,
+    kubeconfig: Option<&PathBuf>,
+    cache_dir: Option<&PathBuf>,
+) -> anyhow::Result<Context> {
+    let client = client(kubeconfig).await?;
+    let cache_dir = cache_dir
+        .cloned()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
+    let fetcher = Fetcher::new(FetcherConfig::new(source_server, &cache_dir))
+        .with_context(|| format!("artifact cache {}", cache_dir.display()))?;
+    let sources = SourceClient::new(source_server)
+        .with_context(|| format!("source server {source_server}"))?;
+    Ok(Context {
+        namespace: namespace.to_string(),
+        applier: Applier::new(client.clone()),
+        recorder: Recorder::new(client.clone()),
+        client,
+        fetcher,
+        sources,
+        metrics: Metrics::new(),
+        artifacts: Default::default(),
+    })
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    init_logs(&args.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let ctx = context(
+            &args.namespace,
+            &args.source_server,
+            args.kubeconfig.as_ref(),
+            args.cache_dir.as_ref(),
+        )
+        .await?;
+        if let Some(addr) = &args.metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics address {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            let metrics = ctx.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = metrics.serve(listener).await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            });
+        }
+        tracing::info!(namespace = %args.namespace, source_server = %args.source_server, "agent starting");
+        ferry_applier::controller::run(Arc::new(ctx), shutdown_signal()).await;
+        tracing::info!("agent stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The Kustomization's status: Flux's conditions and reasons, revisions, observedGeneration and
+//! the inventory. Pure transitions on [`KustomizationStatus`], and one write (a merge patch of
+//! the status subresource) so every reconcile publishes one consistent state.
+
+use ferry_proto::Digest;
+use ferry_proto::condition::{
+    self, Condition, ConditionStatus, READY, RECONCILING, STALLED, reason, remove_condition,
+    set_condition,
+};
+use ferry_proto::kustomization::{DriftReport, Inventory, Kustomization, KustomizationStatus};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+/// A reconcile started for `revision`.
+pub fn progressing(st: &mut KustomizationStatus, generation: Option<i64>, revision: &str) {
+    let mut c = Condition::new(
+        RECONCILING,
+        ConditionStatus::True,
+        reason::PROGRESSING,
+        format!("Reconciliation in progress for revision {revision}"),
+    );
+    c.observed_generation = generation;
+    set_condition(&mut st.conditions, c);
+}
+
+/// `revision` (artifact `digest`) was applied, pruned and is healthy.
+pub fn succeeded(
+    st: &mut KustomizationStatus,
+    generation: Option<i64>,
+    revision: &str,
+    digest: Digest,
+    inventory: Inventory,
+) {
+    let mut c = Condition::new(
+        READY,
+        ConditionStatus::True,
+        reason::RECONCILIATION_SUCCEEDED,
+        format!("Applied revision: {revision}"),
+    );
+    c.observed_generation = generation;
+    set_condition(&mut st.conditions, c);
+    remove_condition(&mut st.conditions, RECONCILING);
+    remove_condition(&mut st.conditions, STALLED);
+    st.observed_generation = generation;
+    st.last_applied_revision = Some(revision.to_string());
+    st.last_attempted_revision = Some(revision.to_string());
+    st.last_applied_digest = Some(digest);
+    st.inventory = Some(inventory);
+}
+
+/// The reconcile failed with Flux reason `why` (one of [`reason`]); the last applied revision
+/// and the inventory are kept as they were — nothing was pruned.
+pub fn failed(
+    st: &mut KustomizationStatus,
+    generation: Option<i64>,
+    why: &str,
+    message: &str,
+    attempted_revision: Option<&str>,
+) {
+    let mut c = Condition::new(READY, ConditionStatus::False, why, message);
+    c.observed_generation = generation;
+    set_condition(&mut st.conditions, c);
+    remove_condition(&mut st.conditions, RECONCILING);
+    st.observed_generation = generation;
+    if let Some(r) = attempted_revision {
+        st.last_attempted_revision = Some(r.to_string());
+    }
+}
+
+/// Suspended: nothing is applied until `spec.suspend` is cleared.
+pub fn suspended(st: &mut KustomizationStatus, generation: Option<i64>) {
+    remove_condition(&mut st.conditions, RECONCILING);
+    st.observed_generation = generation;
+}
+
+/// Records (or clears) drift found in detect mode. The Ready condition stays as it is: the
+/// applied revision is still the desired one; drift is its own fact.
+pub fn set_drift(st: &mut KustomizationStatus, drift: Option<DriftReport>) {
+    match &drift {
+        Some(d) => set_condition(
+            &mut st.conditions,
+            Condition::new(
+                reason::DRIFT_DETECTED,
+                ConditionStatus::True,
+                reason::DRIFT_DETECTED,
+                format!(
+                    "{} object(s) differ from the desired state",
+                    d.objects.len() + d.omitted as usize
+                ),
+            ),
+        ),
+        None => remove_condition(&mut st.conditions, reason::DRIFT_DETECTED),
+    }
+    st.drift = drift;
+}
+
+pub fn is_ready(st: Option<&KustomizationStatus>) -> bool {
+    st.and_then(|s| condition::find_condition(&s.conditions, READY))
+        .is_some_and(Condition::is_true)
+}
+
+/// Writes `st` as the status of `name`. Absent optional fields are sent as `null` so the merge
+/// patch removes them (a cleared drift report must disappear).
+pub async fn write(
+    api: &Api<Kustomization>,
+    name: &str,
+    st: &KustomizationStatus,
+) -> Result<(), kube::Error> {
+    let mut value = serde_json::to_value(st).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        for key in [
+            "observedGeneration",
+            "lastAppliedRevision",
+            "lastAttemptedRevision",
+            "lastAppliedDigest",
+            "inventory",
+            "drift",
+        ] {
+            map.entry(key).or_insert(Value::Null);
+        }
+        map.entry("conditions").or_insert(json!([]));
+    }
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": value })),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::condition::find_condition;
+
+    fn digest() -> Digest {
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .parse()
+            .expect("digest")
+    }
+
+    #[test]
+    fn failure_keeps_last_applied_revision_and_inventory() {
+        let mut st = KustomizationStatus::default();
+        let inv = Inventory::default();
+        succeeded(&mut st, Some(1), "main@sha1:aaa", digest(), inv.clone());
+        assert!(is_ready(Some(&st)));
+        progressing(&mut st, Some(2), "main@sha1:bbb");
+        assert!(find_condition(&st.conditions, RECONCILING).is_some());
+        failed(
+            &mut st,
+            Some(2),
+            reason::BUILD_FAILED,
+            "kustomization.yaml: bad",
+            Some("main@sha1:bbb"),
+        );
+        let ready = find_condition(&st.conditions, READY).expect("ready");
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason, "BuildFailed");
+        assert!(find_condition(&st.conditions, RECONCILING).is_none());
+        assert_eq!(st.last_applied_revision.as_deref(), Some("main@sha1:aaa"));
+        assert_eq!(st.last_attempted_revision.as_deref(), Some("main@sha1:bbb"));
+        assert_eq!(st.inventory, Some(inv));
+        assert!(!is_ready(Some(&st)));
+    }
+
+    #[test]
+    fn success_message_names_the_revision() {
+        let mut st = KustomizationStatus::default();
+        succeeded(
+            &mut st,
+            Some(3),
+            "main@sha1:abc",
+            digest(),
+            Inventory::default(),
+        );
+        let ready = find_condition(&st.conditions, READY).expect("ready");
+        assert_eq!(ready.reason, "ReconciliationSucceeded");
+        assert_eq!(ready.message, "Applied revision: main@sha1:abc");
+        assert_eq!(st.observed_generation, Some(3));
+    }
+}
