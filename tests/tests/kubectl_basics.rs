@@ -126,7 +126,11 @@ async fn create_get_label_select_and_delete() {
         missing.stderr
     );
     let dup = k.run(&["-n", "team", "create", "configmap", "a"]).await;
-    assert!(dup.stderr.contains("configmaps \"a\" already exists"), "{}", dup.stderr);
+    assert!(
+        dup.stderr.contains("configmaps \"a\" already exists"),
+        "{}",
+        dup.stderr
+    );
 
     let out = k.ok(&["-n", "team", "delete", "cm", "a"]).await;
     assert!(out.contains("deleted"), "{out}");

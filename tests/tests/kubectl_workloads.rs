@@ -56,15 +56,18 @@ async fn wait_for_available_succeeds_for_a_simulated_deployment() {
     assert_eq!(d["status"]["readyReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
     // A spec change bumps generation; the controller catches up again.
-    let scaled = deployment("web", "").replace("replicas: 3", "replicas: 5");
-    let out = k
-        .run_with(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&scaled),
-            Duration::from_secs(30),
-        )
+    let out = k.ok(&["scale", "deployment/web", "--replicas=5"]).await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    let replicas = k
+        .ok(&[
+            "get",
+            "deployment/web",
+            "--subresource=scale",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
         .await;
-    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(replicas, "5");
     k.ok(&["rollout", "status", "deployment/web", "--timeout=20s"])
         .await;
     let d: Value =

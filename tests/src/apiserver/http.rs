@@ -207,18 +207,19 @@ fn resolve(s: &Server, group: &str, version: &str, rest: &[String]) -> Result<Ta
     if namespace.is_some() && !def.namespaced {
         return Err(not_found_path());
     }
-    if let Some(sub) = &sub
-        && !(sub == "status" && def.status_subresource)
-    {
-        return Err(not_found_path());
-    }
-    Ok(Target {
+    let t = Target {
         def,
         version: version.to_string(),
         namespace,
         name,
         subresource: sub,
-    })
+    };
+    match t.subresource.as_deref() {
+        None => Ok(t),
+        Some("status") if t.def.status_subresource => Ok(t),
+        Some("scale") if super::scale::has_scale(&t) => Ok(t),
+        Some(_) => Err(not_found_path()),
+    }
 }
 
 fn verb_of(method: &Method, t: &Target, q: &Query) -> Result<&'static str, ApiError> {
@@ -347,6 +348,29 @@ async fn resource_request(
     let (headers, body) = read_body(req).await?;
     let dry = dry_run(&q)?;
     let mgr = manager(&q, &headers);
+    if t.subresource.as_deref() == Some("scale") {
+        let o = WriteOpts {
+            dry_run: dry,
+            manager: Some(mgr),
+        };
+        let (code, v) = match verb {
+            "get" => (200, super::scale::get(&s.store.lock(), &t)?),
+            "update" => {
+                let obj = decode_object(&headers, &body)?;
+                super::scale::update(&mut s.store.lock(), &t, &obj, &o)?
+            }
+            "patch" => {
+                let ct = content_type(&headers);
+                super::scale::patch(&mut s.store.lock(), &t, &ct, &body, &o)?
+            }
+            other => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{other} is not supported on the scale subresource"
+                )));
+            }
+        };
+        return Ok(json_response(code, &v));
+    }
     match verb {
         "get" => Ok(json_response(200, &verbs::get(&s.store.lock(), &t)?)),
         "list" => Ok(json_response(

@@ -21,6 +21,7 @@ pub mod patch;
 pub mod patching;
 pub mod protobuf;
 pub mod registry;
+pub mod scale;
 pub mod selector;
 pub mod ssa;
 pub mod status;

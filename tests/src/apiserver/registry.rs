@@ -243,6 +243,22 @@ pub fn api_resource_json(def: &ResourceDef) -> Vec<Value> {
         "shortNames": def.short_names,
         "categories": def.categories,
     })];
+    if def.group == "apps"
+        && matches!(
+            def.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet"
+        )
+    {
+        out.push(json!({
+            "name": format!("{}/scale", def.plural),
+            "singularName": "",
+            "namespaced": def.namespaced,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
     if def.status_subresource {
         out.push(json!({
             "name": format!("{}/status", def.plural),
