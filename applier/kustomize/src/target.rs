@@ -38,11 +38,24 @@ impl Output {
 #[derive(Default)]
 struct Accumulator {
     resources: ResMap,
-    config: TransformerConfig,
+    /// Field specs from `configurations:`/`crds:` here and below; the builtin defaults are
+    /// added only when transformers run (merging them at every level was quadratic).
+    config_extra: TransformerConfig,
     vars: Vec<vars::VarDef>,
 }
 
 impl Accumulator {
+    /// Builtin field specs plus any custom ones.
+    fn config(&self) -> std::borrow::Cow<'static, TransformerConfig> {
+        if self.config_extra == TransformerConfig::default() {
+            std::borrow::Cow::Borrowed(TransformerConfig::builtin())
+        } else {
+            let mut c = TransformerConfig::builtin().clone();
+            c.merge(&self.config_extra);
+            std::borrow::Cow::Owned(c)
+        }
+    }
+
     fn merge(&mut self, other: Accumulator, at: &Location) -> Result<()> {
         self.resources
             .append_all(other.resources)
@@ -50,7 +63,7 @@ impl Accumulator {
                 at: at.clone(),
                 id: id.to_string(),
             })?;
-        self.config.merge(&other.config);
+        self.config_extra.merge(&other.config_extra);
         vars::merge(&mut self.vars, other.vars, at)
     }
 }
@@ -75,8 +88,9 @@ pub fn build(fs: &dyn FileSystem, dir: &RelPath, opts: &BuildOptions) -> Result<
     let ctx = b.ctx(dir, &file);
     let mut ra = b.accumulate(dir, &file, &kust, Accumulator::default())?;
     generators::add_hashes(&mut ra.resources);
-    nameref::fix(&mut ra.resources, &ra.config.name_reference, &ctx.loc(""))?;
-    vars::resolve(&mut ra.resources, &ra.vars, &ra.config.var_reference)?;
+    let cfg = ra.config();
+    nameref::fix(&mut ra.resources, &cfg.name_reference, &ctx.loc(""))?;
+    vars::resolve(&mut ra.resources, &ra.vars, &cfg.var_reference)?;
     crate::metadata::finish(&mut ra.resources, &kust, &ctx)?;
     sort::sort(&mut ra.resources, &kust.sort_options);
     Ok(Output {
@@ -266,7 +280,7 @@ impl<'a> Builder<'a> {
             self.accumulate_resource(&ctx, &field, path, ra)?;
         }
 
-        let mut config = TransformerConfig::builtin().clone();
+        let mut config = TransformerConfig::default();
         for (i, c) in kust.configurations.iter().enumerate() {
             let field = format!("configurations[{i}]");
             let (_, text) = ctx.read_text(c, &field)?;
@@ -275,7 +289,7 @@ impl<'a> Builder<'a> {
             config.merge(&TransformerConfig::from(&def));
         }
         config.merge(&crate::crds::load(&ctx, &kust.crds)?);
-        ra.config.merge(&config);
+        ra.config_extra.merge(&config);
 
         let cms = generators::generate(
             generators::Kind::ConfigMap,
@@ -385,8 +399,9 @@ impl<'a> Builder<'a> {
         kust: &Kustomization,
         ra: &mut Accumulator,
     ) -> Result<()> {
+        let cfg = ra.config();
+        let cfg = cfg.as_ref();
         let res = &mut ra.resources;
-        let cfg = &ra.config;
         patches::apply_patches_strategic_merge(res, &kust.patches_strategic_merge, ctx)?;
         patches::apply_patches(res, &kust.patches, ctx)?;
         if let Some(ns) = &kust.namespace {
