@@ -1,4 +1,52 @@
-//! Ferry source server.
+//! Ferry source server: mirrors Git repositories and serves each tracked revision as a
+//! content-addressed tarball.
+//!
+//! Design. Desired state (which sources, with which settings) arrives on one seam, a `watch`
+//! channel of [`config::DesiredState`] fed today by the YAML config file watcher
+//! ([`config::watch_file`]) and later by a cluster watcher. The [`reconcile::Controller`] runs
+//! one task per source: on its interval (with jitter), on demand, or after a backoff, it asks a
+//! [`backend::SourceBackend`] — the Git mirror ([`git`]) plus the canonical-tar builder
+//! ([`artifact`]) — for the remote revision, and only when the ref moved or the ignore rules
+//! changed does it fetch and build. Artifacts are stored create-only under their digest in
+//! [`storage`] (a directory or S3), next to a small per-source state record, so a restart serves
+//! the same artifacts without refetching; [`gc`] keeps each source's current artifact plus the
+//! last N. New artifacts are announced on an in-memory feed ([`events`]) that the HTTP API
+//! ([`http`]) streams as server-sent events; [`metrics`] counts what happened. A failure never
+//! replaces a good artifact: the source keeps serving the last one and reports why in its
+//! conditions.
 
 pub mod artifact;
+pub mod backend;
+pub mod config;
+pub mod events;
+pub mod gc;
 pub mod git;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod storage;
+
+use serde::{Deserialize, Serialize};
+
+/// A source's identity: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl SourceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}

@@ -3,5 +3,6 @@
 //! and kube-rs accept, so the applier can be tested without a cluster.
 
 pub mod apiserver;
+pub mod s3;
 pub mod tools;
 pub mod upstream;

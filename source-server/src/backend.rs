@@ -1,0 +1,57 @@
+//! The seam between the reconcile loop and a kind of source: "is there something new, and if
+//! so, build its artifact". Today the only kind is Git ([`GitBackend`]: the mirror in
+//! [`crate::git`] and the canonical tar in [`crate::artifact`]).
+//!
+//! Implementations are blocking (gix is); the controller calls them in `spawn_blocking`, at most
+//! one call per source at a time, and sets `interrupt` when the source's timeout expires.
+
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+use ferry_proto::{Digest, Revision, SkippedEntry};
+
+use crate::config::DesiredSource;
+
+/// A freshly built artifact, gzip bytes in memory.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub digest: Digest,
+    /// Uncompressed canonical tar size.
+    pub tar_size: u64,
+    pub gz: Bytes,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The remote ref still points at the revision already served: nothing fetched or built.
+    Unchanged(Revision),
+    Built(Revision, Built),
+}
+
+/// A failure, already classified for the `Ready` condition.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// Condition reason, e.g. `RefNotFound`, `AuthenticationFailed`, `GitOperationFailed`.
+    pub reason: String,
+    /// Names the (credential-free) URL and the cause.
+    pub message: String,
+    /// Retrying with backoff may help (network trouble); otherwise only a change of spec, a
+    /// push, or an explicit reconcile request will.
+    pub transient: bool,
+}
+
+pub trait SourceBackend: Send + Sync + 'static {
+    /// Resolves the source's ref on the remote. When `current` is the same revision, returns
+    /// [`Outcome::Unchanged`] without fetching; otherwise fetches it and builds the artifact.
+    fn sync(
+        &self,
+        source: &DesiredSource,
+        current: Option<&Revision>,
+        interrupt: &AtomicBool,
+    ) -> Result<Outcome, BackendError>;
+}
+
+mod git_backend;
+pub use git_backend::GitBackend;

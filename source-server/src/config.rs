@@ -1,0 +1,502 @@
+//! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`
+//! and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
+//!
+//! The seam is a `tokio::sync::watch` channel of [`DesiredState`]: whoever owns the sender
+//! publishes a complete desired state; the controller diffs it against what runs. Loading is
+//! forgiving per object: an invalid document is reported (document index, object, field) and
+//! skipped, and if an object of the same name was valid before, that earlier version keeps
+//! running — a typo in one object never stops the others, nor itself. A file that is not YAML
+//! at all is refused as a whole and the previous state stays in force.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+use tokio::sync::watch;
+
+use ferry_proto::{GitRepository, GitRepositorySpec, parse_duration};
+
+use crate::SourceKey;
+
+/// A config file larger than this is refused.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// At most this many documents per file.
+pub const MAX_DOCUMENTS: usize = 10_000;
+/// `spec.ignore` longer than this is refused.
+pub const MAX_IGNORE_BYTES: usize = 64 << 10;
+
+/// The data of a `Secret` referenced by `spec.secretRef`. `Debug` never shows values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretData(pub BTreeMap<String, Vec<u8>>);
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl SecretData {
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// One source to mirror, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredSource {
+    pub key: SourceKey,
+    pub spec: GitRepositorySpec,
+    pub generation: Option<i64>,
+    /// Resolved `secretRef`.
+    pub secret: Option<SecretData>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why one document was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{file}: document {document} ({object}): {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// 0-based index of the document in the file.
+    pub document: usize,
+    /// `Kind/namespace/name`, as far as it could be read.
+    pub object: String,
+    /// Dotted path of the offending field.
+    pub field: String,
+    pub message: String,
+}
+
+/// A complete desired state, as published on the seam.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredState {
+    pub sources: BTreeMap<SourceKey, DesiredSource>,
+    /// Documents that were rejected in the last load.
+    pub errors: Vec<ConfigError>,
+}
+
+/// The channel pair of the seam.
+pub fn channel() -> (
+    watch::Sender<Arc<DesiredState>>,
+    watch::Receiver<Arc<DesiredState>>,
+) {
+    watch::channel(Arc::new(DesiredState::default()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("config file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("config file {file} is {size} bytes, the limit is {MAX_CONFIG_BYTES}")]
+    TooLarge { file: String, size: u64 },
+    #[error("config file {file}: document {document} is not valid YAML: {message}")]
+    Syntax {
+        file: String,
+        document: usize,
+        message: String,
+    },
+    #[error("config file {file}: more than {MAX_DOCUMENTS} documents")]
+    TooManyDocuments { file: String },
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretDoc {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    #[serde(default)]
+    string_data: BTreeMap<String, String>,
+}
+
+/// Parses `text` (the content of `file`) against the previous state: sources in `previous`
+/// whose new document is invalid keep their previous version.
+pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredState, LoadError> {
+    let mut docs = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        if i >= MAX_DOCUMENTS {
+            return Err(LoadError::TooManyDocuments { file: file.into() });
+        }
+        let value = Value::deserialize(de).map_err(|e| LoadError::Syntax {
+            file: file.into(),
+            document: i,
+            message: e.to_string(),
+        })?;
+        if !value.is_null() {
+            docs.push((i, value));
+        }
+    }
+
+    let mut errors = Vec::new();
+    let mut secrets: BTreeMap<SourceKey, SecretData> = BTreeMap::new();
+    let mut repos = Vec::new();
+    for (i, value) in docs {
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let meta: Meta = value
+            .get("metadata")
+            .cloned()
+            .and_then(|m| serde_yaml::from_value(m).ok())
+            .unwrap_or_default();
+        let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let object = format!("{kind}/{namespace}/{}", meta.name);
+        let err = |field: &str, message: String| ConfigError {
+            file: file.into(),
+            document: i,
+            object: object.clone(),
+            field: field.into(),
+            message,
+        };
+        if let Err(e) = check_name(&meta.name) {
+            errors.push(err("metadata.name", e));
+            continue;
+        }
+        if let Err(e) = check_name(&namespace) {
+            errors.push(err("metadata.namespace", e));
+            continue;
+        }
+        let key = SourceKey {
+            namespace: namespace.clone(),
+            name: meta.name.clone(),
+        };
+        match (api_version, kind) {
+            ("v1", "Secret") => match parse_secret(&value) {
+                Ok(data) => {
+                    secrets.insert(key, data);
+                }
+                Err((field, msg)) => errors.push(err(&field, msg)),
+            },
+            ("source.ferry.dev/v1", "GitRepository") => {
+                let repo: Result<GitRepository, _> = serde_yaml::from_value(value.clone());
+                match repo {
+                    Ok(repo) => repos.push((i, object.clone(), key, meta.generation, repo.spec)),
+                    Err(e) => errors.push(err("spec", e.to_string())),
+                }
+            }
+            (_, "GitRepository") => errors.push(err(
+                "apiVersion",
+                format!("{api_version:?} is not supported, use \"source.ferry.dev/v1\""),
+            )),
+            _ => errors.push(err(
+                "kind",
+                format!(
+                    "{api_version}/{kind} is not supported: expected source.ferry.dev/v1 \
+                     GitRepository or v1 Secret"
+                ),
+            )),
+        }
+    }
+
+    let mut sources = BTreeMap::new();
+    let mut rejected = Vec::new();
+    for (i, object, key, generation, spec) in repos {
+        match validate(&key, spec, generation, &secrets) {
+            Ok(src) => {
+                if sources.insert(key.clone(), src).is_some() {
+                    errors.push(ConfigError {
+                        file: file.into(),
+                        document: i,
+                        object,
+                        field: "metadata.name".into(),
+                        message: "defined twice in the file; the last definition wins".into(),
+                    });
+                }
+            }
+            Err((field, message)) => {
+                rejected.push(key);
+                errors.push(ConfigError {
+                    file: file.into(),
+                    document: i,
+                    object,
+                    field,
+                    message,
+                });
+            }
+        }
+    }
+    for key in rejected {
+        if let Some(prev) = previous.sources.get(&key) {
+            sources.entry(key).or_insert_with(|| prev.clone());
+        }
+    }
+    Ok(DesiredState { sources, errors })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name (lowercase letters, digits, '-' and '.', \
+             starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+fn parse_secret(value: &Value) -> Result<SecretData, (String, String)> {
+    let doc: SecretDoc =
+        serde_yaml::from_value(value.clone()).map_err(|e| ("data".to_string(), e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in doc.data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|e| (format!("data.{k}"), format!("not valid base64: {e}")))?;
+        out.insert(k, bytes);
+    }
+    for (k, v) in doc.string_data {
+        out.insert(k, v.into_bytes());
+    }
+    Ok(SecretData(out))
+}
+
+fn validate(
+    key: &SourceKey,
+    spec: GitRepositorySpec,
+    generation: Option<i64>,
+    secrets: &BTreeMap<SourceKey, SecretData>,
+) -> Result<DesiredSource, (String, String)> {
+    let url = spec.url.as_str();
+    let scheme_ok = ["file://", "git://", "http://", "https://", "ssh://"]
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len());
+    if !scheme_ok {
+        return Err((
+            "spec.url".into(),
+            format!("{url:?} must be a file://, git://, http(s):// or ssh:// URL"),
+        ));
+    }
+    let duration = |field: &str, v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => match parse_duration(s) {
+            Ok(d) if d.is_zero() => Err((field.to_string(), format!("{s:?} must be positive"))),
+            Ok(d) => Ok(d),
+            Err(e) => Err((field.to_string(), e.to_string())),
+        },
+    };
+    let interval = duration("spec.interval", &spec.interval, DEFAULT_INTERVAL)?;
+    let timeout = duration("spec.timeout", &spec.timeout, DEFAULT_TIMEOUT)?;
+    if let Some(r) = &spec.reference {
+        if let Some(c) = &r.commit
+            && !(c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err((
+                "spec.ref.commit".into(),
+                format!("{c:?} must be a full 40-hex commit id"),
+            ));
+        }
+        if let Some(s) = &r.semver
+            && let Err(e) = semver::VersionReq::parse(s)
+        {
+            return Err(("spec.ref.semver".into(), format!("{s:?}: {e}")));
+        }
+        for (field, v) in [
+            ("spec.ref.branch", &r.branch),
+            ("spec.ref.tag", &r.tag),
+            ("spec.ref.name", &r.name),
+        ] {
+            if let Some(v) = v
+                && (v.is_empty() || v.contains("..") || v.chars().any(char::is_whitespace))
+            {
+                return Err((field.into(), format!("{v:?} is not a valid ref name")));
+            }
+        }
+    }
+    if let Some(ignore) = &spec.ignore
+        && ignore.len() > MAX_IGNORE_BYTES
+    {
+        return Err((
+            "spec.ignore".into(),
+            format!("{} bytes, the limit is {MAX_IGNORE_BYTES}", ignore.len()),
+        ));
+    }
+    let secret = match &spec.secret_ref {
+        None => None,
+        Some(r) => {
+            let skey = SourceKey {
+                namespace: key.namespace.clone(),
+                name: r.name.clone(),
+            };
+            let data = secrets.get(&skey).ok_or_else(|| {
+                (
+                    "spec.secretRef.name".to_string(),
+                    format!(
+                        "Secret {}/{} is not defined in the config",
+                        skey.namespace, skey.name
+                    ),
+                )
+            })?;
+            check_secret(data, url).map_err(|m| {
+                (
+                    "spec.secretRef.name".to_string(),
+                    format!("Secret {}/{}: {m}", skey.namespace, skey.name),
+                )
+            })?;
+            Some(data.clone())
+        }
+    };
+    Ok(DesiredSource {
+        key: key.clone(),
+        spec,
+        generation,
+        secret,
+        interval,
+        timeout,
+    })
+}
+
+/// The secret must carry a credential the URL's transport can use.
+fn check_secret(data: &SecretData, url: &str) -> Result<(), String> {
+    if url.starts_with("ssh://") {
+        if data.get_str("identity").is_none() {
+            return Err("an ssh:// URL needs an `identity` key (a private key)".into());
+        }
+        if data.get_str("known_hosts").is_none() {
+            return Err("an ssh:// URL needs a `known_hosts` key".into());
+        }
+        return Ok(());
+    }
+    let basic = data.get_str("username").is_some() && data.get_str("password").is_some();
+    let bearer = data.get_str("bearerToken").is_some();
+    if basic || bearer {
+        Ok(())
+    } else {
+        Err("needs `username` and `password`, or `bearerToken`".into())
+    }
+}
+
+/// Reads and parses a config file against the previous state.
+pub fn load(path: &Path, previous: &DesiredState) -> Result<DesiredState, LoadError> {
+    let file = path.display().to_string();
+    let read = |source| LoadError::Read {
+        file: file.clone(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(LoadError::TooLarge { file, size });
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    parse(&file, &text, previous)
+}
+
+/// Loads `path` now and again whenever it changes, publishing on `tx`. Returns the first
+/// load's result (so a missing file fails the start) and a guard that stops watching on drop.
+pub fn watch_file(
+    path: PathBuf,
+    tx: watch::Sender<Arc<DesiredState>>,
+) -> Result<ConfigWatch, LoadError> {
+    let initial = load(&path, &DesiredState::default())?;
+    report(&initial);
+    tx.send_replace(Arc::new(initial));
+    let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+    // Watch the directory, not the file: editors replace files by rename.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut debouncer =
+        notify_debouncer_full::new_debouncer(Duration::from_millis(200), None, ev_tx).map_err(
+            |e| LoadError::Read {
+                file: path.display().to_string(),
+                source: std::io::Error::other(e),
+            },
+        )?;
+    debouncer
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| LoadError::Read {
+            file: dir.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let thread = std::thread::Builder::new()
+        .name("config-watch".into())
+        .spawn(move || {
+            for res in ev_rx {
+                let Ok(events) = res else { continue };
+                let relevant = events.iter().any(|e| {
+                    e.paths
+                        .iter()
+                        .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
+                });
+                if !relevant {
+                    continue;
+                }
+                let previous = tx.borrow().clone();
+                match load(&path, &previous) {
+                    Ok(state) => {
+                        report(&state);
+                        tracing::info!(file = %path.display(), sources = state.sources.len(), "config reloaded");
+                        tx.send_replace(Arc::new(state));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "config reload refused; previous config stays in force");
+                        let mut kept = (*previous).clone();
+                        kept.errors = vec![ConfigError {
+                            file: path.display().to_string(),
+                            document: match &e {
+                                LoadError::Syntax { document, .. } => *document,
+                                _ => 0,
+                            },
+                            object: String::new(),
+                            field: String::new(),
+                            message: e.to_string(),
+                        }];
+                        tx.send_replace(Arc::new(kept));
+                    }
+                }
+            }
+        })
+        .map_err(|source| LoadError::Read {
+            file: "config-watch thread".into(),
+            source,
+        })?;
+    Ok(ConfigWatch {
+        _debouncer: Box::new(debouncer),
+        _thread: thread,
+    })
+}
+
+fn report(state: &DesiredState) {
+    for e in &state.errors {
+        tracing::error!(error = %e, "invalid config document");
+    }
+}
+
+/// Keeps the config watcher alive.
+pub struct ConfigWatch {
+    _debouncer: Box<dyn std::any::Any + Send>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+#[cfg(test)]
+mod tests;

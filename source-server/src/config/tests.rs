@@ -1,0 +1,146 @@
+use super::*;
+
+const GOOD: &str = r#"
+apiVersion: source.ferry.dev/v1
+kind: GitRepository
+metadata: {name: app, namespace: team-a}
+spec:
+  url: https://git.example/app.git
+  interval: 30s
+  ref: {tag: v1.0.0}
+  secretRef: {name: creds}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: team-a}
+data:
+  username: Zm9v
+stringData:
+  password: bar
+"#;
+
+fn key(ns: &str, name: &str) -> SourceKey {
+    SourceKey {
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn valid_repository_with_secret_is_loaded() {
+    let state = parse("f.yaml", GOOD, &DesiredState::default()).expect("parses");
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    let src = &state.sources[&key("team-a", "app")];
+    assert_eq!(src.interval, Duration::from_secs(30));
+    assert_eq!(src.timeout, DEFAULT_TIMEOUT);
+    let secret = src.secret.as_ref().expect("resolved");
+    assert_eq!(secret.get_str("username"), Some("foo"));
+    assert_eq!(secret.get_str("password"), Some("bar"));
+    // Secret values never appear in debug output.
+    assert!(!format!("{src:?}").contains("bar"));
+}
+
+#[test]
+fn invalid_document_names_index_object_and_field_and_others_still_load() {
+    let text = format!(
+        "{GOOD}---\napiVersion: source.ferry.dev/v1\nkind: GitRepository\n\
+         metadata: {{name: broken}}\nspec: {{url: https://x/y, interval: 5 minutes}}\n"
+    );
+    let state = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+    assert_eq!(state.sources.len(), 1);
+    assert_eq!(state.errors.len(), 1);
+    let e = &state.errors[0];
+    assert_eq!(e.document, 2);
+    assert_eq!(e.object, "GitRepository/default/broken");
+    assert_eq!(e.field, "spec.interval");
+    let text = e.to_string();
+    assert!(
+        text.contains("f.yaml") && text.contains("document 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_edit_keeps_the_previous_version_running() {
+    let before = parse("f.yaml", GOOD, &DesiredState::default()).expect("parses");
+    let edited = GOOD.replace("https://git.example/app.git", "ftp://nope");
+    let after = parse("f.yaml", &edited, &before).expect("parses");
+    assert_eq!(after.errors[0].field, "spec.url");
+    assert_eq!(
+        after.sources[&key("team-a", "app")].spec.url,
+        "https://git.example/app.git"
+    );
+}
+
+#[test]
+fn missing_or_unusable_secret_is_reported_on_secret_ref() {
+    let no_secret = GOOD.split("---").next().expect("first doc");
+    let state = parse("f.yaml", no_secret, &DesiredState::default()).expect("parses");
+    assert_eq!(state.errors[0].field, "spec.secretRef.name");
+    assert!(state.errors[0].message.contains("team-a/creds"));
+    let ssh = GOOD.replace("https://git.example/app.git", "ssh://git@host/app.git");
+    let state = parse("f.yaml", &ssh, &DesiredState::default()).expect("parses");
+    assert!(
+        state.errors[0].message.contains("identity"),
+        "{:?}",
+        state.errors
+    );
+}
+
+#[test]
+fn field_errors_for_ref_kind_and_name() {
+    let cases = [
+        (
+            "ref: {tag: v1.0.0}",
+            "ref: {commit: abc}",
+            "spec.ref.commit",
+        ),
+        (
+            "ref: {tag: v1.0.0}",
+            "ref: {semver: '>>1'}",
+            "spec.ref.semver",
+        ),
+        ("kind: GitRepository", "kind: Bucket", "kind"),
+        ("name: app,", "name: App_1,", "metadata.name"),
+    ];
+    for (from, to, field) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        let state = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+        assert_eq!(
+            state.errors.first().map(|e| e.field.as_str()),
+            Some(field),
+            "{to}: {:?}",
+            state.errors
+        );
+    }
+}
+
+#[test]
+fn yaml_syntax_error_refuses_the_file() {
+    let err = parse("f.yaml", "a: [1\n", &DesiredState::default()).expect_err("syntax");
+    assert!(
+        matches!(err, LoadError::Syntax { document: 0, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn edits_to_the_watched_file_are_published() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sources.yaml");
+    std::fs::write(&path, GOOD).expect("write");
+    let (tx, rx) = channel();
+    let _watch = watch_file(path.clone(), tx).expect("watch");
+    assert_eq!(rx.borrow().sources.len(), 1);
+    // Replace by rename, as editors and Kubernetes ConfigMap volumes do.
+    let tmp = dir.path().join(".tmp");
+    let second = GOOD.replace("name: app,", "name: app2,");
+    std::fs::write(&tmp, format!("{GOOD}---\n{second}")).expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rx.borrow().sources.len() != 2 {
+        assert!(std::time::Instant::now() < deadline, "edit not picked up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rx.borrow().sources.contains_key(&key("team-a", "app2")));
+}

@@ -1,0 +1,104 @@
+//! Garbage collection of stored artifacts.
+//!
+//! The keep set is read from the persisted source states, not from memory: every artifact that
+//! is current for, or in the recent history of, any recorded source is kept (a source's history
+//! is trimmed to `--keep` when a new artifact arrives). Everything else under
+//! `artifacts/sha256/` goes. GC runs under the controller's storage lock, which writers hold
+//! from writing an artifact until its state record is saved, so an artifact is never collected
+//! between those two steps.
+
+use std::collections::BTreeSet;
+
+use ferry_proto::Digest;
+
+use crate::reconcile::Inner;
+use crate::storage::{SourceState, Storage, StorageError};
+
+/// Digests to delete: stored ones that no state references.
+pub fn plan<'a>(
+    states: impl IntoIterator<Item = &'a SourceState>,
+    stored: &[Digest],
+    keep: usize,
+) -> Vec<Digest> {
+    let mut keep_set = BTreeSet::new();
+    for s in states {
+        keep_set.extend(s.artifact.as_ref().map(|a| a.digest));
+        keep_set.extend(s.history.iter().take(keep).copied());
+    }
+    stored
+        .iter()
+        .filter(|d| !keep_set.contains(*d))
+        .copied()
+        .collect()
+}
+
+/// One GC pass over `storage`; returns the deleted digests.
+pub async fn run(storage: &Storage, keep: usize) -> Result<Vec<Digest>, StorageError> {
+    let mut states = Vec::new();
+    for key in storage.list_states().await? {
+        // An unreadable state must not make its artifacts collectable: abort the pass.
+        if let Some(s) = storage.load_state(&key).await? {
+            states.push(s);
+        }
+    }
+    let stored = storage.list_artifacts().await?;
+    let doomed = plan(&states, &stored, keep);
+    for d in &doomed {
+        storage.delete_artifact(d).await?;
+    }
+    Ok(doomed)
+}
+
+pub(crate) async fn collect(inner: &Inner) {
+    let _guard = inner.storage_lock.lock().await;
+    match run(&inner.storage, inner.keep()).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(count = deleted.len(), "garbage-collected artifacts");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use ferry_proto::{ArtifactRef, Revision};
+
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn state(current: u8, history: &[u8]) -> SourceState {
+        SourceState {
+            artifact: Some(ArtifactRef {
+                digest: d(current),
+                size: 1,
+                compressed_size: None,
+                revision: Revision::new(None, "0".repeat(40)).expect("valid"),
+                url: String::new(),
+                last_update_time: Utc::now(),
+            }),
+            history: history.iter().map(|n| d(*n)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keeps_current_and_last_n_and_anything_current_elsewhere() {
+        // Source A moved 1 -> 2 -> 3 -> 4; source B is still on 2.
+        let a = state(4, &[3, 2, 1]);
+        let b = state(2, &[]);
+        let stored: Vec<Digest> = (1..=5).map(d).collect();
+        let mut doomed = plan([&a, &b], &stored, 1);
+        doomed.sort();
+        let mut want = vec![d(1), d(5)];
+        want.sort();
+        assert_eq!(doomed, want);
+        // keep = 0 still keeps every current artifact.
+        let doomed = plan([&a, &b], &stored, 0);
+        assert!(!doomed.contains(&d(4)) && !doomed.contains(&d(2)));
+        assert!(doomed.contains(&d(3)));
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API (axum); routes and shapes are documented in `ferry_proto::api`.
+//!
+//! - `GET /v1/sources`, `GET /v1/sources/{namespace}/{name}`: JSON status
+//! - `POST /v1/sources/{namespace}/{name}/reconcile`: 202, reconcile now (409 when suspended)
+//! - `GET|HEAD /v1/artifacts/sha256/{hex}`: the `.tar.gz`, immutable, ETag, 304, Range
+//! - `GET /v1/events`: server-sent events, see [`crate::events`]
+//! - `GET /v1/config`: documents rejected by the last config load
+//! - `GET /metrics`, `GET /healthz`, `GET /readyz`
+
+mod artifacts;
+mod events;
+mod sources;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::reconcile::Controller;
+
+pub fn router(controller: Controller) -> Router {
+    Router::new()
+        .route("/v1/sources", get(sources::list))
+        .route("/v1/sources/{namespace}/{name}", get(sources::get_one))
+        .route(
+            "/v1/sources/{namespace}/{name}/reconcile",
+            post(sources::reconcile),
+        )
+        .route(
+            "/v1/artifacts/sha256/{hex}",
+            get(artifacts::get).head(artifacts::get),
+        )
+        .route("/v1/events", get(events::stream))
+        .route("/v1/config", get(sources::config))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(controller)
+}
+
+/// A JSON error body `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn metrics(axum::extract::State(c): axum::extract::State<Controller>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        c.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn readyz(axum::extract::State(c): axum::extract::State<Controller>) -> Response {
+    if c.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "config not loaded yet").into_response()
+    }
+}

@@ -1,0 +1,54 @@
+//! Source status and reconcile requests.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ferry_proto::api::SourceList;
+use serde_json::json;
+
+use super::error;
+use crate::SourceKey;
+use crate::reconcile::{Controller, TriggerError};
+
+pub(super) async fn list(State(c): State<Controller>) -> Json<SourceList> {
+    Json(SourceList {
+        sources: c.sources(),
+    })
+}
+
+pub(super) async fn get_one(
+    State(c): State<Controller>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let key = SourceKey::new(namespace, name);
+    match c.source(&key) {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("source {key} not found")),
+    }
+}
+
+pub(super) async fn reconcile(
+    State(c): State<Controller>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let key = SourceKey::new(namespace, name);
+    match c.trigger(&key) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "message": format!("reconcile of {key} requested") })),
+        )
+            .into_response(),
+        Err(TriggerError::NotFound) => {
+            error(StatusCode::NOT_FOUND, format!("source {key} not found"))
+        }
+        Err(TriggerError::Suspended) => error(
+            StatusCode::CONFLICT,
+            format!("source {key} is suspended (spec.suspend: true)"),
+        ),
+    }
+}
+
+pub(super) async fn config(State(c): State<Controller>) -> Response {
+    Json(json!({ "errors": c.config_errors() })).into_response()
+}

@@ -1,0 +1,86 @@
+//! `ferry-source-server serve`: the source server daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ferry_source_server::server::{self, ServeOptions};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Mirrors Git repositories into content-addressed tarballs and serves them over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Multi-document YAML of GitRepository and Secret objects; edits are picked up live.
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Artifact storage: a directory, or s3://bucket/prefix (credentials, region and
+        /// endpoint from the AWS_* environment variables).
+        #[arg(long, env = "FERRY_STORAGE", default_value = "./ferry-data")]
+        storage: String,
+        /// Directory for the bare Git mirrors.
+        #[arg(long, env = "FERRY_CACHE", default_value = "./ferry-cache")]
+        cache: PathBuf,
+        #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// Base URL put into artifact URLs (default: http://<listen address>).
+        #[arg(long, env = "FERRY_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Artifacts kept per source besides the current one.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    if cli.log_format == "json" {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    // gix (HTTPS) and object_store (S3) both use rustls; pick the provider once, up front.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    match cli.command {
+        Command::Serve {
+            config,
+            storage,
+            cache,
+            listen,
+            public_url,
+            keep,
+        } => {
+            let mut opts = ServeOptions::new(config, storage, cache);
+            opts.listen = listen;
+            opts.public_url = public_url;
+            opts.keep = keep;
+            let running = server::start(opts)
+                .await
+                .context("starting the source server")?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(())
+        }
+    }
+}

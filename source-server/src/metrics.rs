@@ -1,0 +1,158 @@
+//! Prometheus metrics served at `GET /metrics` (text exposition format), per source.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::SourceKey;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    fetch_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    failures: Family<Labels, Counter>,
+    artifacts: Family<Labels, Counter>,
+    artifact_size: Family<Labels, Gauge>,
+    last_success: Family<Labels, Gauge>,
+    config_errors: Gauge,
+}
+
+fn duration_histogram() -> Histogram {
+    // 5 ms … ~80 s: an unchanged poll is milliseconds, a cold mirror of a big repo is seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn labels(key: &SourceKey, extra: &[(&str, &str)]) -> Labels {
+    let mut l = vec![
+        ("namespace".to_string(), key.namespace.clone()),
+        ("name".to_string(), key.name.clone()),
+    ];
+    l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    l
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ferry_source");
+        let fetch_duration: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        let failures = Family::<Labels, Counter>::default();
+        let artifacts = Family::<Labels, Counter>::default();
+        let artifact_size = Family::<Labels, Gauge>::default();
+        let last_success = Family::<Labels, Gauge>::default();
+        let config_errors = Gauge::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile (remote check, and fetch and build when the ref moved), by result",
+            fetch_duration.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles, by reason",
+            failures.clone(),
+        );
+        registry.register("artifacts_built", "New artifacts built", artifacts.clone());
+        registry.register(
+            "artifact_size_bytes",
+            "Size of the current artifact (format=tar: uncompressed, format=gzip: as served)",
+            artifact_size.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful reconcile",
+            last_success.clone(),
+        );
+        registry.register(
+            "config_errors",
+            "Documents rejected in the last config load",
+            config_errors.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            fetch_duration,
+            failures,
+            artifacts,
+            artifact_size,
+            last_success,
+            config_errors,
+        }
+    }
+
+    pub fn observe_reconcile(&self, key: &SourceKey, seconds: f64, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.fetch_duration
+            .get_or_create(&labels(key, &[("result", result)]))
+            .observe(seconds);
+        if ok {
+            self.last_success
+                .get_or_create(&labels(key, &[]))
+                .set(chrono::Utc::now().timestamp());
+        }
+    }
+
+    pub fn failure(&self, key: &SourceKey, reason: &str) {
+        self.failures
+            .get_or_create(&labels(key, &[("reason", reason)]))
+            .inc();
+    }
+
+    pub fn artifact(&self, key: &SourceKey, tar_size: u64, gz_size: u64) {
+        self.artifacts.get_or_create(&labels(key, &[])).inc();
+        let gauge = |fmt, v: u64| {
+            self.artifact_size
+                .get_or_create(&labels(key, &[("format", fmt)]))
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge("tar", tar_size);
+        gauge("gzip", gz_size);
+    }
+
+    pub fn set_config_errors(&self, n: usize) {
+        self.config_errors.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_per_source_series() {
+        let m = Metrics::new();
+        let key = SourceKey {
+            namespace: "ns".into(),
+            name: "app".into(),
+        };
+        m.observe_reconcile(&key, 0.01, true);
+        m.failure(&key, "RefNotFound");
+        m.artifact(&key, 10240, 300);
+        let text = m.render();
+        for needle in [
+            r#"ferry_source_reconcile_duration_seconds_count{namespace="ns",name="app",result="success"} 1"#,
+            r#"ferry_source_reconcile_failures_total{namespace="ns",name="app",reason="RefNotFound"} 1"#,
+            r#"ferry_source_artifact_size_bytes{namespace="ns",name="app",format="tar"} 10240"#,
+            "ferry_source_last_success_timestamp_seconds{",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Wiring: storage + Git backend + controller + config watcher + HTTP listener. Used by the
+//! binary and by tests, which run the whole server in-process on a loopback port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::backend::{GitBackend, SourceBackend};
+use crate::config::{self, ConfigWatch, LoadError};
+use crate::reconcile::{Controller, Options};
+use crate::storage::{Storage, StorageError};
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Multi-document YAML of `GitRepository` and `Secret` objects, watched for changes.
+    pub config: PathBuf,
+    /// A directory or `s3://bucket/prefix`.
+    pub storage: String,
+    /// Where bare Git mirrors live.
+    pub cache: PathBuf,
+    pub listen: SocketAddr,
+    /// Base URL in artifact URLs; default `http://<bound address>`.
+    pub public_url: Option<String>,
+    pub keep: usize,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// `AWS_*` settings for S3 storage; `None` reads the process environment.
+    pub storage_env: Option<Vec<(String, String)>>,
+}
+
+impl ServeOptions {
+    pub fn new(config: PathBuf, storage: String, cache: PathBuf) -> Self {
+        let defaults = Options::default();
+        Self {
+            config,
+            storage,
+            cache,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            public_url: None,
+            keep: defaults.keep,
+            backoff_base: defaults.backoff_base,
+            backoff_max: defaults.backoff_max,
+            storage_env: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("creating mirror cache {dir}: {source}")]
+    Cache { dir: String, source: std::io::Error },
+}
+
+/// A running server. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub controller: Controller,
+    stop: Option<oneshot::Sender<()>>,
+    http: JoinHandle<()>,
+    control: JoinHandle<()>,
+    _watch: ConfigWatch,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, stops every source task, and waits for the listener.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.control.abort();
+        self.controller.stop();
+        // Event streams never end by themselves; give other requests a moment, then cut.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.http)
+            .await
+            .is_err()
+        {
+            self.http.abort();
+        }
+    }
+}
+
+/// Starts the server: binds, loads the config (failing when it cannot be read), and returns
+/// once requests are being accepted.
+pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
+    let backend: Arc<dyn SourceBackend> = {
+        std::fs::create_dir_all(&opts.cache).map_err(|source| ServeError::Cache {
+            dir: opts.cache.display().to_string(),
+            source,
+        })?;
+        Arc::new(GitBackend::new(opts.cache.clone()))
+    };
+    start_with_backend(opts, backend).await
+}
+
+pub async fn start_with_backend(
+    opts: ServeOptions,
+    backend: Arc<dyn SourceBackend>,
+) -> Result<Running, ServeError> {
+    let storage = match &opts.storage_env {
+        Some(env) => Storage::open_with_env(&opts.storage, env.clone())?,
+        None => Storage::open(&opts.storage)?,
+    };
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let controller = Controller::new(
+        storage,
+        backend,
+        Options {
+            public_url,
+            keep: opts.keep,
+            backoff_base: opts.backoff_base,
+            backoff_max: opts.backoff_max,
+        },
+    );
+    let (tx, rx) = config::channel();
+    let watch = config::watch_file(opts.config.clone(), tx)?;
+    // Apply the initial config before serving, so the first requests see every source and
+    // its stored artifact.
+    let initial = rx.borrow().clone();
+    controller.apply(&initial).await;
+    let control = tokio::spawn(controller.clone().run(rx));
+    let app = crate::http::router(controller.clone())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running {
+        addr,
+        controller,
+        stop: Some(stop_tx),
+        http,
+        control,
+        _watch: watch,
+    })
+}

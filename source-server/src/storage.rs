@@ -1,0 +1,365 @@
+//! Artifact and state storage on any `object_store` backend (a local directory or S3).
+//!
+//! Layout under the store's root:
+//! - `artifacts/sha256/<hex>.tar.gz` — content-addressed, written create-only: two writers of
+//!   the same digest write the same content, so `AlreadyExists` is success.
+//! - `state/sources/<namespace>/<name>.json` — a [`SourceState`] per source (current artifact
+//!   plus history), so a restarted server serves the same artifacts without refetching.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use serde::{Deserialize, Serialize};
+
+use ferry_proto::{ArtifactRef, Digest, SkippedEntry};
+
+use crate::SourceKey;
+
+/// A state file larger than this is refused: it holds one source's record, a few KiB at most.
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage location {location:?}: {reason}")]
+    Location { location: String, reason: String },
+    #[error("storage: creating directory {dir}: {source}")]
+    CreateDir { dir: String, source: std::io::Error },
+    #[error("storage: {op} {path}: {source}")]
+    Store {
+        op: &'static str,
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("storage: state file {path} is invalid: {reason}")]
+    BadState { path: String, reason: String },
+}
+
+/// What the server remembers about a source across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceState {
+    /// The artifact served now (the last good one).
+    #[serde(default)]
+    pub artifact: Option<ArtifactRef>,
+    /// Earlier artifacts, newest first, without the current one. GC trims it to `--keep`.
+    #[serde(default)]
+    pub history: Vec<Digest>,
+    /// The ignore patterns `artifact` was built with (`spec.ignore`).
+    #[serde(default)]
+    pub observed_ignore: Option<String>,
+    #[serde(default)]
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// Where artifacts and state live.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    describe: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+/// Size and byte range of an artifact read.
+pub struct ArtifactRead {
+    pub total: u64,
+    pub range: Range<u64>,
+    pub body: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+impl Storage {
+    /// Opens `location`: `s3://bucket[/prefix]` (credentials, region and endpoint from the
+    /// standard `AWS_*` environment variables, e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), or a
+    /// local directory, created if missing.
+    pub fn open(location: &str) -> Result<Self, StorageError> {
+        Self::open_with_env(location, std::env::vars())
+    }
+
+    /// [`Self::open`] with the `AWS_*` variables taken from `env` instead of the process.
+    pub fn open_with_env(
+        location: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, StorageError> {
+        let bad = |reason: String| StorageError::Location {
+            location: location.to_string(),
+            reason,
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name after s3://".into()));
+            }
+            // As AmazonS3Builder::from_env, which knows AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, ….
+            let mut builder = AmazonS3Builder::new();
+            for (k, v) in env {
+                if k.starts_with("AWS_")
+                    && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+                {
+                    builder = builder.with_config(key, v);
+                }
+            }
+            let s3 = builder
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+                "" => Arc::new(s3),
+                p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
+            };
+            return Ok(Self {
+                store,
+                describe: location.to_string(),
+            });
+        }
+        if location.contains("://") {
+            return Err(bad("expected a directory or s3://bucket/prefix".into()));
+        }
+        std::fs::create_dir_all(location).map_err(|source| StorageError::CreateDir {
+            dir: location.to_string(),
+            source,
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(location).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(fs),
+            describe: location.to_string(),
+        })
+    }
+
+    /// A storage over an existing store (tests, other backends).
+    pub fn from_store(store: Arc<dyn ObjectStore>, describe: impl Into<String>) -> Self {
+        Self {
+            store,
+            describe: describe.into(),
+        }
+    }
+
+    pub fn artifact_path(digest: &Digest) -> Path {
+        Path::from(format!("artifacts/sha256/{}.tar.gz", digest.hex()))
+    }
+
+    fn state_path(key: &SourceKey) -> Path {
+        Path::from(format!("state/sources/{}/{}.json", key.namespace, key.name))
+    }
+
+    fn err(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> StorageError {
+        let path = path.to_string();
+        move |source| StorageError::Store { op, path, source }
+    }
+
+    /// Stores a gzip artifact under its digest. Create-only: an existing object of the same
+    /// digest has the same content, so that is success.
+    pub async fn put_artifact(&self, digest: &Digest, gz: Bytes) -> Result<(), StorageError> {
+        let path = Self::artifact_path(digest);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(gz), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(Self::err("writing", &path)(e)),
+        }
+    }
+
+    /// The compressed size of an artifact, or `None` when it is not stored.
+    pub async fn artifact_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        let path = Self::artifact_path(digest);
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::err("reading", &path)(e)),
+        }
+    }
+
+    /// Streams an artifact, or the byte `range` of it (already validated against its size).
+    pub async fn read_artifact(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<ArtifactRead>, StorageError> {
+        let path = Self::artifact_path(digest);
+        let opts = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&path, opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::err("reading", &path)(e)),
+        };
+        let total = result.meta.size;
+        let range = result.range.clone();
+        let p = path.clone();
+        let body = result
+            .into_stream()
+            .map_err(move |e| Self::err("reading", &p)(e))
+            .boxed();
+        Ok(Some(ArtifactRead { total, range, body }))
+    }
+
+    /// Every stored artifact's digest.
+    pub async fn list_artifacts(&self) -> Result<Vec<Digest>, StorageError> {
+        let prefix = Path::from("artifacts/sha256");
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(Self::err("listing", &prefix))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?;
+                Digest::from_hex(name.strip_suffix(".tar.gz")?).ok()
+            })
+            .collect())
+    }
+
+    pub async fn delete_artifact(&self, digest: &Digest) -> Result<(), StorageError> {
+        let path = Self::artifact_path(digest);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::err("deleting", &path)(e)),
+        }
+    }
+
+    pub async fn load_state(&self, key: &SourceKey) -> Result<Option<SourceState>, StorageError> {
+        let path = Self::state_path(key);
+        let result = match self.store.get(&path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::err("reading", &path)(e)),
+        };
+        if result.meta.size > MAX_STATE_BYTES {
+            return Err(StorageError::BadState {
+                path: path.to_string(),
+                reason: format!("{} bytes, limit {MAX_STATE_BYTES}", result.meta.size),
+            });
+        }
+        let bytes = result.bytes().await.map_err(Self::err("reading", &path))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StorageError::BadState {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub async fn save_state(
+        &self,
+        key: &SourceKey,
+        state: &SourceState,
+    ) -> Result<(), StorageError> {
+        let path = Self::state_path(key);
+        let json = serde_json::to_vec_pretty(state).expect("SourceState serializes");
+        self.store
+            .put(&path, PutPayload::from(json))
+            .await
+            .map(|_| ())
+            .map_err(Self::err("writing", &path))
+    }
+
+    pub async fn delete_state(&self, key: &SourceKey) -> Result<(), StorageError> {
+        let path = Self::state_path(key);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::err("deleting", &path)(e)),
+        }
+    }
+
+    /// Keys of every persisted source state.
+    pub async fn list_states(&self) -> Result<Vec<SourceKey>, StorageError> {
+        let prefix = Path::from("state/sources");
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(Self::err("listing", &prefix))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let mut parts = m.location.parts();
+                let (_, _) = (parts.next()?, parts.next()?);
+                let namespace = parts.next()?.as_ref().to_string();
+                let file = parts.next()?;
+                let name = file.as_ref().strip_suffix(".json")?.to_string();
+                Some(SourceKey { namespace, name })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn key() -> SourceKey {
+        SourceKey {
+            namespace: "team-a".into(),
+            name: "app".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn artifacts_are_create_only_and_ranges_read_back() {
+        let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+        let digest = Digest::of(b"tar");
+        storage
+            .put_artifact(&digest, Bytes::from_static(b"0123456789"))
+            .await
+            .expect("first write");
+        // A second write of the same digest is fine and does not replace the first bytes.
+        storage
+            .put_artifact(&digest, Bytes::from_static(b"other"))
+            .await
+            .expect("second write is AlreadyExists = ok");
+        assert_eq!(
+            storage.artifact_size(&digest).await.expect("head"),
+            Some(10)
+        );
+        let read = storage
+            .read_artifact(&digest, Some(2..5))
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(read.total, 10);
+        let body: Vec<Bytes> = read.body.try_collect().await.expect("stream");
+        assert_eq!(body.concat(), b"234");
+        assert_eq!(storage.list_artifacts().await.expect("list"), vec![digest]);
+        storage.delete_artifact(&digest).await.expect("delete");
+        assert_eq!(storage.artifact_size(&digest).await.expect("head"), None);
+    }
+
+    #[tokio::test]
+    async fn state_round_trips_and_lists() {
+        let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+        assert_eq!(storage.load_state(&key()).await.expect("load"), None);
+        let state = SourceState {
+            history: vec![Digest::of(b"a")],
+            observed_ignore: Some("*.md".into()),
+            ..Default::default()
+        };
+        storage.save_state(&key(), &state).await.expect("save");
+        assert_eq!(storage.load_state(&key()).await.expect("load"), Some(state));
+        assert_eq!(storage.list_states().await.expect("list"), vec![key()]);
+        storage.delete_state(&key()).await.expect("delete");
+        assert!(storage.list_states().await.expect("list").is_empty());
+    }
+}

@@ -1,0 +1,238 @@
+//! Source server over time: refs that disappear, restarts, garbage collection, config edits.
+
+mod source_server_support;
+
+use anyhow::Result;
+use ferry_tests::upstream::{GitDaemon, Upstream};
+use source_server_support::*;
+
+fn ready_reason(v: &ferry_proto::api::SourceView) -> Option<(String, String)> {
+    v.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_ref_is_ref_not_found_and_the_last_artifact_stays_served() -> Result<()> {
+    let up = Upstream::new()?;
+    up.write("a.yaml", "a: 1\n")?;
+    up.commit_push("first")?;
+    up.branch("release")?;
+    up.git(&["push", "origin", "release"])?;
+    let commit = up.head()?;
+    let daemon = GitDaemon::start(up.root())?;
+    let mut h = Harness::new(&repo_doc(
+        "team-a",
+        "rel",
+        &daemon.url("repo.git"),
+        "ref: {branch: release}",
+    ))?;
+    h.start().await?;
+    let view = h.wait_commit("team-a", "rel", &commit).await?;
+    let artifact = view.status.artifact.expect("artifact");
+    assert_eq!(
+        artifact.revision.to_string(),
+        format!("release@sha1:{commit}")
+    );
+
+    up.delete_remote_ref("refs/heads/release")?;
+    h.reconcile("team-a", "rel").await?;
+    let view = h
+        .wait_source("team-a", "rel", "RefNotFound", |v| {
+            ready_reason(v).is_some_and(|(r, _)| r == "RefNotFound")
+        })
+        .await?;
+    let (_, message) = ready_reason(&view).expect("Ready");
+    assert!(
+        message.contains("team-a/rel") && message.contains("release"),
+        "message names the source and the ref: {message}"
+    );
+    assert!(!is_ready(&view));
+    assert_eq!(
+        view.status.artifact.as_ref(),
+        Some(&artifact),
+        "last good artifact kept"
+    );
+    let gz = h.download(&artifact.url).await?;
+    assert_eq!(digest_of(&gz)?, artifact.digest);
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_serve_stored_artifacts_and_fresh_storage_rebuilds_the_same_digest() -> Result<()>
+{
+    let up = Upstream::new()?;
+    up.write("deploy/a.yaml", "a: 1\n")?;
+    up.write_exec("bin/tool", "#!/bin/sh\n")?;
+    up.write("deep/er/still/b.txt", "b\n")?;
+    let commit = up.commit_push("first")?;
+    let config = repo_doc("team-a", "app", &up.file_url(), "");
+
+    let mut first = Harness::new(&config)?;
+    first.start().await?;
+    let a1 = first
+        .wait_commit("team-a", "app", &commit)
+        .await?
+        .status
+        .artifact
+        .expect("artifact");
+    first.stop().await;
+
+    // Same storage, upstream gone: the stored artifact is served from the persisted state.
+    let moved = up.root().with_extension("moved");
+    std::fs::rename(up.root(), &moved)?;
+    first.start().await?;
+    let view = first.source("team-a", "app").await?;
+    let restored = view
+        .status
+        .artifact
+        .expect("artifact restored from storage");
+    assert_eq!(restored.digest, a1.digest);
+    assert_eq!(digest_of(&first.download(&restored.url).await?)?, a1.digest);
+    first.stop().await;
+    std::fs::rename(&moved, up.root())?;
+
+    // Fresh storage and a fresh mirror cache: byte-identical tar, same digest.
+    let mut second = Harness::new(&config)?;
+    second.start().await?;
+    let a2 = second
+        .wait_commit("team-a", "app", &commit)
+        .await?
+        .status
+        .artifact
+        .expect("artifact");
+    assert_eq!(a2.digest, a1.digest);
+    assert_eq!(a2.size, a1.size);
+    second.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_keeps_the_current_artifact_plus_the_last_n() -> Result<()> {
+    let up = Upstream::new()?;
+    up.write("v.txt", "0\n")?;
+    let c0 = up.commit_push("c0")?;
+    let mut h = Harness::new(&repo_doc("team-a", "app", &up.file_url(), ""))?;
+    h.keep = 1;
+    h.start().await?;
+    let mut digests = vec![
+        h.wait_commit("team-a", "app", &c0)
+            .await?
+            .status
+            .artifact
+            .expect("artifact")
+            .digest,
+    ];
+    for i in 1..=3 {
+        up.write("v.txt", format!("{i}\n"))?;
+        let c = up.commit_push(&format!("c{i}"))?;
+        h.reconcile("team-a", "app").await?;
+        let a = h
+            .wait_commit("team-a", "app", &c)
+            .await?
+            .status
+            .artifact
+            .expect("artifact");
+        digests.push(a.digest);
+    }
+    // GC runs after each new artifact: current (3) and one previous (2) remain.
+    let stored = stored_artifacts(h.storage_dir())?;
+    let want: Vec<String> = {
+        let mut w: Vec<String> = digests[2..]
+            .iter()
+            .map(|d| format!("{}.tar.gz", d.hex()))
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(stored, want);
+    for (i, d) in digests.iter().enumerate() {
+        let url = format!("{}/v1/artifacts/sha256/{}", h.base(), d.hex());
+        let status = h.http.get(&url).send().await?.status();
+        assert_eq!(status == 200, i >= 2, "artifact {i}: {status}");
+    }
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<()> {
+    let up = Upstream::new()?;
+    up.write("app.yaml", "a: 1\n")?;
+    up.write("docs/guide.md", "# guide\n")?;
+    let commit = up.commit_push("first")?;
+    let app = repo_doc("team-a", "app", &up.file_url(), "");
+    let mut h = Harness::new(&app)?;
+    h.start().await?;
+    let a1 = h
+        .wait_commit("team-a", "app", &commit)
+        .await?
+        .status
+        .artifact
+        .expect("artifact");
+    assert!(
+        files_of(&h.download(&a1.url).await?)?
+            .iter()
+            .any(|(p, _)| p == "docs/guide.md")
+    );
+
+    // Add a second source, an invalid one, and an ignore rule on the first.
+    let app_ignoring = repo_doc("team-a", "app", &up.file_url(), "ignore: \"docs/\"");
+    let other = repo_doc("team-b", "other", &up.file_url(), "");
+    let broken = repo_doc("team-b", "broken", &up.file_url(), "interval: soon");
+    h.write_config(&join_docs(&[app_ignoring, other, broken]))?;
+
+    h.wait_commit("team-b", "other", &commit).await?;
+    let a2 = h
+        .wait_source("team-a", "app", "rebuilt without docs/", |v| {
+            is_ready(v)
+                && v.status
+                    .artifact
+                    .as_ref()
+                    .is_some_and(|a| a.digest != a1.digest)
+        })
+        .await?
+        .status
+        .artifact
+        .expect("artifact");
+    assert_eq!(
+        a2.revision, a1.revision,
+        "same commit, new ignore rules, new digest"
+    );
+    let files = files_of(&h.download(&a2.url).await?)?;
+    assert!(
+        files.iter().all(|(p, _)| !p.starts_with("docs/")),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|(p, _)| p == "app.yaml"));
+
+    let errors: serde_json::Value = h.get_json("/v1/config").await?;
+    let errors = errors["errors"].as_array().expect("errors array");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["document"], 2);
+    assert_eq!(errors[0]["object"], "GitRepository/team-b/broken");
+    assert_eq!(errors[0]["field"], "spec.interval");
+    let names: Vec<String> = h
+        .sources()
+        .await?
+        .sources
+        .iter()
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    assert_eq!(names, vec!["team-a/app", "team-b/other"]);
+
+    // Removing a source stops serving it.
+    h.write_config(&repo_doc("team-b", "other", &up.file_url(), ""))?;
+    let deadline = std::time::Instant::now() + WAIT;
+    while h.sources().await?.sources.len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "source not removed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("{}/v1/sources/team-a/app", h.base());
+    assert_eq!(h.http.get(&url).send().await?.status(), 404);
+    h.stop().await;
+    Ok(())
+}
