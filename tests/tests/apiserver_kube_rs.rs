@@ -306,3 +306,67 @@ async fn a_selector_watch_sees_objects_enter_and_leave() {
     }
     assert_eq!(seen, vec!["ADDED", "DELETED", "ADDED"]);
 }
+
+#[tokio::test]
+async fn finalizers_hold_deletion_and_orphaning_keeps_dependents() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = api
+        .create(&PostParams::default(), &cm("owner", "1"))
+        .await
+        .expect("owner");
+    let owned = |name: &str| {
+        let mut c = cm(name, "1");
+        c.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "name": "owner", "uid": owner.metadata.uid.clone().expect("uid")}))
+            .expect("owner reference"),
+        ]);
+        c
+    };
+    api.create(&PostParams::default(), &owned("kept"))
+        .await
+        .expect("dependent");
+    let gone = api
+        .delete("owner", &DeleteParams::orphan())
+        .await
+        .expect("orphaning delete");
+    // Deleted at once: answered with a Success Status naming the object, like the real server.
+    let status = gone.right().expect("a Status for an immediate deletion");
+    assert_eq!(status.details.expect("details").name, "owner");
+    let kept = api.get("kept").await.expect("an orphaned dependent stays");
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    let mut held = cm("held", "1");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &held)
+        .await
+        .expect("create");
+    let deleted = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert!(
+        deleted.is_left(),
+        "the object is still there, being deleted"
+    );
+    let live = api.get("held").await.expect("held stays");
+    assert!(live.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove the finalizer");
+    let err = api.get("held").await.expect_err("gone once released");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err}"
+    );
+}
