@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Helpers for applier/bench/run.sh (standard library only).
+
+  gen DIR N_CONFIGMAPS N_DEPLOYMENTS     write the benchmark manifests + kustomization.yaml
+  free-port                              print a free loopback TCP port
+  wait-artifact URL NS NAME TIMEOUT      wait until the source server has an artifact; print revision
+  wait-ready KUBECONFIG NS NAME TIMEOUT  poll the Kustomization (100 ms) until Ready=True with
+                                         lastAppliedRevision; print the epoch-ns it was seen + revision
+  count-objects KUBECONFIG NS            ConfigMaps + Deployments in NS
+  proc PID                               cpu_ticks cpu_ns rss_kib hwm_kib of a process
+  reconcile-seconds METRICS_URL          sum and count of the agent's reconcile durations
+  phases AGENT_LOG START_NS               ms until the agent logged "fetched artifact" / "applied"
+  wait-lines FILE PATTERN N TIMEOUT      wait until FILE has >= N lines containing PATTERN
+
+Polling talks to the API server directly (urllib), not through kubectl, so the waiting itself
+costs no process start-ups on a busy machine and nothing at all in the agent.
+"""
+
+import json
+import os
+import re
+import socket
+import sys
+import time
+import urllib.request
+
+
+def gen(root, n_cm, n_dep):
+    apps = os.path.join(root, "apps")
+    os.makedirs(apps, exist_ok=True)
+    resources = []
+    for i in range(n_cm):
+        name = f"cm-{i:04d}"
+        data = "\n".join(f"  key{k}: value-{i}-{k}-{'x' * 24}" for k in range(8))
+        with open(os.path.join(apps, f"{name}.yaml"), "w") as f:
+            f.write(
+                f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+                f"  labels:\n    app.kubernetes.io/part-of: bench\n    shard: s{i % 10}\n"
+                f"data:\n{data}\n"
+            )
+        resources.append(f"{name}.yaml")
+    for i in range(n_dep):
+        name = f"app-{i:04d}"
+        with open(os.path.join(apps, f"{name}.yaml"), "w") as f:
+            f.write(
+                f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels:
+    app: {name}
+    app.kubernetes.io/part-of: bench
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+      - name: main
+        image: my-registry/{name}:v1.0.{i % 7}
+        args: ["--port=8080", "--log-level=info"]
+        ports:
+        - containerPort: 8080
+          name: http
+        env:
+        - name: APP_NAME
+          value: {name}
+        - name: SHARD
+          value: s{i % 10}
+        resources:
+          requests:
+            cpu: 10m
+            memory: 32Mi
+          limits:
+            memory: 64Mi
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: http
+"""
+            )
+        resources.append(f"{name}.yaml")
+    with open(os.path.join(apps, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n")
+        f.writelines(f"- {r}\n" for r in resources)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def kube(kubeconfig):
+    """(server URL, headers) from the test server's kubeconfig."""
+    text = open(kubeconfig).read()
+    server = re.search(r"server:\s*(\S+)", text).group(1).strip("'\"")
+    token = re.search(r"token:\s*(\S+)", text)
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token.group(1).strip("'\"")
+    return server, headers
+
+
+def get_json(url, headers=None, timeout=10):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def wait_artifact(url, ns, name, timeout):
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            v = get_json(f"{url}/v1/sources/{ns}/{name}")
+            art = (v.get("status") or {}).get("artifact")
+            if art:
+                print(art.get("revision", "?"))
+                return 0
+            last = json.dumps(v.get("status"))[:300]
+        except Exception as e:  # noqa: BLE001 - keep polling until the deadline
+            last = str(e)
+        time.sleep(0.2)
+    print(f"no artifact for {ns}/{name} after {timeout}s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def wait_ready(kubeconfig, ns, name, timeout):
+    server, headers = kube(kubeconfig)
+    url = f"{server}/apis/apply.ferry.dev/v1/namespaces/{ns}/kustomizations/{name}"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            st = get_json(url, headers).get("status") or {}
+            ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
+            if ready and ready[0].get("status") == "True" and st.get("lastAppliedRevision"):
+                print(time.time_ns(), st["lastAppliedRevision"])
+                return 0
+            if ready:
+                last = f"Ready={ready[0].get('status')} {ready[0].get('reason')}: {ready[0].get('message', '')[:300]}"
+        except Exception as e:  # noqa: BLE001
+            last = str(e)
+        time.sleep(0.1)
+    print(f"Kustomization {ns}/{name} not Ready after {timeout}s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def count_objects(kubeconfig, ns):
+    server, headers = kube(kubeconfig)
+    n = 0
+    for path in (f"/api/v1/namespaces/{ns}/configmaps", f"/apis/apps/v1/namespaces/{ns}/deployments"):
+        items = get_json(server + path, headers, timeout=60).get("items") or []
+        # kube-root-ca.crt and the like are not ours
+        n += sum(1 for o in items if (o.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/part-of") == "bench")
+    print(n)
+
+
+def proc(pid):
+    """CPU as utime+stime (clock ticks, includes exited threads) and as the sum of the live
+    threads' schedstat run time (ns, exact); memory from /proc/PID/status."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    ns = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns += int(f.read().split()[0])
+        except OSError:
+            pass
+    mem = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                mem[k] = int(v.split()[0])
+    print(ticks, ns, mem.get("VmRSS", 0), mem.get("VmHWM", 0))
+
+
+def wait_lines(path, pattern, n, timeout):
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        try:
+            with open(path, errors="replace") as f:
+                count = sum(1 for line in f if pattern in line)
+        except OSError:
+            count = 0
+        if count >= n:
+            print(time.time_ns(), count)
+            return 0
+        time.sleep(0.05)
+    print(f"{path}: {count} lines with {pattern!r} after {timeout}s, wanted {n}", file=sys.stderr)
+    return 1
+
+
+def reconcile_seconds(url):
+    """Sum and count of ferry_applier_reconcile_duration_seconds over all Kustomizations."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("ferry_applier_reconcile_duration_seconds_sum"):
+            total += float(line.split()[-1])
+        elif line.startswith("ferry_applier_reconcile_duration_seconds_count"):
+            count += float(line.split()[-1])
+    print(total, count)
+
+
+def phases(path, start_ns):
+    """ms from start_ns to the agent's first "fetched artifact" and "applied" log lines after it."""
+    from datetime import datetime
+
+    found = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            msg = (ev.get("fields") or {}).get("message")
+            if msg not in ("fetched artifact", "applied") or msg in found:
+                continue
+            ts = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
+            ns = int(ts.timestamp() * 1e9)
+            if ns >= start_ns:
+                found[msg] = (ns - start_ns) / 1e6
+    print(*(f"{found[m]:.0f}" if m in found else "-" for m in ("fetched artifact", "applied")))
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "gen":
+        gen(args[0], int(args[1]), int(args[2]))
+    elif cmd == "free-port":
+        free_port()
+    elif cmd == "wait-artifact":
+        return wait_artifact(args[0], args[1], args[2], float(args[3]))
+    elif cmd == "wait-ready":
+        return wait_ready(args[0], args[1], args[2], float(args[3]))
+    elif cmd == "count-objects":
+        count_objects(args[0], args[1])
+    elif cmd == "proc":
+        proc(args[0])
+    elif cmd == "wait-lines":
+        return wait_lines(args[0], args[1], int(args[2]), float(args[3]))
+    elif cmd == "reconcile-seconds":
+        reconcile_seconds(args[0])
+    elif cmd == "phases":
+        phases(args[0], int(args[1]))
+    else:
+        print(f"unknown command {cmd}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
