@@ -75,12 +75,21 @@ async fn main() -> anyhow::Result<()> {
             let running = server::start(opts)
                 .await
                 .context("starting the source server")?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            shutdown_signal().await?;
             tracing::info!("shutting down");
             running.shutdown().await;
             Ok(())
         }
     }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

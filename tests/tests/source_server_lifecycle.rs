@@ -236,3 +236,41 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
     h.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_source_keeps_its_artifact_and_refuses_reconcile_requests() -> Result<()> {
+    let up = Upstream::new()?;
+    up.write("a.yaml", "a: 1\n")?;
+    let first = up.commit_push("first")?;
+    let mut h = Harness::new(&repo_doc("team-a", "app", &up.file_url(), ""))?;
+    h.start().await?;
+    let artifact = h
+        .wait_commit("team-a", "app", &first)
+        .await?
+        .status
+        .artifact
+        .expect("artifact");
+
+    h.write_config(&repo_doc("team-a", "app", &up.file_url(), "suspend: true"))?;
+    h.wait_source("team-a", "app", "suspended", |v| {
+        ready_reason(v).is_some_and(|(r, _)| r == "Suspended")
+    })
+    .await?;
+    up.write("a.yaml", "a: 2\n")?;
+    up.commit_push("second")?;
+    let url = format!("{}/v1/sources/team-a/app/reconcile", h.base());
+    assert_eq!(h.http.post(&url).send().await?.status(), 409);
+    let view = h.source("team-a", "app").await?;
+    assert_eq!(
+        view.status.artifact.as_ref(),
+        Some(&artifact),
+        "no new artifact while suspended"
+    );
+    assert_eq!(h.http.get(&artifact.url).send().await?.status(), 200);
+
+    // Resuming picks up the push.
+    h.write_config(&repo_doc("team-a", "app", &up.file_url(), ""))?;
+    h.wait_commit("team-a", "app", &up.head()?).await?;
+    h.stop().await;
+    Ok(())
+}
