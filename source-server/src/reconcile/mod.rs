@@ -1,0 +1,288 @@
+//! The controller: one task per source, driven by the desired-state seam.
+//!
+//! A source task reconciles, then sleeps for its interval (±10% jitter so many sources do not
+//! poll in lockstep), for an exponential backoff after a transient failure, or — when stalled
+//! (a failure only a change can fix) — until asked. A reconcile request or a spec change wakes
+//! it at once. Each reconcile runs the blocking backend under the source's timeout; when it
+//! expires the backend is interrupted, and a per-source lock keeps a late finisher from
+//! overlapping the next attempt (one fetch per mirror at a time).
+//!
+//! Conditions follow Flux: `Ready` (True/`Succeeded`, or False with the failure's reason and a
+//! message naming the source), `Reconciling` while working or retrying
+//! (`Progressing`/`ProgressingWithRetry`), `Stalled` when retrying cannot help, `FetchFailed`,
+//! and `ArtifactInStorage` while an artifact is served — a failure keeps the last good one.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ferry_proto::GitRepositoryStatus;
+use ferry_proto::api::{ArtifactEvent, SourceView};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::SourceKey;
+use crate::backend::SourceBackend;
+use crate::config::{ConfigError, DesiredSource, DesiredState};
+use crate::events::EventHub;
+use crate::metrics::Metrics;
+use crate::storage::{SourceState, Storage};
+
+mod status;
+mod task;
+
+use status::{artifact_event, initial_status, view};
+use task::spawn_source;
+
+/// Tunables of the loop.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Base URL artifacts are advertised at, e.g. `http://127.0.0.1:9090`.
+    pub public_url: String,
+    /// Artifacts kept per source besides the current one.
+    pub keep: usize,
+    /// First retry delay after a failure; doubles per consecutive failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:9090".into(),
+            keep: 2,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+struct Slot {
+    desired: DesiredSource,
+    status: GitRepositoryStatus,
+    history: Vec<ferry_proto::Digest>,
+    trigger: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) storage: Storage,
+    backend: Arc<dyn SourceBackend>,
+    pub(crate) events: EventHub,
+    pub(crate) metrics: Metrics,
+    opts: Options,
+    slots: RwLock<BTreeMap<SourceKey, Slot>>,
+    /// Held while an artifact is written and recorded, and while GC decides and deletes, so GC
+    /// never sees an artifact whose state record is not written yet.
+    pub(crate) storage_lock: tokio::sync::Mutex<()>,
+    config_errors: RwLock<Vec<ConfigError>>,
+    ready: AtomicBool,
+    /// One lock per source, taken inside the blocking backend call.
+    mirror_locks: std::sync::Mutex<BTreeMap<SourceKey, Arc<std::sync::Mutex<()>>>>,
+}
+
+/// Handle to the running controller; cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TriggerError {
+    NotFound,
+    Suspended,
+}
+
+impl Controller {
+    pub fn new(storage: Storage, backend: Arc<dyn SourceBackend>, opts: Options) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                backend,
+                events: EventHub::new(),
+                metrics: Metrics::new(),
+                opts,
+                slots: RwLock::new(BTreeMap::new()),
+                storage_lock: tokio::sync::Mutex::new(()),
+                config_errors: RwLock::new(Vec::new()),
+                ready: AtomicBool::new(false),
+                mirror_locks: std::sync::Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Follows the desired-state seam until the sender is dropped; then stops every task.
+    pub async fn run(self, mut rx: watch::Receiver<Arc<DesiredState>>) {
+        loop {
+            let desired = rx.borrow_and_update().clone();
+            self.apply(&desired).await;
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        self.stop();
+    }
+
+    /// Aborts every source task.
+    pub fn stop(&self) {
+        for slot in self.inner.write_slots().values() {
+            slot.task.abort();
+        }
+    }
+
+    /// Ready once the first desired state is applied and persisted states are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    pub fn config_errors(&self) -> Vec<ConfigError> {
+        self.inner
+            .config_errors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn sources(&self) -> Vec<SourceView> {
+        self.inner
+            .read_slots()
+            .iter()
+            .map(|(k, s)| view(k, s))
+            .collect()
+    }
+
+    pub fn source(&self, key: &SourceKey) -> Option<SourceView> {
+        self.inner.read_slots().get(key).map(|s| view(key, s))
+    }
+
+    /// Every source's current artifact, as events (an SSE snapshot).
+    pub fn current_artifacts(&self) -> Vec<ArtifactEvent> {
+        self.inner
+            .read_slots()
+            .iter()
+            .filter_map(|(k, s)| s.status.artifact.as_ref().map(|a| artifact_event(k, a)))
+            .collect()
+    }
+
+    /// Asks a source to reconcile now.
+    pub fn trigger(&self, key: &SourceKey) -> Result<(), TriggerError> {
+        let slots = self.inner.read_slots();
+        let slot = slots.get(key).ok_or(TriggerError::NotFound)?;
+        if slot.desired.spec.suspend {
+            return Err(TriggerError::Suspended);
+        }
+        slot.trigger.notify_one();
+        Ok(())
+    }
+
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Makes the running sources match `desired` (a no-op for unchanged sources).
+    pub async fn apply(&self, desired: &DesiredState) {
+        let inner = &self.inner;
+        *inner
+            .config_errors
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = desired.errors.clone();
+        inner.metrics.set_config_errors(desired.errors.len());
+
+        let removed: Vec<SourceKey> = inner
+            .read_slots()
+            .keys()
+            .filter(|k| !desired.sources.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in &removed {
+            if let Some(slot) = inner.write_slots().remove(key) {
+                slot.task.abort();
+            }
+            tracing::info!(source = %key, "source removed");
+            if let Err(e) = inner.storage.delete_state(key).await {
+                tracing::warn!(source = %key, error = %e, "deleting state of removed source");
+            }
+        }
+
+        for (key, src) in &desired.sources {
+            let existing = inner.read_slots().get(key).map(|s| s.desired == *src);
+            match existing {
+                Some(true) => {}
+                Some(false) => {
+                    let mut slots = inner.write_slots();
+                    if let Some(slot) = slots.get_mut(key) {
+                        slot.task.abort();
+                        slot.desired = src.clone();
+                        slot.status.observed_generation = src.generation;
+                        slot.trigger = Arc::new(Notify::new());
+                        slot.task = spawn_source(inner.clone(), src.clone(), slot.trigger.clone());
+                    }
+                    tracing::info!(source = %key, "source changed");
+                }
+                None => {
+                    let state = match inner.storage.load_state(key).await {
+                        Ok(s) => s.unwrap_or_default(),
+                        Err(e) => {
+                            tracing::warn!(source = %key, error = %e, "ignoring unreadable state");
+                            SourceState::default()
+                        }
+                    };
+                    let status = initial_status(&inner.opts.public_url, src, state.clone());
+                    let trigger = Arc::new(Notify::new());
+                    let task = spawn_source(inner.clone(), src.clone(), trigger.clone());
+                    inner.write_slots().insert(
+                        key.clone(),
+                        Slot {
+                            desired: src.clone(),
+                            status,
+                            history: state.history,
+                            trigger,
+                            task,
+                        },
+                    );
+                    tracing::info!(source = %key, url = %crate::git::redact_url(&src.spec.url), "source added");
+                }
+            }
+        }
+        inner.ready.store(true, Ordering::Release);
+        if !removed.is_empty() {
+            crate::gc::collect(inner).await;
+        }
+    }
+}
+
+impl Inner {
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SourceKey, Slot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_slots(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SourceKey, Slot>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update_status(&self, key: &SourceKey, f: impl FnOnce(&mut Slot)) {
+        if let Some(slot) = self.write_slots().get_mut(key) {
+            f(slot);
+        }
+    }
+
+    /// `--keep`: artifacts kept per source besides the current one.
+    pub(crate) fn keep(&self) -> usize {
+        self.opts.keep
+    }
+
+    fn mirror_lock(&self, key: &SourceKey) -> Arc<std::sync::Mutex<()>> {
+        self.mirror_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+}

@@ -1,0 +1,301 @@
+//! One source's task: the loop (interval with jitter, backoff, wait for a request), one
+//! reconcile (backend call under the timeout, one at a time per mirror), and recording a new
+//! artifact.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ferry_proto::condition::{self, reason, remove_condition, set_condition};
+use ferry_proto::{ArtifactRef, Condition, ConditionStatus};
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::status::{artifact_event, artifact_url, fail, succeed};
+use super::{Inner, Options};
+use crate::backend::{BackendError, Outcome};
+use crate::config::DesiredSource;
+use crate::storage::SourceState;
+
+pub(super) fn spawn_source(
+    inner: Arc<Inner>,
+    src: DesiredSource,
+    trigger: Arc<Notify>,
+) -> JoinHandle<()> {
+    tokio::spawn(source_loop(inner, src, trigger))
+}
+
+pub(super) enum Next {
+    Interval,
+    Backoff,
+    WaitForTrigger,
+}
+
+pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: Arc<Notify>) {
+    if src.spec.suspend {
+        inner.update_status(&src.key, |slot| {
+            let ready = condition::find_condition(&slot.status.conditions, condition::READY)
+                .map_or(ConditionStatus::Unknown, |c| c.status);
+            set_condition(
+                &mut slot.status.conditions,
+                Condition::new(
+                    condition::READY,
+                    ready,
+                    reason::SUSPENDED,
+                    format!(
+                        "GitRepository {} is suspended; the last artifact stays served",
+                        src.key
+                    ),
+                ),
+            );
+            remove_condition(&mut slot.status.conditions, condition::RECONCILING);
+        });
+        return;
+    }
+    let mut failures: u32 = 0;
+    loop {
+        let next = reconcile_once(&inner, &src).await;
+        let delay = match next {
+            Next::Interval => {
+                failures = 0;
+                Some(jitter(src.interval))
+            }
+            Next::Backoff => {
+                failures = failures.saturating_add(1);
+                Some(backoff(&inner.opts, failures))
+            }
+            Next::WaitForTrigger => {
+                failures = failures.saturating_add(1);
+                None
+            }
+        };
+        match delay {
+            Some(d) => {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    () = trigger.notified() => {}
+                }
+            }
+            None => trigger.notified().await,
+        }
+    }
+}
+
+pub(super) fn jitter(interval: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    interval.mul_f64(factor)
+}
+
+pub(super) fn backoff(opts: &Options, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(30);
+    let d = opts.backoff_base.saturating_mul(1u32 << exp);
+    jitter(d.min(opts.backoff_max))
+}
+
+pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> Next {
+    let key = &src.key;
+    let started = Instant::now();
+    let (current, observed_ignore) = {
+        let slots = inner.read_slots();
+        let status = slots.get(key).map(|s| s.status.clone()).unwrap_or_default();
+        (status.artifact.map(|a| a.revision), status.observed_ignore)
+    };
+    inner.update_status(key, |slot| {
+        set_condition(
+            &mut slot.status.conditions,
+            Condition::new(
+                condition::RECONCILING,
+                ConditionStatus::True,
+                reason::PROGRESSING,
+                format!(
+                    "GitRepository {key}: checking {}",
+                    crate::git::redact_url(&src.spec.url)
+                ),
+            ),
+        );
+    });
+    // A changed ignore setting needs a rebuild even when the ref did not move.
+    let current = current.filter(|_| observed_ignore == src.spec.ignore);
+    let result = run_backend(inner, src, current).await;
+    let ok = result.is_ok();
+    let next = match result {
+        Ok(Outcome::Unchanged(rev)) => {
+            tracing::debug!(source = %key, revision = %rev, "remote ref unchanged");
+            succeed(inner, src, &rev);
+            Next::Interval
+        }
+        Ok(Outcome::Built(rev, built)) => match store(inner, src, &rev, built).await {
+            Ok(()) => {
+                succeed(inner, src, &rev);
+                Next::Interval
+            }
+            Err(e) => fail(inner, src, &e),
+        },
+        Err(e) => fail(inner, src, &e),
+    };
+    inner
+        .metrics
+        .observe_reconcile(key, started.elapsed().as_secs_f64(), ok);
+    next
+}
+
+pub(super) async fn run_backend(
+    inner: &Arc<Inner>,
+    src: &DesiredSource,
+    current: Option<ferry_proto::Revision>,
+) -> Result<Outcome, BackendError> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    // Also interrupt when this future is dropped (the source was changed or removed mid-way):
+    // the blocking job would otherwise run on and hold the mirror.
+    let _on_drop = InterruptOnDrop(interrupt.clone());
+    let lock = inner.mirror_lock(&src.key);
+    let backend = inner.backend.clone();
+    let job_src = src.clone();
+    let job_interrupt = interrupt.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if job_interrupt.load(Ordering::Relaxed) {
+            return Err(BackendError {
+                reason: "GitOperationFailed".into(),
+                message: format!("GitRepository {}: interrupted before starting", job_src.key),
+                transient: true,
+            });
+        }
+        backend.sync(&job_src, current.as_ref(), &job_interrupt)
+    });
+    match tokio::time::timeout(src.timeout, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(BackendError {
+            reason: "GitOperationFailed".into(),
+            message: format!("GitRepository {}: backend task failed: {join}", src.key),
+            transient: true,
+        }),
+        Err(_) => {
+            interrupt.store(true, Ordering::Relaxed);
+            Err(BackendError {
+                reason: "GitOperationFailed".into(),
+                message: format!(
+                    "GitRepository {}: timed out after {:?} (spec.timeout) while syncing {}",
+                    src.key,
+                    src.timeout,
+                    crate::git::redact_url(&src.spec.url)
+                ),
+                transient: true,
+            })
+        }
+    }
+}
+
+pub(super) struct InterruptOnDrop(Arc<AtomicBool>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes a new artifact and records it; the old current one moves into the history.
+pub(super) async fn store(
+    inner: &Arc<Inner>,
+    src: &DesiredSource,
+    rev: &ferry_proto::Revision,
+    built: crate::backend::Built,
+) -> Result<(), BackendError> {
+    let key = &src.key;
+    let storage_err = |e: crate::storage::StorageError| BackendError {
+        reason: reason::STORAGE_OPERATION_FAILED.into(),
+        message: format!("GitRepository {key}: {e}"),
+        transient: true,
+    };
+    let gz_size = built.gz.len() as u64;
+    let artifact = ArtifactRef {
+        digest: built.digest,
+        size: built.tar_size,
+        compressed_size: Some(gz_size),
+        revision: rev.clone(),
+        url: artifact_url(&inner.opts.public_url, &built.digest),
+        last_update_time: Utc::now(),
+    };
+    let changed = {
+        let _guard = inner.storage_lock.lock().await;
+        inner
+            .storage
+            .put_artifact(&built.digest, built.gz)
+            .await
+            .map_err(storage_err)?;
+        let (prev, mut history) = {
+            let slots = inner.read_slots();
+            let slot = slots.get(key);
+            (
+                slot.and_then(|s| s.status.artifact.clone()),
+                slot.map(|s| s.history.clone()).unwrap_or_default(),
+            )
+        };
+        let changed = prev.as_ref().map(|p| p.digest) != Some(built.digest);
+        if let Some(p) = &prev
+            && changed
+        {
+            history.retain(|d| *d != p.digest && *d != built.digest);
+            history.insert(0, p.digest);
+            history.truncate(inner.opts.keep);
+        }
+        // Same content under a new revision keeps its first update time.
+        let artifact = match &prev {
+            Some(p) if !changed => ArtifactRef {
+                last_update_time: p.last_update_time,
+                ..artifact.clone()
+            },
+            _ => artifact.clone(),
+        };
+        let state = SourceState {
+            artifact: Some(artifact.clone()),
+            history: history.clone(),
+            observed_ignore: src.spec.ignore.clone(),
+            skipped: built.skipped.clone(),
+        };
+        inner
+            .storage
+            .save_state(key, &state)
+            .await
+            .map_err(storage_err)?;
+        inner.update_status(key, |slot| {
+            slot.status.artifact = Some(artifact);
+            slot.status.skipped = built.skipped;
+            slot.status.observed_ignore = src.spec.ignore.clone();
+            slot.history = history;
+        });
+        changed
+    };
+    inner.metrics.artifact(key, built.tar_size, gz_size);
+    tracing::info!(source = %key, revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
+    if changed {
+        inner.events.publish(artifact_event(key, &artifact));
+        crate::gc::collect(inner).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let opts = Options {
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let within = |d: Duration, secs: f64| {
+            let s = d.as_secs_f64();
+            s >= secs * 0.89 && s <= secs * 1.11
+        };
+        assert!(within(backoff(&opts, 1), 1.0));
+        assert!(within(backoff(&opts, 2), 2.0));
+        assert!(within(backoff(&opts, 4), 8.0));
+        assert!(within(backoff(&opts, 5), 10.0));
+        assert!(within(backoff(&opts, 40), 10.0));
+    }
+}
