@@ -158,3 +158,42 @@ async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout
         .expect("read")
         .expect("a line")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_and_statefulsets_daemonsets_roll_out() {
+    let (_c, k) = setup().await;
+    let pod = "template:\n    metadata: {labels: {app: x}}\n    spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}\n";
+    let manifests = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: once, annotations: {{ferry.dev/test-ready-after: 100ms}}}}\nspec:\n  {pod}\
+         ---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  replicas: 2\n  serviceName: db\n  selector: {{matchLabels: {{app: x}}}}\n  {pod}\
+         ---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent}}\nspec:\n  selector: {{matchLabels: {{app: x}}}}\n  {pod}"
+    );
+    let r = k
+        .run_with(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&manifests),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(r.success(), "{}", r.stderr);
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/once",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(out.contains("job.batch/once condition met"), "{out}");
+    let out = k
+        .ok(&["rollout", "status", "statefulset/db", "--timeout=20s"])
+        .await;
+    assert!(
+        out.contains("roll out complete") || out.contains("rolling update complete"),
+        "{out}"
+    );
+    let out = k
+        .ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+}

@@ -54,12 +54,40 @@ pub fn default_new(def: &ResourceDef, obj: &mut Value) {
         ("", "Secret") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
         ("", "Service") => default_service(obj),
         ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Bound"}),
-        ("apps", "Deployment" | "StatefulSet" | "ReplicaSet")
-            if obj.pointer("/spec/replicas").is_none() && obj.get("spec").is_some() =>
-        {
-            obj["spec"]["replicas"] = json!(1);
-        }
         _ => {}
+    }
+    default_spec(def, obj);
+}
+
+/// Spec defaults the real server applies on every write (kubectl's rollout status and
+/// readiness checks depend on them).
+pub fn default_spec(def: &ResourceDef, obj: &mut Value) {
+    if def.group != "apps" || !obj.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let spec = &mut obj["spec"];
+    let kind = def.kind.as_str();
+    if matches!(kind, "Deployment" | "StatefulSet" | "ReplicaSet") && spec.get("replicas").is_none()
+    {
+        spec["replicas"] = json!(1);
+    }
+    let (field, strategy) = match kind {
+        "Deployment" => (
+            "strategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+        ),
+        "StatefulSet" => (
+            "updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+        ),
+        "DaemonSet" => (
+            "updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        ),
+        _ => return,
+    };
+    if spec.get(field).is_none() {
+        spec[field] = strategy;
     }
 }
 

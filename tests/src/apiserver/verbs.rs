@@ -403,6 +403,7 @@ pub fn update(
         }
         n
     } else {
+        lifecycle::default_spec(&t.def, &mut body);
         if t.def.status_subresource
             && let Some(m) = body.as_object_mut()
         {

@@ -138,32 +138,53 @@ pub fn simulated_status(key: &str, obj: &Value, ready: bool) -> Value {
 pub async fn run(store: Store, delay: Duration) {
     let mut rx = store.subscribe();
     loop {
-        let ev = match rx.recv().await {
-            Ok(ev) => ev,
+        match rx.recv().await {
+            Ok(ev) => {
+                if ev.kind != EventType::Deleted && KINDS.contains(&ev.key.as_str()) {
+                    schedule(&store, &ev.key, &ev.object, delay);
+                }
+            }
             Err(RecvError::Closed) => return,
-            Err(RecvError::Lagged(_)) => continue,
-        };
-        if ev.kind == EventType::Deleted || !KINDS.contains(&ev.key.as_str()) {
-            continue;
+            // Missed events: look at every workload instead.
+            Err(RecvError::Lagged(_)) => {
+                let all: Vec<(String, Value)> = {
+                    let st = store.lock();
+                    KINDS
+                        .iter()
+                        .flat_map(|k| {
+                            st.list(k, None)
+                                .into_iter()
+                                .map(|o| (k.to_string(), o.clone()))
+                        })
+                        .collect()
+                };
+                for (key, obj) in all {
+                    schedule(&store, &key, &obj, delay);
+                }
+            }
         }
-        if settled(&ev.key, &ev.object) {
-            continue;
-        }
-        let never = annotation(&ev.object, NEVER_READY) == Some("true");
-        let wait = if never {
-            Duration::ZERO
-        } else {
-            annotation(&ev.object, READY_AFTER)
-                .and_then(parse_delay)
-                .unwrap_or(delay)
-        };
-        let store = store.clone();
-        let (key, obj) = (ev.key.clone(), ev.object.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            reconcile(&store, &key, &obj, !never);
-        });
     }
+}
+
+/// Starts the timer for an unsettled workload.
+fn schedule(store: &Store, key: &str, obj: &Value, delay: Duration) {
+    if settled(key, obj) {
+        return;
+    }
+    let never = annotation(obj, NEVER_READY) == Some("true");
+    let wait = if never {
+        Duration::ZERO
+    } else {
+        annotation(obj, READY_AFTER)
+            .and_then(parse_delay)
+            .unwrap_or(delay)
+    };
+    let store = store.clone();
+    let (key, obj) = (key.to_string(), obj.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        reconcile(&store, &key, &obj, !never);
+    });
 }
 
 /// Writes the simulated status if the object is still the one (same uid and generation) the
