@@ -151,8 +151,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_digests() {
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::Hex(_))));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::Hex(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(upper.parse::<Digest>().is_err());
         let nonhex = format!("sha256:{}", "g".repeat(64));
