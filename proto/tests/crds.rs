@@ -10,7 +10,9 @@ fn crds_are_up_to_date() {
     let mut stale = vec![];
     for (file, crd) in ferry_proto::crds::all() {
         let yaml = serde_yaml::to_string(&crd).expect("CRD serializes to YAML");
-        let yaml = format!("# Generated from the Rust types in proto/ — do not edit.\n# Regenerate: FERRY_UPDATE_CRDS=1 cargo test -p ferry-proto --test crds\n{yaml}");
+        let yaml = format!(
+            "# Generated from the Rust types in proto/ — do not edit.\n# Regenerate: FERRY_UPDATE_CRDS=1 cargo test -p ferry-proto --test crds\n{yaml}"
+        );
         let path = dir.join(file);
         if update {
             std::fs::create_dir_all(&dir).expect("create deploy/crds");
@@ -37,7 +39,18 @@ fn gitrepository_crd_is_namespaced_source_ferry_dev_v1() {
     assert_eq!(crd.spec.versions[0].name, "v1");
     let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
     let spec_props = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    for field in ["url", "interval", "timeout", "ref", "secretRef", "ignore", "suspend"] {
-        assert!(spec_props.get(field).is_some(), "spec.{field} missing from CRD schema");
+    for field in [
+        "url",
+        "interval",
+        "timeout",
+        "ref",
+        "secretRef",
+        "ignore",
+        "suspend",
+    ] {
+        assert!(
+            spec_props.get(field).is_some(),
+            "spec.{field} missing from CRD schema"
+        );
     }
 }
