@@ -8,7 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
 };
 use kube::core::GroupVersionKind;
 use kube::discovery::{Discovery, Scope};
@@ -73,12 +74,47 @@ async fn discovery_sees_builtins_and_new_crds() {
         .iter()
         .any(|c| c.type_ == "Established" && c.status == "True");
     assert!(established);
-    let d = Discovery::new(client).run().await.expect("discovery");
+    let d = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
     let (ar, caps) = d
         .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Gadget"))
         .expect("gadgets discovered");
     assert_eq!(ar.plural, "gadgets");
     assert_eq!(caps.scope, Scope::Cluster);
+
+    // Custom resources are served; deleting the CRD deletes them, and watchers see it.
+    let gadgets: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let g: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"x": 1}
+    }))
+    .expect("gadget");
+    let g = gadgets
+        .create(&PostParams::default(), &g)
+        .await
+        .expect("create gadget");
+    let rv = g.metadata.resource_version.clone().expect("rv");
+    let mut w = gadgets
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch gadgets")
+        .boxed();
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .expect("delete crd");
+    match tokio::time::timeout(Duration::from_secs(5), w.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Deleted(o)))) => assert_eq!(o.metadata.name.as_deref(), Some("g1")),
+        other => panic!("expected the gadget's DELETED event, got {other:?}"),
+    }
+    let err = gadgets
+        .list(&ListParams::default())
+        .await
+        .expect_err("kind gone");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -135,12 +135,27 @@ pub fn register(st: &mut State, crd: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The CRD is gone: its custom resources and its kind go with it.
+/// The CRD is gone: its custom resources (each with a DELETED event, so watchers notice)
+/// and its kind go with it.
 pub fn unregister(st: &mut State, crd: &Value) {
-    if let Ok(def) = resource_def(crd) {
-        st.drop_resource(&def.key());
-        st.registry.remove(&def.key());
+    let Ok(def) = resource_def(crd) else {
+        return;
+    };
+    let objects: Vec<(String, String)> = st
+        .list(&def.key(), None)
+        .into_iter()
+        .map(|o| {
+            (
+                super::store::namespace_of(o).to_string(),
+                name_of(o).to_string(),
+            )
+        })
+        .collect();
+    for (ns, name) in objects {
+        st.remove(&def, &ns, &name);
     }
+    st.drop_resource(&def.key());
+    st.registry.remove(&def.key());
 }
 
 #[cfg(test)]

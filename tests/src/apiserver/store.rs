@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use super::registry::{Registry, ResourceDef};
 
 /// How many events the log keeps for watch resume; older resourceVersions get 410 Gone.
-const EVENT_LOG_CAP: usize = 50_000;
+const EVENT_LOG_CAP: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
