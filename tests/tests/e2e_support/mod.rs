@@ -1,0 +1,422 @@
+//! Shared harness of the `e2e_*` tests: a real Git upstream, the real source server and agent
+//! binaries as separate processes, and the Kubernetes API test server.
+//!
+//! The binaries must be built first (`cargo build -p ferry-applier -p ferry-source-server`);
+//! they are looked up next to the test executable (or in `FERRY_BIN_DIR`), and a missing or
+//! stale binary fails the test with that command in the message — never a silent skip.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use ferry_proto::kustomization::Kustomization;
+use ferry_tests::apiserver::cluster::{ClusterOptions, TestCluster};
+use ferry_tests::upstream::Upstream;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+
+pub const NS: &str = "team-a";
+
+/// Path of a workspace binary, checked to be newer than its sources.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("FERRY_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe()?;
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .context("test executable has no grandparent directory")?
+        }
+    };
+    let path = dir.join(name);
+    let hint = "build it first: cargo build -p ferry-applier -p ferry-source-server (same target dir), or set FERRY_BIN_DIR";
+    let meta = std::fs::metadata(&path)
+        .with_context(|| format!("{} not found; {hint}", path.display()))?;
+    let built = meta.modified()?;
+    let root = ferry_tests::tools::repo_root();
+    let crates: &[&str] = match name {
+        "ferry-applier" => &["applier/src", "applier/kustomize/src", "proto/src"],
+        _ => &["source-server/src", "proto/src"],
+    };
+    for c in crates {
+        if let Some((file, t)) = newest(&root.join(c))
+            && t > built
+        {
+            if std::env::var_os("FERRY_E2E_ALLOW_STALE").is_some() {
+                eprintln!(
+                    "warning: {} is older than {}",
+                    path.display(),
+                    file.display()
+                );
+                continue;
+            }
+            bail!(
+                "{} is older than {}; {hint}",
+                path.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(path)
+}
+
+fn newest(dir: &Path) -> Option<(PathBuf, SystemTime)> {
+    let mut best: Option<(PathBuf, SystemTime)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = m.modified()
+                && best.as_ref().is_none_or(|(_, b)| t > *b)
+            {
+                best = Some((p, t));
+            }
+        }
+    }
+    best
+}
+
+/// A child process whose output goes to a log file; killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The seed example: a Deployment `my-app`, a Service, and a kustomization.yaml.
+pub fn write_seed(up: &Upstream, dir: &str, tag: &str) -> Result<()> {
+    up.write(&format!("{dir}/deployment.yaml"), deployment_yaml(tag))?;
+    up.write(
+        &format!("{dir}/service.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: my-app\nspec:\n  selector:\n    app: my-app\n  ports:\n  - port: 80\n    targetPort: 8080\n",
+    )?;
+    up.write(
+        &format!("{dir}/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n- service.yaml\n",
+    )?;
+    Ok(())
+}
+
+pub fn deployment_yaml(tag: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: my-app\n  labels:\n    app: my-app\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: my-app\n  template:\n    metadata:\n      labels:\n        app: my-app\n    spec:\n      containers:\n      - name: my-app\n        image: my-registry/my-app:{tag}\n        ports:\n        - containerPort: 8080\n"
+    )
+}
+
+/// Everything one e2e test runs against.
+pub struct Env {
+    pub cluster: TestCluster,
+    pub client: kube::Client,
+    pub upstream: Upstream,
+    pub work: tempfile::TempDir,
+    pub source_port: u16,
+    pub source: Option<Proc>,
+    pub agent: Option<Proc>,
+    /// Sources served: `(name, branch)`.
+    pub sources: Vec<(String, String)>,
+}
+
+impl Env {
+    /// API server with the CRDs and namespace [`NS`], an empty upstream; nothing running yet.
+    pub async fn new() -> Result<Self> {
+        let cluster = TestCluster::start(ClusterOptions::default()).await?;
+        let client = cluster.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &Kustomization::crd())
+            .await
+            .context("creating the Kustomization CRD")?;
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await
+        .context("creating the namespace")?;
+        Ok(Self {
+            cluster,
+            client,
+            upstream: Upstream::new()?,
+            work: tempfile::Builder::new().prefix("ferry-e2e-").tempdir()?,
+            source_port: free_port()?,
+            source: None,
+            agent: None,
+            sources: vec![("app".into(), "main".into())],
+        })
+    }
+
+    pub fn source_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.source_port)
+    }
+
+    /// (Re)starts the source server on its port, mirroring the upstream every second.
+    pub fn start_source(&mut self) -> Result<()> {
+        let dir = self.work.path();
+        let mut config = String::new();
+        for (name, branch) in &self.sources {
+            config.push_str(&format!(
+                "---\napiVersion: source.ferry.dev/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  url: {}\n  interval: 1s\n  ref:\n    branch: {branch}\n",
+                self.upstream.file_url()
+            ));
+        }
+        std::fs::write(dir.join("sources.yaml"), config)?;
+        let mut cmd = Command::new(bin("ferry-source-server")?);
+        cmd.args(["serve", "--config"])
+            .arg(dir.join("sources.yaml"))
+            .arg("--storage")
+            .arg(dir.join("storage"))
+            .arg("--cache")
+            .arg(dir.join("mirrors"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.source_port)]);
+        self.source = Some(Proc::spawn(
+            "ferry-source-server",
+            &mut cmd,
+            dir.join("source-server.log"),
+        )?);
+        Ok(())
+    }
+
+    pub fn stop_source(&mut self) {
+        if let Some(p) = self.source.take() {
+            p.kill();
+        }
+    }
+
+    /// (Re)starts the agent for [`NS`] (cache kept across restarts).
+    pub fn start_agent(&mut self) -> Result<()> {
+        let dir = self.work.path();
+        let mut cmd = Command::new(bin("ferry-applier")?);
+        cmd.args(["run", "--namespace", NS, "--source-server"])
+            .arg(self.source_url())
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig_path())
+            .arg("--cache-dir")
+            .arg(dir.join("agent-cache"))
+            .env("RUST_LOG", "info,ferry_applier=debug");
+        self.agent = Some(Proc::spawn(
+            "ferry-applier",
+            &mut cmd,
+            dir.join("agent.log"),
+        )?);
+        Ok(())
+    }
+
+    pub fn kill_agent(&mut self) {
+        if let Some(p) = self.agent.take() {
+            p.kill();
+        }
+    }
+
+    /// The logs of the running processes (for assertion messages).
+    pub fn logs(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let tail = |s: String| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        format!(
+            "--- agent log (tail) ---\n{}\n--- source server log (tail) ---\n{}",
+            tail(read(&self.work.path().join("agent.log"))),
+            tail(read(&self.work.path().join("source-server.log")))
+        )
+    }
+
+    /// Creates or replaces Kustomization `name` with `spec`.
+    pub async fn apply_kustomization(&self, name: &str, spec: Value) -> Result<()> {
+        let api: Api<Kustomization> = Api::namespaced(self.client.clone(), NS);
+        let obj = json!({
+            "apiVersion": "apply.ferry.dev/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        });
+        api.patch(
+            name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .with_context(|| format!("applying Kustomization {name}"))?;
+        Ok(())
+    }
+
+    pub async fn kustomization(&self, name: &str) -> Result<Kustomization> {
+        let api: Api<Kustomization> = Api::namespaced(self.client.clone(), NS);
+        Ok(api.get(name).await?)
+    }
+
+    /// A namespaced object as JSON, `None` when absent.
+    pub async fn get(&self, api_version: &str, kind: &str, name: &str) -> Result<Option<Value>> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
+        Ok(match api.get_opt(name).await? {
+            Some(o) => Some(serde_json::to_value(o)?),
+            None => None,
+        })
+    }
+
+    /// Polls `check` every 200 ms until it returns `Some`, failing after `limit` with `what`
+    /// and the process logs.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let start = Instant::now();
+        let mut last_err = String::new();
+        loop {
+            match check().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) => last_err = format!("{e:#}"),
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {what} (last error: {last_err})\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the deployment's first container has `image`; returns the object.
+    pub async fn wait_image(&self, image: &str, limit: Duration) -> Result<Value> {
+        self.wait_for(
+            &format!("deployment my-app with image {image}"),
+            limit,
+            || async {
+                let d = self.get("apps/v1", "Deployment", "my-app").await?;
+                Ok(d.filter(|d| {
+                    d.pointer("/spec/template/spec/containers/0/image")
+                        .and_then(Value::as_str)
+                        == Some(image)
+                }))
+            },
+        )
+        .await
+    }
+
+    /// Waits for the Ready condition of Kustomization `name` to have `status` and `reason`.
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+        limit: Duration,
+    ) -> Result<Kustomization> {
+        self.wait_for(
+            &format!("Kustomization {name} Ready={status} {reason}"),
+            limit,
+            || async {
+                let ks = self.kustomization(name).await?;
+                let ok = ks.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready"
+                            && format!("{:?}", c.status) == status
+                            && c.reason == reason
+                    })
+                });
+                Ok(ok.then_some(ks))
+            },
+        )
+        .await
+    }
+
+    /// Messages of the Events recorded for Kustomization `name`.
+    pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        Ok(api
+            .list(&Default::default())
+            .await?
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+}
+
+/// The spec of the seed Kustomization: `path`, interval 2s, prune on.
+pub fn seed_spec(path: &str) -> Value {
+    json!({
+        "sourceRef": {"kind": "GitRepository", "name": "app"},
+        "path": path,
+        "interval": "2s",
+        "retryInterval": "1s",
+        "timeout": "30s",
+        "prune": true,
+    })
+}
+
+pub fn name_of(v: &Value) -> String {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn resource_name(k: &Kustomization) -> String {
+    k.name_any()
+}
