@@ -363,3 +363,25 @@ mod tests {
         assert!(storage.list_states().await.expect("list").is_empty());
     }
 }
+
+#[cfg(test)]
+mod local_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_directory_lists_and_deletes_states() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(&dir.path().display().to_string()).expect("open");
+        let key = SourceKey::new("team-a", "a");
+        storage
+            .save_state(&key, &SourceState::default())
+            .await
+            .expect("save");
+        assert_eq!(
+            storage.list_states().await.expect("list"),
+            vec![key.clone()]
+        );
+        storage.delete_state(&key).await.expect("delete");
+        assert!(storage.list_states().await.expect("list").is_empty());
+    }
+}

@@ -274,3 +274,50 @@ async fn suspended_source_keeps_its_artifact_and_refuses_reconcile_requests() ->
     h.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_removed_while_down_are_collected_at_start_but_invalid_ones_are_kept() -> Result<()>
+{
+    let up = Upstream::new()?;
+    up.write("a.yaml", "a: 1\n")?;
+    up.write("b.yaml", "b: 1\n")?;
+    up.write("c.yaml", "c: 1\n")?;
+    let commit = up.commit_push("first")?;
+    // Distinct ignore rules give each source its own artifact.
+    let doc = |name: &str, ignore: &str| {
+        repo_doc(
+            "team-a",
+            name,
+            &up.file_url(),
+            &format!("ignore: \"{ignore}\""),
+        )
+    };
+    let mut h = Harness::new(&join_docs(&[
+        doc("a", "b.yaml"),
+        doc("b", "c.yaml"),
+        doc("c", "a.yaml"),
+    ]))?;
+    h.start().await?;
+    let mut digests = Vec::new();
+    for name in ["a", "b", "c"] {
+        let a = h
+            .wait_commit("team-a", name, &commit)
+            .await?
+            .status
+            .artifact;
+        digests.push(a.expect("artifact").digest);
+    }
+    h.stop().await;
+
+    // While down: "a" is removed, "c" gets a typo.
+    let broken_c = repo_doc("team-a", "c", &up.file_url(), "interval: whenever");
+    h.write_config(&join_docs(&[doc("b", "c.yaml"), broken_c]))?;
+    h.start().await?;
+    let stored = stored_artifacts(h.storage_dir())?;
+    let has = |i: usize| stored.contains(&format!("{}.tar.gz", digests[i].hex()));
+    assert!(!has(0), "removed source's artifact collected: {stored:?}");
+    assert!(has(1), "configured source's artifact kept");
+    assert!(has(2), "invalid-but-present source's artifact kept");
+    h.stop().await;
+    Ok(())
+}

@@ -250,9 +250,39 @@ impl Controller {
                 }
             }
         }
-        inner.ready.store(true, Ordering::Release);
-        if !removed.is_empty() {
+        let first = !inner.ready.swap(true, Ordering::AcqRel);
+        if first {
+            self.forget_unconfigured(desired).await;
+        }
+        if first || !removed.is_empty() {
             crate::gc::collect(inner).await;
+        }
+    }
+
+    /// At start: drops the stored state of sources removed from the config while the server
+    /// was down, so GC can collect their artifacts. A source whose document is merely invalid
+    /// right now keeps its state (and artifacts) until the document is fixed or removed.
+    async fn forget_unconfigured(&self, desired: &DesiredState) {
+        let storage = &self.inner.storage;
+        let keys = match storage.list_states().await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing stored source states");
+                return;
+            }
+        };
+        for key in keys {
+            let named_in_error = desired
+                .errors
+                .iter()
+                .any(|e| e.object.ends_with(&format!("/{key}")));
+            if desired.sources.contains_key(&key) || named_in_error {
+                continue;
+            }
+            tracing::info!(source = %key, "forgetting a source no longer configured");
+            if let Err(e) = storage.delete_state(&key).await {
+                tracing::warn!(source = %key, error = %e, "deleting state of removed source");
+            }
         }
     }
 }
