@@ -80,6 +80,16 @@ async fn create_get_label_select_and_delete() {
             .is_some_and(|r| r.parse::<u64>().is_ok())
     );
 
+    // Human output comes from server-side Tables: kind prefixes, NAME and AGE columns.
+    let table = k.ok(&["-n", "team", "get", "configmaps,secrets"]).await;
+    assert!(
+        table.starts_with("NAME") && table.contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        table.contains("configmap/a") && table.contains("configmap/b"),
+        "{table}"
+    );
     let web = k
         .ok(&["-n", "team", "get", "cm", "-l", "tier=web", "-o", "name"])
         .await;

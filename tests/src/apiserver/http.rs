@@ -342,9 +342,21 @@ async fn resource_request(
             FaultAction::DropWatchAfter(d) => drop_after = Some(d),
         }
     }
+    let as_table = super::table::wanted(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     if verb == "watch" {
-        return start_watch(s, &t, &q, drop_after);
+        return start_watch(s, &t, &q, drop_after, as_table);
     }
+    let shape = |v: Value| {
+        if as_table {
+            super::table::from_response(&v)
+        } else {
+            v
+        }
+    };
     let (headers, body) = read_body(req).await?;
     let dry = dry_run(&q)?;
     let mgr = manager(&q, &headers);
@@ -372,11 +384,11 @@ async fn resource_request(
         return Ok(json_response(code, &v));
     }
     match verb {
-        "get" => Ok(json_response(200, &verbs::get(&s.store.lock(), &t)?)),
-        "list" => Ok(json_response(
-            200,
-            &verbs::list(&s.store.lock(), &t, &list_opts(&q)?)?,
-        )),
+        "get" => Ok(json_response(200, &shape(verbs::get(&s.store.lock(), &t)?))),
+        "list" => {
+            let v = verbs::list(&s.store.lock(), &t, &list_opts(&q)?)?;
+            Ok(json_response(200, &shape(v)))
+        }
         "create" => {
             let obj = decode_object(&headers, &body)?;
             let o = WriteOpts {
@@ -504,6 +516,7 @@ fn start_watch(
     t: &Target,
     q: &Query,
     drop_after: Option<std::time::Duration>,
+    as_table: bool,
 ) -> Result<Response, ApiError> {
     let l = list_opts(q)?;
     let rv = match q.get("resourceVersion").map(String::as_str) {
@@ -523,7 +536,7 @@ fn start_watch(
             .map_or(String::new(), |f| format!("{f},"));
         fields = FieldSelector::parse(&format!("{sel}metadata.name={name}"))?;
     }
-    start_watch_params(s, &t, q, rv, l.labels, fields, drop_after)
+    start_watch_params(s, &t, q, rv, l.labels, fields, (drop_after, as_table))
 }
 
 #[allow(clippy::too_many_arguments)] // plumbing of already-parsed query parts
@@ -534,7 +547,7 @@ fn start_watch_params(
     rv: Option<u64>,
     labels: LabelSelector,
     fields: FieldSelector,
-    drop_after: Option<std::time::Duration>,
+    (drop_after, as_table): (Option<std::time::Duration>, bool),
 ) -> Result<Response, ApiError> {
     let p = WatchParams {
         resource_version: rv,
@@ -547,6 +560,7 @@ fn start_watch_params(
         labels,
         fields,
         drop_after,
+        as_table,
     };
     let stream = watch::start(&s.store, t, p)?;
     let mut r = Response::new(Body::from_stream(stream));

@@ -6,7 +6,7 @@
 //! semantics of get/list/create/update/delete on the store), [`lifecycle`] (finalizers,
 //! ownerReferences GC, namespace deletion, CRD registration), [`workloads`] (a controller that
 //! gives Deployments & co. a realistic status), and finally [`http`] (axum wiring, content
-//! negotiation, watch streaming, fault injection) and [`cluster`] (start/stop, kubeconfig,
+//! negotiation incl. [`table`] output, watch streaming, fault injection) and [`cluster`] (start/stop, kubeconfig,
 //! `kube::Client`). Server-side apply, the PATCH formats and TLS/auth/RBAC live in `ssa`,
 //! `patch` and `auth`.
 
@@ -26,6 +26,7 @@ pub mod selector;
 pub mod ssa;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod verbs;
 pub mod watch;
 pub mod workloads;

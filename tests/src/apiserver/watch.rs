@@ -34,12 +34,24 @@ pub struct WatchParams {
     pub fields: FieldSelector,
     /// Fault injection: end the stream after this long.
     pub drop_after: Option<Duration>,
+    /// Send each object as a one-row `Table` (kubectl get -w).
+    pub as_table: bool,
 }
 
 /// Longest watch when the client gives no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn line(kind: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// An object event, as a Table row when the client asked for tables.
+fn object_line(p: &WatchParams, kind: &str, object: Value) -> Bytes {
+    if p.as_table {
+        return line(kind, super::table::from_response(&object));
+    }
     let mut s = json!({"type": kind, "object": object}).to_string();
     s.push('\n');
     Bytes::from(s)
@@ -70,7 +82,7 @@ fn translate(t: &Target, p: &WatchParams, ev: &Event) -> Option<Bytes> {
         (kind, _) if now => kind.as_str(),
         _ => return None,
     };
-    Some(line(kind, present(t, ev.object.clone())))
+    Some(object_line(p, kind, present(t, ev.object.clone())))
 }
 
 /// Starts a watch: the initial part is computed under the store lock together with the
@@ -108,7 +120,7 @@ pub fn start(
             _ => {
                 for obj in st.list(&t.def.key(), t.namespace.as_deref()) {
                     if matches(t, &p, &t.def.key(), namespace_of(obj), obj) {
-                        initial.push(line("ADDED", present(t, obj.clone())));
+                        initial.push(object_line(&p, "ADDED", present(t, obj.clone())));
                     }
                 }
                 if p.send_initial_events && p.allow_bookmarks {
