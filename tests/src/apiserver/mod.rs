@@ -6,9 +6,9 @@
 //! semantics of get/list/create/update/delete on the store), [`lifecycle`] (finalizers,
 //! ownerReferences GC, namespace deletion, CRD registration), [`workloads`] (a controller that
 //! gives Deployments & co. a realistic status), and finally [`http`] (axum wiring, content
-//! negotiation incl. [`table`] output, watch streaming, fault injection) and [`cluster`] (start/stop, kubeconfig,
-//! `kube::Client`). Server-side apply, the PATCH formats and TLS/auth/RBAC live in `ssa`,
-//! `patch` and `auth`.
+//! negotiation, watch streaming, fault injection; [`patching`], [`scale`] and [`table`] help
+//! it) and [`cluster`] (start/stop, TLS, kubeconfig, `kube::Client`). Server-side apply, the
+//! PATCH formats and TLS/auth/RBAC live in `ssa`, `patch` and `auth`.
 
 pub mod auth;
 pub mod cluster;
