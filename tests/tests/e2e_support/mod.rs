@@ -171,12 +171,19 @@ pub struct Env {
     pub agent: Option<Proc>,
     /// Sources served: `(name, branch)`.
     pub sources: Vec<(String, String)>,
+    /// The agent's credentials; default: the cluster's admin kubeconfig.
+    pub agent_kubeconfig: Option<PathBuf>,
 }
 
 impl Env {
     /// API server with the CRDs and namespace [`NS`], an empty upstream; nothing running yet.
     pub async fn new() -> Result<Self> {
-        let cluster = TestCluster::start(ClusterOptions::default()).await?;
+        Self::with_cluster(ClusterOptions::default()).await
+    }
+
+    /// Like [`Env::new`] with cluster options (e.g. TLS + RBAC).
+    pub async fn with_cluster(opts: ClusterOptions) -> Result<Self> {
+        let cluster = TestCluster::start(opts).await?;
         let client = cluster.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &Kustomization::crd())
@@ -198,6 +205,7 @@ impl Env {
             source: None,
             agent: None,
             sources: vec![("app".into(), "main".into())],
+            agent_kubeconfig: None,
         })
     }
 
@@ -245,7 +253,11 @@ impl Env {
         cmd.args(["run", "--namespace", NS, "--source-server"])
             .arg(self.source_url())
             .arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig_path())
+            .arg(
+                self.agent_kubeconfig
+                    .as_deref()
+                    .unwrap_or(self.cluster.kubeconfig_path()),
+            )
             .arg("--cache-dir")
             .arg(dir.join("agent-cache"))
             .env("RUST_LOG", "info,ferry_applier=debug");
