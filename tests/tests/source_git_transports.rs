@@ -212,3 +212,31 @@ fn unreachable_hosts_and_missing_repositories_are_classified() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_server_that_accepts_and_stalls_times_out() -> Result<()> {
+    // Accepts connections and never answers; the listener lives until the test ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(16).flatten() {
+            held.push(conn);
+        }
+    });
+    let cache = tempfile::tempdir()?;
+    let mirror = Mirror::open_or_init(cache.path(), "stall")?;
+    let mut src = source(format!("http://127.0.0.1:{port}/repo.git"), None);
+    src.timeout = Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let err = mirror
+        .check(&src, &AtomicBool::new(false))
+        .expect_err("stalled");
+    assert_eq!(err.reason(), "Timeout", "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    Ok(())
+}

@@ -218,10 +218,13 @@ impl Mirror {
                 .with_fetch_tags(gix::remote::fetch::Tags::None)
                 .with_refspecs([refspec], Direction::Fetch)
                 .map_err(|e| (e, "configuring the refspec"))?;
-            let conn = remote
+            let mut conn = remote
                 .connect(Direction::Fetch)
                 .map_err(|e| (e, "connecting"))?
                 .with_credentials(auth::helper);
+            if let Some(options) = http_deadline(&repo, &src.url, src.timeout) {
+                conn = conn.with_transport_options(options);
+            }
             op(conn, flag)
         });
         match outcome.result {
@@ -244,6 +247,33 @@ impl Mirror {
             }
         }
     }
+}
+
+/// HTTP transport options whose client aborts any request running longer than `timeout`:
+/// gix's reqwest client has a connect timeout but no read deadline, so a server that accepts
+/// and then stalls would otherwise hold the call (and the mirror's fetch lock) forever.
+fn http_deadline(
+    repo: &gix::Repository,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Option<Box<dyn std::any::Any>> {
+    use gix::protocol::transport::client::blocking_io::http;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    let mut options = repo
+        .transport_options(url, None)
+        .ok()
+        .flatten()
+        .and_then(|o| o.downcast::<http::Options>().ok())
+        .map(|o| *o)
+        .unwrap_or_default();
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| Ok(builder.timeout(timeout)))),
+        configure_request: None,
+    };
+    options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    Some(Box::new(options))
 }
 
 fn target(src: &GitSource, url: &str) -> Result<Target, GitError> {
