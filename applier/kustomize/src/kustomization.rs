@@ -10,7 +10,7 @@ use serde_json::Value;
 /// Kustomization file names kustomize recognises, in its lookup order.
 pub const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// `map[string]string` in kustomize; numbers and booleans are accepted and stringified.
+/// `map[string]string` in kustomize; numbers and booleans are errors, null is `""`.
 pub type StringMap = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -227,8 +227,9 @@ pub struct LegacySortOptions {
     pub order_last: Vec<String>,
 }
 
-/// Accepts a map of scalars (or null) and stringifies the values, like kustomize's YAML→JSON
-/// step does for quoted-or-not label values.
+/// A `map[string]string` as kustomize v5.7.1 decodes it (Go's JSON into a string map): a
+/// null value becomes `""`, but a number or boolean is an error — kustomize does not quote
+/// `replicas: 3` for you, and accepting it would build what kustomize refuses.
 fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
     let v: Option<BTreeMap<String, Value>> = Option::deserialize(d)?;
     let mut out = StringMap::new();
@@ -236,11 +237,15 @@ fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
         let s = match v {
             Value::String(s) => s,
             Value::Null => String::new(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            _ => {
+            other => {
+                let kind = match other {
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::Array(_) => "a sequence",
+                    _ => "a map",
+                };
                 return Err(serde::de::Error::custom(format!(
-                    "value of '{k}' must be a string"
+                    "value of '{k}' must be a string, not {kind} (quote it)"
                 )));
             }
         };

@@ -9,6 +9,43 @@ use crate::kustomization::Kustomization;
 use crate::loader::KustCtx;
 use crate::resource::ResMap;
 
+/// kustomize v5.7.1 reads and rewrites every object's `metadata.annotations` as a
+/// `map[string]string`, so its output never carries a non-string annotation value nor an
+/// empty or null annotations map — whether the value came from a resource file, a patch, or
+/// nothing touched it at all. Scalars print as their YAML text (`1` → `"1"`, `true` →
+/// `"true"`, null → `"null"`); maps and sequences become `""`. Labels are left as they are
+/// (kustomize does not rewrite them), and only top-level metadata is affected.
+pub fn normalize_annotations(resources: &mut ResMap) {
+    for r in resources.iter_mut() {
+        let meta = r.metadata_mut();
+        let empty = match meta.get_mut("annotations") {
+            Some(Value::Object(a)) => {
+                for v in a.values_mut() {
+                    if !v.is_string() {
+                        *v = Value::String(annotation_text(v));
+                    }
+                }
+                a.is_empty()
+            }
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove("annotations");
+        }
+    }
+}
+
+fn annotation_text(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(_) | Value::Object(_) => String::new(),
+    }
+}
+
 /// The version string kustomize v5.7.1 writes into `app.kubernetes.io/managed-by`.
 pub const MANAGED_BY: &str = "kustomize-v5.7.1";
 

@@ -92,6 +92,7 @@ pub fn build(fs: &dyn FileSystem, dir: &RelPath, opts: &BuildOptions) -> Result<
     nameref::fix(&mut ra.resources, &cfg.name_reference, &ctx.loc(""))?;
     vars::resolve(&mut ra.resources, &ra.vars, &cfg.var_reference)?;
     crate::metadata::finish(&mut ra.resources, &kust, &ctx)?;
+    crate::metadata::normalize_annotations(&mut ra.resources);
     sort::sort(&mut ra.resources, &kust.sort_options);
     Ok(Output {
         resources: ra.resources,
@@ -488,8 +489,16 @@ pub fn parse_kustomization(text: &str) -> std::result::Result<Kustomization, Str
         return Err("kustomization file is empty".to_string());
     }
     match docs.len() {
-        1 => serde_json::from_value(docs.into_iter().next().expect("one document"))
-            .map_err(|e| e.to_string()),
+        // The path names the field at fault (`commonAnnotations.replicas: …`).
+        1 => serde_path_to_error::deserialize(docs.into_iter().next().expect("one document"))
+            .map_err(|e: serde_path_to_error::Error<serde_json::Error>| {
+                let path = e.path().to_string();
+                if path == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{path}: {}", e.inner())
+                }
+            }),
         n => Err(format!(
             "a kustomization file holds one document, found {n}"
         )),

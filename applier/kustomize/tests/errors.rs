@@ -253,3 +253,37 @@ fn deprecations_are_reported_as_warnings() {
         out.warnings
     );
 }
+
+#[test]
+fn non_string_label_and_annotation_values_name_the_field() {
+    let e = err_of(
+        &[
+            (
+                "kustomization.yaml",
+                "resources:\n- svc.yaml\ncommonAnnotations:\n  replicas: 3\n",
+            ),
+            ("svc.yaml", SVC),
+        ],
+        "",
+    );
+    assert!(
+        e.contains("kustomization.yaml")
+            && e.contains("commonAnnotations")
+            && e.contains("'replicas'"),
+        "{e}"
+    );
+    let e = err_of(
+        &[
+            (
+                "kustomization.yaml",
+                "resources:\n- svc.yaml\nlabels:\n- pairs:\n    enabled: true\n",
+            ),
+            ("svc.yaml", SVC),
+        ],
+        "",
+    );
+    assert!(
+        e.contains("labels[0].pairs") && e.contains("not a boolean"),
+        "{e}"
+    );
+}
