@@ -19,7 +19,37 @@ use super::{Credentials, GitError};
 
 /// Files backing an SSH call; removed on drop.
 pub(crate) struct SshFiles {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// How much of ssh's log is read back: enough for its last words, bounded.
+const SSH_LOG_LIMIT: u64 = 64 * 1024;
+
+impl SshFiles {
+    /// Why ssh refused the connection, from its log (`ssh -E`): a host key that does not match
+    /// known_hosts, or a key the server does not accept. gix only sees a closed pipe in the
+    /// first case, so without this the user would get a bare "failed to fill whole buffer".
+    pub(crate) fn refusal(&self) -> Option<String> {
+        use std::io::Read as _;
+        let mut log = Vec::new();
+        std::fs::File::open(self.dir.path().join("ssh.log"))
+            .ok()?
+            .take(SSH_LOG_LIMIT)
+            .read_to_end(&mut log)
+            .ok()?;
+        let text = String::from_utf8_lossy(&log);
+        let has = |needle: &str| {
+            text.lines()
+                .find(|l| l.to_ascii_lowercase().contains(needle))
+                .map(|l| l.trim().to_string())
+        };
+        if let Some(line) = has("host key verification failed") {
+            return Some(format!(
+                "{line} (the server's host key does not match known_hosts)"
+            ));
+        }
+        has("permission denied").map(|line| format!("the server refused the SSH key: {line}"))
+    }
 }
 
 /// Applies timeouts and credentials to `repo`'s in-memory configuration.
@@ -111,13 +141,15 @@ fn ssh_command(
     let hosts = dir.path().join("known_hosts");
     write_private(&key, identity).map_err(io_err)?;
     write_private(&hosts, known_hosts).map_err(io_err)?;
+    // `-E`: ssh's diagnostics go to a file read back by `SshFiles::refusal`.
     let command = format!(
         "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
-         -o BatchMode=yes -o GlobalKnownHostsFile=/dev/null",
+         -o BatchMode=yes -o GlobalKnownHostsFile=/dev/null -E {}",
         key.display(),
-        hosts.display()
+        hosts.display(),
+        dir.path().join("ssh.log").display()
     );
-    Ok((SshFiles { _dir: dir }, command))
+    Ok((SshFiles { dir }, command))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -210,7 +210,7 @@ impl Mirror {
         ) -> Result<T, (gix::Error, &'static str)>,
     ) -> Result<T, GitError> {
         let mut repo = self.repo();
-        let _ssh_files = auth::configure(&mut repo, url, src.auth.as_ref(), src.timeout)?;
+        let ssh_files = auth::configure(&mut repo, url, src.auth.as_ref(), src.timeout)?;
         let outcome = watchdog::run(src.timeout, interrupt, |flag| {
             let remote = repo
                 .remote_at(src.url.as_str())
@@ -240,6 +240,11 @@ impl Mirror {
                     Err(GitError::Interrupted {
                         url: url.to_string(),
                         operation: stage,
+                    })
+                } else if let Some(detail) = ssh_files.as_ref().and_then(auth::SshFiles::refusal) {
+                    Err(GitError::AuthFailed {
+                        url: url.to_string(),
+                        detail,
                     })
                 } else {
                     Err(classify(url, stage, &err, src.timeout))
