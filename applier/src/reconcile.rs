@@ -38,6 +38,8 @@ pub struct Context {
     /// Last artifact seen per source `(namespace, name)`, so reconciling from the cache keeps
     /// working while the source server is unreachable.
     pub artifacts: Mutex<HashMap<(String, String), ArtifactRef>>,
+    /// Renders remembered per input: an unchanged reconcile skips the kustomize build.
+    pub renders: render::RenderMemo,
 }
 
 /// Why a reconcile stopped, as Flux reports it.
@@ -425,12 +427,14 @@ pub async fn desired(
         .await
         .map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
     let scopes = DiscoveryScopes(discovery);
-    let rendered = render::render(&tree, &ks.spec, &vars, &ctx.namespace, &scopes)
+    let rendered = ctx
+        .renders
+        .render(&tree, &ks.spec, &vars, &ctx.namespace, &scopes)
         .map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
     let mut objects = Vec::with_capacity(rendered.len());
-    for r in rendered {
+    for r in rendered.iter() {
         let mut obj =
-            from_value(r.object).map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
+            from_value(r.object.clone()).map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
         set_owner_labels(&mut obj, &ctx.namespace, &ks.name_any());
         objects.push(obj);
     }

@@ -91,6 +91,8 @@ pub async fn context(
         sources,
         metrics: Metrics::new(),
         artifacts: Default::default(),
+        // One entry per Kustomization in steady state; a few more cover a revision change.
+        renders: ferry_applier::render::RenderMemo::new(8),
     })
 }
 
