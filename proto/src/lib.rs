@@ -18,6 +18,7 @@ pub mod duration;
 pub mod kustomization;
 pub mod merge;
 pub mod revision;
+pub mod selector;
 pub mod source;
 
 pub use artifact::{ArtifactRef, artifact_path};

@@ -2,8 +2,9 @@
 //! any other `target:`/`select:` selector): group/version/kind compared when given; `name`
 //! and `namespace` as regular expressions anchored at both ends (`^(?:…)$`), tried against
 //! the resource's original and current values; `labelSelector` and `annotationSelector` in
-//! Kubernetes label-selector syntax (`a=b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`).
+//! Kubernetes label-selector syntax, parsed by [`ferry_proto::selector`].
 
+use ferry_proto::selector::LabelSelector;
 use regex::Regex;
 
 use crate::kustomization::Selector;
@@ -18,8 +19,8 @@ pub struct Matcher {
     gvk: Gvk,
     name: Option<Regex>,
     namespace: Option<Regex>,
-    labels: Vec<Requirement>,
-    annotations: Vec<Requirement>,
+    labels: LabelSelector,
+    annotations: LabelSelector,
 }
 
 impl Matcher {
@@ -33,9 +34,9 @@ impl Matcher {
             },
             name: anchored(sel.name.as_deref(), "name")?,
             namespace: anchored(sel.namespace.as_deref(), "namespace")?,
-            labels: parse_label_selector(sel.label_selector.as_deref().unwrap_or(""))
+            labels: LabelSelector::parse(sel.label_selector.as_deref().unwrap_or(""))
                 .map_err(|e| format!("invalid labelSelector: {e}"))?,
-            annotations: parse_label_selector(sel.annotation_selector.as_deref().unwrap_or(""))
+            annotations: LabelSelector::parse(sel.annotation_selector.as_deref().unwrap_or(""))
                 .map_err(|e| format!("invalid annotationSelector: {e}"))?,
         })
     }
@@ -61,8 +62,8 @@ impl Matcher {
         }
         let labels = res.labels();
         let annotations = res.annotations();
-        self.labels.iter().all(|r| r.matches(&labels))
-            && self.annotations.iter().all(|r| r.matches(&annotations))
+        self.labels.matches(|k| lookup(&labels, k))
+            && self.annotations.matches(|k| lookup(&annotations, k))
     }
 
     /// Indices of the selected resources, in order.
@@ -98,146 +99,8 @@ fn anchored(pattern: Option<&str>, what: &str) -> Result<Option<Regex>, String> 
     }
 }
 
-/// One requirement of a label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requirement {
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-impl Requirement {
-    /// Whether a label (or annotation) set satisfies this requirement.
-    pub fn matches(&self, set: &[(String, String)]) -> bool {
-        let get = |k: &str| {
-            set.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        match self {
-            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
-            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
-            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            Requirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            Requirement::Exists(k) => get(k).is_some(),
-            Requirement::NotExists(k) => get(k).is_none(),
-        }
-    }
-}
-
-/// Parses a Kubernetes label selector (`labels.Parse`); the empty selector selects all.
-pub fn parse_label_selector(text: &str) -> Result<Vec<Requirement>, String> {
-    if text.len() > MAX_SELECTOR_LEN {
-        return Err("selector too long".to_string());
-    }
-    let mut out = Vec::new();
-    for part in split_top_level(text)? {
-        let part = part.trim();
-        if part.is_empty() {
-            if text.trim().is_empty() {
-                continue;
-            }
-            return Err(format!("empty requirement in {text:?}"));
-        }
-        out.push(parse_requirement(part)?);
-    }
-    Ok(out)
-}
-
-/// Splits on commas outside parentheses.
-fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
-    let mut parts = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or_else(|| format!("unbalanced ')' in {text:?}"))?;
-            }
-            ',' if depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err(format!("unbalanced '(' in {text:?}"));
-    }
-    parts.push(&text[start..]);
-    Ok(parts)
-}
-
-fn parse_requirement(part: &str) -> Result<Requirement, String> {
-    if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement::NotExists(valid_key(key.trim())?));
-    }
-    for (op, ctor) in [
-        (
-            "!=",
-            Requirement::NotEquals as fn(String, String) -> Requirement,
-        ),
-        ("==", Requirement::Equals),
-        ("=", Requirement::Equals),
-    ] {
-        if let Some((k, v)) = part.split_once(op) {
-            return Ok(ctor(valid_key(k.trim())?, valid_value(v.trim())?));
-        }
-    }
-    let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
-    if let [key, rest] = words[..] {
-        let rest = rest.trim();
-        let (op, list) = if let Some(l) = rest.strip_prefix("notin") {
-            ("notin", l)
-        } else if let Some(l) = rest.strip_prefix("in") {
-            ("in", l)
-        } else {
-            return Err(format!("unknown operator in requirement {part:?}"));
-        };
-        let list = list.trim();
-        let inner = list
-            .strip_prefix('(')
-            .and_then(|l| l.strip_suffix(')'))
-            .ok_or_else(|| format!("expected a (value, …) list in {part:?}"))?;
-        let values = inner
-            .split(',')
-            .map(|v| valid_value(v.trim()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = valid_key(key)?;
-        return Ok(if op == "in" {
-            Requirement::In(key, values)
-        } else {
-            Requirement::NotIn(key, values)
-        });
-    }
-    Ok(Requirement::Exists(valid_key(part)?))
-}
-
-fn valid_key(k: &str) -> Result<String, String> {
-    let ok = !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if ok {
-        Ok(k.to_string())
-    } else {
-        Err(format!("invalid key {k:?}"))
-    }
-}
-
-fn valid_value(v: &str) -> Result<String, String> {
-    if v.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        Ok(v.to_string())
-    } else {
-        Err(format!("invalid value {v:?}"))
-    }
+fn lookup<'a>(set: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    set.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -251,29 +114,30 @@ mod tests {
         Resource::new(v, RelPath::root()).expect("valid resource")
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
-    fn label_selector_syntax() {
-        let reqs = parse_label_selector("app=web, tier!=db,env in (prod, stage),!debug,team")
-            .expect("valid");
-        assert_eq!(reqs.len(), 5);
-        let set = labels(&[("app", "web"), ("env", "prod"), ("team", "a")]);
-        assert!(reqs.iter().all(|r| r.matches(&set)));
-        let set = labels(&[("app", "web"), ("env", "dev"), ("team", "a")]);
-        assert!(!reqs.iter().all(|r| r.matches(&set)));
-        let notin = parse_label_selector("env notin (prod)").expect("valid");
-        assert!(notin[0].matches(&labels(&[])));
-        assert!(!notin[0].matches(&labels(&[("env", "prod")])));
-        assert!(parse_label_selector("").expect("empty").is_empty());
-        assert!(parse_label_selector("a in (b").is_err());
-        assert!(parse_label_selector("a=b,,c").is_err());
-        assert!(parse_label_selector("a b c").is_err());
+    fn label_and_annotation_selectors_are_parsed_strictly() {
+        let r = res(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cm", "labels": {"app": "web"}}}));
+        let by_labels = |s: &str| {
+            Matcher::new(&Selector {
+                label_selector: Some(s.into()),
+                ..Selector::default()
+            })
+        };
+        assert!(
+            by_labels("app in (web, api),!debug")
+                .expect("ok")
+                .matches(&r)
+        );
+        assert!(!by_labels("app notin (web)").expect("ok").matches(&r));
+        let err = by_labels("a in (b").expect_err("unbalanced");
+        assert!(err.starts_with("invalid labelSelector: "), "{err}");
+        let err = Matcher::new(&Selector {
+            annotation_selector: Some("a b".into()),
+            ..Selector::default()
+        })
+        .expect_err("bad operator");
+        assert!(err.starts_with("invalid annotationSelector: "), "{err}");
     }
 
     #[test]
