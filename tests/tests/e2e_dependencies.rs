@@ -6,9 +6,7 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, deployment_yaml, seed_spec, write_seed};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use e2e_support::{Env, deployment_yaml, seed_spec, write_seed};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -67,11 +65,8 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
     let mut spec = seed_spec("./app");
     spec["suspend"] = json!(true);
     env.apply_kustomization("app", spec).await?;
-    env.wait_for("suspend to be observed", LIMIT, || async {
-        let ks = env.kustomization("app").await?;
-        Ok((ks.status.and_then(|s| s.observed_generation) == ks.metadata.generation).then_some(()))
-    })
-    .await?;
+    env.wait_observed("app", "suspend to be observed", LIMIT)
+        .await?;
     // A new commit, a removed file and drift: none of it is acted on while suspended.
     env.upstream
         .write("app/deployment.yaml", deployment_yaml("v1.0.1"))?;
@@ -81,17 +76,7 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n",
     )?;
     env.upstream.commit_push("while suspended")?;
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
-    deployments
-        .patch(
-            "my-app",
-            &PatchParams {
-                field_manager: Some("kubectl-patch".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await?;
+    env.drift_replicas("my-app", 4).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let d = env
         .get("apps/v1", "Deployment", "my-app")

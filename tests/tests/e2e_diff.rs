@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, bin, seed_spec, write_seed};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -54,17 +52,7 @@ async fn diff_shows_drift_and_prunes_without_applying() -> Result<()> {
     assert!(out.contains("no changes"), "{out}");
 
     // Drift plus a removal in Git.
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
-    deployments
-        .patch(
-            "my-app",
-            &PatchParams {
-                field_manager: Some("kubectl-patch".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 7}})),
-        )
-        .await?;
+    env.drift_replicas("my-app", 7).await?;
     env.upstream.remove("app/service.yaml")?;
     env.upstream.write(
         "app/kustomization.yaml",

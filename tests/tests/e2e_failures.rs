@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, deployment_yaml, seed_spec, write_seed};
 use ferry_tests::apiserver::faults::FaultRule;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -133,17 +132,7 @@ async fn source_server_outage_keeps_state_and_recovers() -> Result<()> {
     env.stop_source();
 
     // Still reconciling from the cache: drift is reverted with the source server down.
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
-    deployments
-        .patch(
-            "my-app",
-            &PatchParams {
-                field_manager: Some("kubectl-patch".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 7}})),
-        )
-        .await?;
+    env.drift_replicas("my-app", 7).await?;
     env.wait_for(
         "drift reverted while the source server is down",
         LIMIT,
@@ -200,11 +189,8 @@ async fn api_errors_and_dropped_watches_are_retried() -> Result<()> {
     let mut spec = seed_spec("./app");
     spec["suspend"] = json!(true);
     env.apply_kustomization("app", spec).await?;
-    env.wait_for("the suspended spec to be observed", LIMIT, || async {
-        let ks = env.kustomization("app").await?;
-        Ok((ks.status.and_then(|s| s.observed_generation) == ks.metadata.generation).then_some(()))
-    })
-    .await?;
+    env.wait_observed("app", "the suspended spec to be observed", LIMIT)
+        .await?;
     assert!(
         env.agent.as_mut().is_some_and(|a| a.alive()),
         "{}",

@@ -324,6 +324,36 @@ impl Env {
         })
     }
 
+    /// Waits until the agent has observed the Kustomization's current generation.
+    pub async fn wait_observed(&self, name: &str, what: &str, limit: Duration) -> Result<()> {
+        self.wait_for(what, limit, || async {
+            let ks = self.kustomization(name).await?;
+            Ok(
+                (ks.status.and_then(|s| s.observed_generation) == ks.metadata.generation)
+                    .then_some(()),
+            )
+        })
+        .await
+    }
+
+    /// Drift as a person makes it: `kubectl patch deployment NAME` of the replicas (field
+    /// manager `kubectl-patch`).
+    pub async fn drift_replicas(&self, deployment: &str, replicas: i64) -> Result<()> {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(self.client.clone(), NS);
+        let params = kube::api::PatchParams {
+            field_manager: Some("kubectl-patch".into()),
+            ..Default::default()
+        };
+        api.patch(
+            deployment,
+            &params,
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Polls `check` every 200 ms until it returns `Some`, failing after `limit` with `what`
     /// and the process logs.
     pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> Result<T>
