@@ -93,6 +93,13 @@ impl Client {
         self.home.path()
     }
 
+    /// Writes `text` to `name` in the private HOME and returns the path, for `-f`.
+    pub fn write_manifest(&self, name: &str, text: &str) -> String {
+        let p = self.home().join(name);
+        std::fs::write(&p, text).expect("write manifest into the private HOME");
+        p.to_string_lossy().into_owned()
+    }
+
     /// An extra environment variable for every run (e.g. `KUBE_EDITOR`).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.to_string(), value.to_string()));
@@ -185,4 +192,13 @@ impl Client {
         );
         r.stdout
     }
+}
+
+/// A fresh plain-HTTP test cluster and a kubectl pointed at it (the usual start of a kubectl test).
+pub async fn cluster_with_kubectl() -> (crate::apiserver::TestCluster, Client) {
+    let cluster = crate::apiserver::TestCluster::start(crate::apiserver::ClusterOptions::default())
+        .await
+        .expect("test cluster starts");
+    let kubectl = Client::kubectl(cluster.kubeconfig_path()).expect("kubectl installed");
+    (cluster, kubectl)
 }

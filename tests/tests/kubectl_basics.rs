@@ -1,27 +1,12 @@
 //! The real kubectl v1.35.2 against the test API server: discovery, CRUD, selectors,
 //! deletion, namespaces, and errors worded like a real server.
 
-use ferry_tests::apiserver::{ClusterOptions, TestCluster};
-use ferry_tests::tools::Client;
+use ferry_tests::tools::cluster_with_kubectl;
 use serde_json::Value;
-
-async fn setup() -> (TestCluster, Client) {
-    let cluster = TestCluster::start(ClusterOptions::default())
-        .await
-        .expect("test cluster starts");
-    let kubectl = Client::kubectl(cluster.kubeconfig_path()).expect("kubectl installed");
-    (cluster, kubectl)
-}
-
-fn write(k: &Client, name: &str, text: &str) -> String {
-    let p = k.home().join(name);
-    std::fs::write(&p, text).expect("write manifest");
-    p.to_string_lossy().into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_resources_and_version_come_from_discovery() {
-    let (_c, k) = setup().await;
+    let (_c, k) = cluster_with_kubectl().await;
     let out = k.ok(&["api-resources", "--no-headers"]).await;
     for (name, short, gv, kind) in [
         ("configmaps", "cm", "v1", "ConfigMap"),
@@ -55,10 +40,9 @@ async fn api_resources_and_version_come_from_discovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_get_label_select_and_delete() {
-    let (_c, k) = setup().await;
+    let (_c, k) = cluster_with_kubectl().await;
     k.ok(&["create", "namespace", "team"]).await;
-    let cm = write(
-        &k,
+    let cm = k.write_manifest(
         "cms.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: team, labels: {tier: web}}\ndata: {k: v}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: team, labels: {tier: db}}\ndata: {k: w}\n",
@@ -161,9 +145,8 @@ async fn create_get_label_select_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_namespace_is_reported_as_such() {
-    let (_c, k) = setup().await;
-    let cm = write(
-        &k,
+    let (_c, k) = cluster_with_kubectl().await;
+    let cm = k.write_manifest(
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ghost}\n",
     );

@@ -42,12 +42,6 @@ fn kubectl(kubeconfig: &Path) -> Client {
     Client::kubectl(kubeconfig).expect("kubectl installed")
 }
 
-fn write(k: &Client, name: &str, text: &str) -> String {
-    let p = k.home().join(name);
-    std::fs::write(&p, text).expect("write manifest");
-    p.to_string_lossy().into_owned()
-}
-
 fn configmap(ns: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{mode: a}}\n"
@@ -67,8 +61,7 @@ async fn a_service_account_bound_in_a_can_apply_only_in_a() {
         .await;
     // (kubectl create role/rolebinding would send protobuf, which this server decodes only
     // for a few core kinds; apply sends JSON.)
-    let rbac = write(
-        &admin,
+    let rbac = admin.write_manifest(
         "rbac.yaml",
         "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -125,7 +118,7 @@ subjects:
         );
     }
     // Allowed in its namespace.
-    let in_a = write(&agent, "a.yaml", &configmap("a"));
+    let in_a = agent.write_manifest("a.yaml", &configmap("a"));
     let out = agent.ok(&["apply", "--server-side", "-f", &in_a]).await;
     assert!(
         out.contains("configmap/settings serverside-applied"),
@@ -144,8 +137,7 @@ subjects:
         .await;
     assert_eq!(got, "a");
 
-    let deploy = write(
-        &agent,
+    let deploy = agent.write_manifest(
         "deploy.yaml",
         "apiVersion: apps/v1
 kind: Deployment
@@ -165,7 +157,7 @@ spec:
     );
 
     // Refused in another namespace, worded like Kubernetes.
-    let in_b = write(&agent, "b.yaml", &configmap("b"));
+    let in_b = agent.write_manifest("b.yaml", &configmap("b"));
     let r = agent.run(&["apply", "--server-side", "-f", &in_b]).await;
     assert!(!r.success(), "{r:?}");
     assert!(
@@ -184,8 +176,7 @@ spec:
     );
 
     // Refused on cluster-scoped kinds.
-    let role = write(
-        &agent,
+    let role = agent.write_manifest(
         "clusterrole.yaml",
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: escalate}\nrules: []\n",
     );
@@ -259,8 +250,7 @@ async fn users_from_the_users_file_get_what_their_groups_are_bound_to() {
     .await
     .expect("test cluster starts with TLS");
     let admin = kubectl(cluster.kubeconfig_path());
-    let rbac = write(
-        &admin,
+    let rbac = admin.write_manifest(
         "rbac.yaml",
         "apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole

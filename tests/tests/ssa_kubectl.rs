@@ -3,22 +3,8 @@
 //! and field removal a real apiserver would produce.
 
 use ferry_tests::apiserver::{ClusterOptions, TestCluster};
-use ferry_tests::tools::Client;
+use ferry_tests::tools::{Client, cluster_with_kubectl};
 use serde_json::{Value, json};
-
-async fn setup() -> (TestCluster, Client) {
-    let cluster = TestCluster::start(ClusterOptions::default())
-        .await
-        .expect("test cluster starts");
-    let kubectl = Client::kubectl(cluster.kubeconfig_path()).expect("kubectl installed");
-    (cluster, kubectl)
-}
-
-fn write(k: &Client, name: &str, text: &str) -> String {
-    let p = k.home().join(name);
-    std::fs::write(&p, text).expect("write manifest");
-    p.to_string_lossy().into_owned()
-}
 
 fn deployment(replicas: u32, image: &str, annotation: bool) -> String {
     let annotations = if annotation {
@@ -102,8 +88,8 @@ fn image(obj: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_conflicts_force_and_removal() {
-    let (_c, k) = setup().await;
-    let v1 = write(&k, "v1.yaml", &deployment(2, "nginx:1", true));
+    let (_c, k) = cluster_with_kubectl().await;
+    let v1 = k.write_manifest("v1.yaml", &deployment(2, "nginx:1", true));
 
     // Create: 201, owned by the "kubectl" applier with exactly the applied fields.
     let r = k.run(&["apply", "--server-side", "-f", &v1, "-v=6"]).await;
@@ -128,7 +114,7 @@ async fn apply_conflicts_force_and_removal() {
     );
 
     // Update by apply: 200, new value.
-    let v2 = write(&k, "v2.yaml", &deployment(2, "nginx:2", true));
+    let v2 = k.write_manifest("v2.yaml", &deployment(2, "nginx:2", true));
     let r = k.run(&["apply", "--server-side", "-f", &v2, "-v=6"]).await;
     assert!(r.success() && r.stderr.contains("200 OK"), "{r:?}");
     assert_eq!(image(&get(&k).await), "nginx:2");
@@ -165,7 +151,7 @@ async fn apply_conflicts_force_and_removal() {
     assert_eq!(get(&k).await["spec"]["replicas"], 5, "nothing changed");
 
     // Applying the value it already has is fine (shared ownership, no conflict).
-    let same = write(&k, "same.yaml", &deployment(5, "nginx:2", true));
+    let same = k.write_manifest("same.yaml", &deployment(5, "nginx:2", true));
     k.ok(&["apply", "--server-side", "-f", &same]).await;
 
     // --force-conflicts takes the value and the ownership.
@@ -176,7 +162,7 @@ async fn apply_conflicts_force_and_removal() {
     assert_eq!(managers(&obj), [("kubectl".into(), "Apply".into())]);
 
     // A field the applier stops applying is removed.
-    let dropped = write(&k, "dropped.yaml", &deployment(2, "nginx:2", false));
+    let dropped = k.write_manifest("dropped.yaml", &deployment(2, "nginx:2", false));
     k.ok(&["apply", "--server-side", "-f", &dropped]).await;
     let obj = get(&k).await;
     assert!(
@@ -192,7 +178,7 @@ async fn apply_conflicts_force_and_removal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_and_diff_change_nothing() {
     // A ConfigMap: no simulated controller writes to it behind the test's back.
-    let (_c, k) = setup().await;
+    let (_c, k) = cluster_with_kubectl().await;
     let cm = |mode: &str| {
         format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: default}}\ndata:\n  mode: {mode}\n"
@@ -212,11 +198,11 @@ async fn dry_run_and_diff_change_nothing() {
             .await;
         serde_json::from_str::<Value>(&out).expect("json")
     };
-    let v1 = write(&k, "v1.yaml", &cm("a"));
+    let v1 = k.write_manifest("v1.yaml", &cm("a"));
     k.ok(&["apply", "--server-side", "-f", &v1]).await;
     let before = get_cm().await;
 
-    let v2 = write(&k, "v2.yaml", &cm("b"));
+    let v2 = k.write_manifest("v2.yaml", &cm("b"));
     let out = k
         .ok(&[
             "apply",
@@ -258,8 +244,8 @@ async fn dry_run_and_diff_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_types_label_and_edit() {
-    let (_c, k) = setup().await;
-    let v1 = write(&k, "v1.yaml", &deployment(2, "nginx:1", true));
+    let (_c, k) = cluster_with_kubectl().await;
+    let v1 = k.write_manifest("v1.yaml", &deployment(2, "nginx:1", true));
     k.ok(&["apply", "--server-side", "-f", &v1]).await;
     let ns = ["-n", "default"];
     let patch = |args: &'static [&'static str]| {
