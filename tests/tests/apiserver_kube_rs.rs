@@ -1,5 +1,6 @@
 //! kube-rs against the test server: Discovery, the runtime watcher, server-side apply with
-//! force, optimistic concurrency, and watch resume from a resourceVersion.
+//! force, optimistic concurrency, watch resume from a resourceVersion, and metadata-only lists
+//! and watches.
 
 use std::time::Duration;
 
@@ -232,6 +233,73 @@ async fn apply_with_force_takes_ownership_and_stale_writes_conflict() {
         matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn metadata_only_lists_gets_and_watches_carry_no_data() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let a = api.create(&pp, &cm("a", "1")).await.expect("create a");
+    api.create(&pp, &cm("b", "2")).await.expect("create b");
+
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .map(|m| m.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        list.items[0].metadata.resource_version,
+        a.metadata.resource_version
+    );
+    assert!(list.metadata.resource_version.is_some());
+    let one = api.get_metadata("b").await.expect("metadata get");
+    assert_eq!(one.metadata.name.as_deref(), Some("b"));
+
+    // The raw answer has no data: that is the point of asking for metadata only.
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(vec![])
+        .expect("request");
+    let raw: serde_json::Value = client.request(req).await.expect("raw metadata list");
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert!(raw["items"][0].get("data").is_none(), "{raw}");
+
+    let mut events = api
+        .watch_metadata(
+            &WatchParams::default().timeout(5),
+            list.metadata.resource_version.as_deref().unwrap_or("0"),
+        )
+        .await
+        .expect("metadata watch")
+        .boxed();
+    api.replace(
+        "a",
+        &pp,
+        &ConfigMap {
+            data: Some([("k".to_string(), "changed".to_string())].into()),
+            ..a
+        },
+    )
+    .await
+    .expect("update a");
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .expect("an event in time")
+        .expect("watch ok")
+        .expect("stream open");
+    match ev {
+        WatchEvent::Modified(m) => assert_eq!(m.metadata.name.as_deref(), Some("a")),
+        other => panic!("expected MODIFIED a, got {other:?}"),
+    }
 }
 
 async fn first_version(api: &Api<ConfigMap>) -> ConfigMap {

@@ -4,6 +4,8 @@
 //! the new name. Candidate selection follows kustomize's `nameref` filter: previous names,
 //! target kind, roleRef kind, namespace visibility, then matching prefixes/suffixes.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::error::{Error, Location, Result};
@@ -12,6 +14,8 @@ use crate::resource::{Gvk, ResId, ResMap, Resource};
 
 struct Candidate {
     id: ResId,
+    /// `id.gvk.is_cluster_scoped()`, asked for every pair of resources, so computed once.
+    cluster: bool,
     prev: Vec<ResId>,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
@@ -19,8 +23,10 @@ struct Candidate {
 
 impl Candidate {
     fn of(r: &Resource) -> Self {
+        let id = r.id();
         Candidate {
-            id: r.id(),
+            cluster: id.gvk.is_cluster_scoped(),
+            id,
             prev: r.prev_ids.clone(),
             prefixes: r.name_prefixes.clone(),
             suffixes: r.name_suffixes.clone(),
@@ -69,6 +75,7 @@ fn role_binding_namespaces(r: &Resource) -> Vec<String> {
 
 struct Referrer {
     id: ResId,
+    cluster: bool,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
     role_ref_kind: Option<String>,
@@ -92,11 +99,11 @@ fn select<'c>(
     {
         c.retain(|c| c.any_id(|id| &id.gvk.kind == kind));
     }
-    if !referrer.id.gvk.is_cluster_scoped() {
+    if !referrer.cluster {
         c.retain(|c| {
-            c.id.gvk.is_cluster_scoped()
+            c.cluster
                 || c.id.gvk.kind == "ServiceAccount"
-                || referrer.id.ns_equals(&c.id)
+                || effective(&referrer.id.namespace) == effective(&c.id.namespace)
         });
     }
     if c.len() > 1 {
@@ -178,10 +185,15 @@ fn set_mapping(
 /// Re-points references after renames.
 pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> Result<()> {
     let all: Vec<Candidate> = resources.iter().map(Candidate::of).collect();
+    // What a namespaced referrer sees depends only on its namespace (RoleBindings aside), so
+    // each namespace's list is built once: per-referrer filtering is quadratic in large builds.
+    let mut by_namespace: HashMap<String, Vec<&Candidate>> = HashMap::new();
     for idx in 0..resources.len() {
         let r = &resources.resources[idx];
+        let id = r.id();
         let referrer = Referrer {
-            id: r.id(),
+            cluster: id.gvk.is_cluster_scoped(),
+            id,
             prefixes: r.name_prefixes.clone(),
             suffixes: r.name_suffixes.clone(),
             role_ref_kind: r
@@ -190,17 +202,29 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
                 .map(str::to_string),
         };
         let org_gvk = r.org_id().gvk;
+        if !backrefs
+            .iter()
+            .any(|br| br.field_specs.iter().any(|spec| spec.gvk.selects(&org_gvk)))
+        {
+            continue;
+        }
         let rb_ns = role_binding_namespaces(r);
         // Objects this one can see (kustomize's SubsetThatCouldBeReferencedByResource).
-        let visible: Vec<&Candidate> = all
-            .iter()
-            .filter(|c| {
-                referrer.id.gvk.is_cluster_scoped()
-                    || c.id.gvk.is_cluster_scoped()
-                    || c.id.ns_equals(&referrer.id)
-                    || rb_ns.contains(&c.id.namespace)
-            })
-            .collect();
+        let sees = |c: &Candidate| {
+            referrer.cluster
+                || c.cluster
+                || effective(&c.id.namespace) == effective(&referrer.id.namespace)
+                || rb_ns.contains(&c.id.namespace)
+        };
+        let owned: Vec<&Candidate>;
+        let visible: &[&Candidate] = if referrer.cluster || !rb_ns.is_empty() {
+            owned = all.iter().filter(|c| sees(c)).collect();
+            &owned
+        } else {
+            by_namespace
+                .entry(effective(&referrer.id.namespace).to_string())
+                .or_insert_with(|| all.iter().filter(|c| sees(c)).collect())
+        };
         for br in backrefs {
             for spec in &br.field_specs {
                 if !spec.gvk.selects(&org_gvk) {
@@ -208,16 +232,16 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
                 }
                 let res = &mut resources.resources[idx];
                 visit(&mut res.obj, spec, None, &mut |v| match v {
-                    Value::String(_) => set_scalar(v, &visible, &br.gvk, &referrer, spec),
-                    Value::Object(_) => set_mapping(v, &visible, &br.gvk, &referrer, spec),
+                    Value::String(_) => set_scalar(v, visible, &br.gvk, &referrer, spec),
+                    Value::Object(_) => set_mapping(v, visible, &br.gvk, &referrer, spec),
                     Value::Array(items) => {
                         for item in items {
                             match item {
                                 Value::String(_) => {
-                                    set_scalar(item, &visible, &br.gvk, &referrer, spec)?
+                                    set_scalar(item, visible, &br.gvk, &referrer, spec)?
                                 }
                                 Value::Object(_) => {
-                                    set_mapping(item, &visible, &br.gvk, &referrer, spec)?
+                                    set_mapping(item, visible, &br.gvk, &referrer, spec)?
                                 }
                                 _ => {}
                             }

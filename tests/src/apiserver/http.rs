@@ -17,6 +17,7 @@ use super::discovery;
 use super::faults::{FaultAction, Faults};
 use super::lifecycle::Propagation;
 use super::selector::{FieldSelector, LabelSelector};
+use super::shape::Shape;
 use super::status::ApiError;
 use super::store::Store;
 use super::verbs::{self, DeleteOpts, ListOpts, Target, WriteOpts};
@@ -342,21 +343,15 @@ async fn resource_request(
             FaultAction::DropWatchAfter(d) => drop_after = Some(d),
         }
     }
-    let as_table = super::table::wanted(
+    let wanted = Shape::from_accept(
         req.headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
     if verb == "watch" {
-        return start_watch(s, &t, &q, drop_after, as_table);
+        return start_watch(s, &t, &q, drop_after, wanted);
     }
-    let shape = |v: Value| {
-        if as_table {
-            super::table::from_response(&v)
-        } else {
-            v
-        }
-    };
+    let shape = |v: Value| wanted.render(v);
     let (headers, body) = read_body(req).await?;
     let dry = dry_run(&q)?;
     let mgr = manager(&q, &headers);
@@ -516,7 +511,7 @@ fn start_watch(
     t: &Target,
     q: &Query,
     drop_after: Option<std::time::Duration>,
-    as_table: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let l = list_opts(q)?;
     let rv = match q.get("resourceVersion").map(String::as_str) {
@@ -536,7 +531,7 @@ fn start_watch(
             .map_or(String::new(), |f| format!("{f},"));
         fields = FieldSelector::parse(&format!("{sel}metadata.name={name}"))?;
     }
-    start_watch_params(s, &t, q, rv, l.labels, fields, (drop_after, as_table))
+    start_watch_params(s, &t, q, rv, l.labels, fields, (drop_after, shape))
 }
 
 #[allow(clippy::too_many_arguments)] // plumbing of already-parsed query parts
@@ -547,7 +542,7 @@ fn start_watch_params(
     rv: Option<u64>,
     labels: LabelSelector,
     fields: FieldSelector,
-    (drop_after, as_table): (Option<std::time::Duration>, bool),
+    (drop_after, shape): (Option<std::time::Duration>, Shape),
 ) -> Result<Response, ApiError> {
     let p = WatchParams {
         resource_version: rv,
@@ -560,7 +555,7 @@ fn start_watch_params(
         labels,
         fields,
         drop_after,
-        as_table,
+        shape,
     };
     let stream = watch::start(&s.store, t, p)?;
     let mut r = Response::new(Body::from_stream(stream));

@@ -6,7 +6,7 @@
 //! semantics of get/list/create/update/delete on the store), [`lifecycle`] (finalizers,
 //! ownerReferences GC, namespace deletion, CRD registration), [`workloads`] (a controller that
 //! gives Deployments & co. a realistic status), and finally [`http`] (axum wiring, content
-//! negotiation, watch streaming, fault injection; [`patching`], [`scale`] and [`table`] help
+//! negotiation, watch streaming, fault injection; [`patching`], [`scale`], [`shape`] and [`table`] help
 //! it) and [`cluster`] (start/stop, TLS, kubeconfig, `kube::Client`). Server-side apply, the
 //! PATCH formats and TLS/auth/RBAC live in `ssa`, `patch` and `auth`.
 
@@ -23,6 +23,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod scale;
 pub mod selector;
+pub mod shape;
 pub mod ssa;
 pub mod status;
 pub mod store;

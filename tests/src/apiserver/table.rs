@@ -4,11 +4,6 @@
 
 use serde_json::{Value, json};
 
-/// Whether the client asked for a Table.
-pub fn wanted(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.split(',').any(|part| part.contains("as=Table")))
-}
-
 fn age(created: Option<&str>) -> String {
     let Some(t) = created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
         return "<unknown>".to_string();
@@ -70,10 +65,6 @@ mod tests {
 
     #[test]
     fn lists_become_tables_with_name_and_age() {
-        assert!(wanted(Some(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-        )));
-        assert!(!wanted(Some("application/json")));
         let list = json!({"metadata": {"resourceVersion": "7"}, "items": [
             {"metadata": {"name": "a", "namespace": "n", "creationTimestamp": "2000-01-01T00:00:00Z"}}]});
         let t = from_response(&list);

@@ -34,8 +34,8 @@ pub struct WatchParams {
     pub fields: FieldSelector,
     /// Fault injection: end the stream after this long.
     pub drop_after: Option<Duration>,
-    /// Send each object as a one-row `Table` (kubectl get -w).
-    pub as_table: bool,
+    /// Send each object as a one-row `Table` (kubectl get -w) or as its metadata only.
+    pub shape: super::shape::Shape,
 }
 
 /// Longest watch when the client gives no `timeoutSeconds`.
@@ -47,14 +47,9 @@ fn line(kind: &str, object: Value) -> Bytes {
     Bytes::from(s)
 }
 
-/// An object event, as a Table row when the client asked for tables.
+/// An object event, in the shape the client asked for.
 fn object_line(p: &WatchParams, kind: &str, object: Value) -> Bytes {
-    if p.as_table {
-        return line(kind, super::table::from_response(&object));
-    }
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+    line(kind, p.shape.render(object))
 }
 
 fn matches(t: &Target, p: &WatchParams, key: &str, ev_ns: &str, obj: &Value) -> bool {
