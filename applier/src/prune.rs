@@ -70,7 +70,10 @@ pub async fn prune(
         let (id, version) = entry_id(&entry, namespace);
         match prune_one(applier, namespace, name, &id, &version).await {
             Ok(Some(reason)) => out.kept.push((id, reason)),
-            Ok(None) => out.deleted.push(id),
+            Ok(None) => {
+                applier.forget(&id);
+                out.deleted.push(id);
+            }
             Err(e) => errors.push(e),
         }
     }

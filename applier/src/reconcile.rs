@@ -107,7 +107,10 @@ pub async fn reconcile(ks: &Kustomization, ctx: &Context) -> Outcome {
         .observe_reconcile(&name, started.elapsed(), result.is_ok());
     match result {
         Ok(()) => {
-            write_status(&api, &name, &st).await;
+            // An unchanged reconcile leaves the status as it was: no write, no watch event.
+            if ks.status.as_ref() != Some(&st) {
+                write_status(&api, &name, &st).await;
+            }
             Outcome {
                 requeue: interval,
                 ready: true,
@@ -191,17 +194,32 @@ async fn run(
         )
         .await;
     }
-    let changes = tokio::time::timeout(timeout, ctx.applier.apply_all(desired.objects, &opts))
-        .await
-        .map_err(|_| {
-            fail(Failure::new(
-                reason::RECONCILIATION_FAILED,
-                format!("apply timed out after {timeout:?}"),
-            ))
-        })?
-        .map_err(|e| fail(Failure::new(reason::RECONCILIATION_FAILED, e.to_string())))?;
-    let new_inventory = inventory_of(&changes, &ctx.namespace);
+    let mut changes = ChangeSet::default();
+    let applied = tokio::time::timeout(
+        timeout,
+        ctx.applier.apply_all(desired.objects, &opts, &mut changes),
+    )
+    .await;
     let old_inventory = st.inventory.clone().unwrap_or_default();
+    let new_inventory = inventory_of(&changes, &ctx.namespace);
+    let failure = match applied {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("apply timed out after {timeout:?}")),
+    };
+    if let Some(message) = failure {
+        // Nothing is pruned; what this attempt did create is inventoried next to what was
+        // there, so a later revision that drops it can still prune it.
+        st.inventory = Some(ferry_proto::kustomization::Inventory::from_entries(
+            old_inventory.entries().chain(new_inventory.entries()),
+        ));
+        let lines: Vec<String> = changes
+            .written()
+            .map(|c| format!("{} {}", c.id, c.action))
+            .collect();
+        publish_changes(ks, ctx, &lines).await;
+        return Err(fail(Failure::new(reason::RECONCILIATION_FAILED, message)));
+    }
     let mut lines: Vec<String> = changes
         .written()
         .map(|c| format!("{} {}", c.id, c.action))

@@ -2,27 +2,36 @@
 //!
 //! Objects are applied in two stages — cluster definitions (CRDs, Namespaces, ClusterRoles)
 //! first, then everything else once those are established — and each stage in two passes:
-//! a *plan* pass that dry-runs every object (so one invalid object stops the stage before
-//! anything is written, and unchanged objects are recognised without being written), then an
-//! *execute* pass that writes only what the plan says changed. Field manager `ferry`, always with
-//! `force` (Git is the source of truth). [`ApplyError`] names the object that failed.
+//! a *plan* pass ([`plan`]: one metadata LIST per kind, a dry-run only for objects that may
+//! differ, so unchanged objects cost nothing and an update the server would refuse stops the
+//! stage before anything is written), then an *execute* pass that writes only what the plan says
+//! changed: creates first, and updates only when every create succeeded, so a revision that
+//! cannot be created leaves the existing objects as they were. Field manager `ferry`, always
+//! with `force` (Git is the source of truth). [`ApplyError`] names the object that failed; what
+//! was written before a failure is reported all the same, so it can be inventoried.
 
 mod diff;
 mod managed_fields;
+mod memory;
 mod object;
+mod plan;
 mod resolve;
 mod stage;
 
 use std::fmt;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::Request;
 use serde_json::Value;
+
+use plan::{Applied, Planned, Verdict, gather, managed_fields_of};
 
 pub use diff::changed_paths;
 pub use managed_fields::{FOREIGN_MANAGERS, takeover_patch};
+pub use memory::{Memory, fingerprint};
 pub use object::{
     FORCE_ANNOTATION, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectId, PRUNE_ANNOTATION,
     SSA_ANNOTATION, SsaPolicy, annotation, from_value, owned_by, prune_disabled, set_owner_labels,
@@ -174,33 +183,12 @@ pub struct Drift {
     pub missing: bool,
 }
 
-/// What the plan pass decided for one object.
-#[derive(Debug)]
-enum Verdict {
-    Create,
-    Unchanged,
-    Skip,
-    /// Values differ (`fields`) and/or foreign managers own fields to take back.
-    Update {
-        fields: Vec<String>,
-        takeover: bool,
-    },
-    Recreate,
-}
-
-struct Planned {
-    id: ObjectId,
-    version: String,
-    obj: DynamicObject,
-    api: Api<DynamicObject>,
-    live: Option<Value>,
-    verdict: Verdict,
-}
-
-/// Applies rendered objects. Cheap to share: holds the client and the discovery cache.
+/// Applies rendered objects. Cheap to share: holds the client, the discovery cache and the
+/// [`Memory`] of what was applied.
 pub struct Applier {
     client: Client,
     resolver: Resolver,
+    memory: Memory,
 }
 
 impl Applier {
@@ -208,6 +196,7 @@ impl Applier {
         Self {
             resolver: Resolver::new(client.clone()),
             client,
+            memory: Memory::default(),
         }
     }
 
@@ -219,34 +208,43 @@ impl Applier {
         &self.resolver
     }
 
-    /// Applies `objects` (already rendered, namespaced, labelled) in stages. Either every stage's
-    /// plan succeeds and its changes are written, or an error names what failed; on a failed plan
-    /// nothing of that stage was written.
+    /// Forgets what was applied to `id` (after it was deleted).
+    pub fn forget(&self, id: &ObjectId) {
+        self.memory.forget(id);
+    }
+
+    /// Objects whose applied state is remembered.
+    pub fn remembered(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// Applies `objects` (already rendered, namespaced, labelled) in stages, appending to
+    /// `changes` what each object's apply did as it completes. Either every stage succeeds, or
+    /// an error names what failed; `changes` then holds what was written before it.
     pub async fn apply_all(
         &self,
         objects: Vec<DynamicObject>,
         opts: &ApplyOptions,
-    ) -> Result<ChangeSet, ApplyError> {
+        changes: &mut ChangeSet,
+    ) -> Result<(), ApplyError> {
         let (definitions, rest): (Vec<_>, Vec<_>) =
             objects.into_iter().partition(stage::is_definition);
-        let mut changes = ChangeSet::default();
         if !definitions.is_empty() {
-            let done = self.apply_stage(definitions, opts).await?;
-            let crds_changed = done.iter().any(|(c, _)| {
-                c.id.kind == "CustomResourceDefinition" && c.action != Action::Unchanged
-            });
-            stage::wait_established(&self.client, &done, opts.wait_timeout).await?;
+            let first = changes.changes.len();
+            self.apply_stage(definitions, opts, changes).await?;
+            let done = &changes.changes[first..];
+            let crds_changed = done
+                .iter()
+                .any(|c| c.id.kind == "CustomResourceDefinition" && c.action != Action::Unchanged);
+            stage::wait_established(&self.client, done, opts.wait_timeout).await?;
             if crds_changed {
                 self.resolver.invalidate().await;
             }
-            changes.changes.extend(done.into_iter().map(|(c, _)| c));
         }
-        let done = self.apply_stage(rest, opts).await?;
-        changes.changes.extend(done.into_iter().map(|(c, _)| c));
-        Ok(changes)
+        self.apply_stage(rest, opts, changes).await
     }
 
-    /// Dry-runs `objects` and reports which differ from the live state, writing nothing.
+    /// Dry-runs `objects` where they may differ and reports which do, writing nothing.
     pub async fn drift(
         &self,
         objects: Vec<DynamicObject>,
@@ -283,178 +281,93 @@ impl Applier {
         &self,
         objects: Vec<DynamicObject>,
         opts: &ApplyOptions,
-    ) -> Result<Vec<(Change, Option<Value>)>, ApplyError> {
+        changes: &mut ChangeSet,
+    ) -> Result<(), ApplyError> {
         let planned = self.plan(objects, opts).await?;
-        stream::iter(planned)
+        let (creates, others): (Vec<_>, Vec<_>) = planned
+            .into_iter()
+            .partition(|p| matches!(p.verdict, Verdict::Create));
+        self.execute_all(creates, opts, changes).await?;
+        self.execute_all(others, opts, changes).await
+    }
+
+    /// Executes every planned object (in order, `opts.concurrency` at a time), recording each
+    /// success even when others fail.
+    async fn execute_all(
+        &self,
+        planned: Vec<Planned>,
+        opts: &ApplyOptions,
+        changes: &mut ChangeSet,
+    ) -> Result<(), ApplyError> {
+        let mut results = stream::iter(planned)
             .map(|p| self.execute(p))
-            .buffered(opts.concurrency.max(1))
-            .try_collect()
-            .await
-    }
-
-    async fn plan(
-        &self,
-        objects: Vec<DynamicObject>,
-        opts: &ApplyOptions,
-    ) -> Result<Vec<Planned>, ApplyError> {
-        let results: Vec<Result<Planned, ApplyError>> = stream::iter(objects)
-            .map(|obj| self.plan_one(obj, opts))
-            .buffered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        let mut planned = Vec::with_capacity(results.len());
+            .buffered(opts.concurrency.max(1));
         let mut errors = vec![];
-        for r in results {
+        while let Some(r) = results.next().await {
             match r {
-                Ok(p) => planned.push(p),
-                Err(e) => errors.push(e),
+                Ok(change) => changes.changes.push(change),
+                Err(e) => errors.push(Err(e)),
             }
         }
-        match errors.len() {
-            0 => Ok(planned),
-            1 => Err(errors.remove(0)),
-            _ => Err(ApplyError::Many(errors)),
-        }
+        gather::<()>(errors).map(drop)
     }
 
-    async fn plan_one(
-        &self,
-        mut obj: DynamicObject,
-        opts: &ApplyOptions,
-    ) -> Result<Planned, ApplyError> {
-        let (id, version) = ObjectId::of(&obj)?;
-        let policy = SsaPolicy::of(&id, &obj)?;
-        let resolved = self.resolver.resolve(&id, &version).await?;
-        if resolved.namespaced && id.namespace.is_empty() {
-            return Err(ApplyError::InvalidObject {
-                object: id.to_string(),
-                message: "namespaced kind without metadata.namespace".into(),
-            });
-        }
-        if !resolved.namespaced {
-            obj.metadata.namespace = None;
-        }
-        obj.metadata.managed_fields = None;
-        obj.metadata.resource_version = None;
-        let api = resolved.api(&self.client, &id.namespace);
-        let mut planned = Planned {
-            id,
-            version,
-            obj,
-            api,
-            live: None,
-            verdict: Verdict::Skip,
-        };
-        if policy == SsaPolicy::Ignore {
-            return Ok(planned);
-        }
-        let live = planned
-            .api
-            .get_opt(&planned.id.name)
-            .await
-            .map_err(|e| ApplyError::request(&planned.id, "get", e))?;
-        let live = match live {
-            Some(l) => serde_json::to_value(l).map_err(|e| ApplyError::InvalidObject {
-                object: planned.id.to_string(),
-                message: format!("live object is not valid JSON: {e}"),
-            })?,
-            None => {
-                // The dry-run create validates the object before anything is written.
-                self.dry_run(&planned).await?;
-                planned.verdict = Verdict::Create;
-                return Ok(planned);
-            }
-        };
-        if policy == SsaPolicy::IfNotPresent {
-            planned.live = Some(live);
-            return Ok(planned);
-        }
-        let verdict = match self.dry_run(&planned).await {
-            Ok(result) => {
-                let fields = changed_paths(&live, &result);
-                let takeover = policy == SsaPolicy::Override
-                    && managed_fields::has_foreign_managers(managed_fields_of(&live));
-                if fields.is_empty() && !takeover {
-                    Verdict::Unchanged
-                } else {
-                    Verdict::Update { fields, takeover }
-                }
-            }
-            Err(ApplyError::Request {
-                source: kube::Error::Api(status),
-                ..
-            }) if is_immutable(&status) => {
-                if opts.force || object::force_enabled(&planned.obj) {
-                    Verdict::Recreate
-                } else {
-                    return Err(ApplyError::Immutable {
-                        object: planned.id.to_string(),
-                        message: status.message.clone(),
-                    });
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        planned.live = Some(live);
-        planned.verdict = verdict;
-        Ok(planned)
-    }
-
-    async fn dry_run(&self, p: &Planned) -> Result<Value, ApplyError> {
-        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        let result = p
-            .api
-            .patch(&p.id.name, &params, &Patch::Apply(&p.obj))
-            .await
-            .map_err(|e| ApplyError::request(&p.id, "dry-run apply", e))?;
-        serde_json::to_value(result).map_err(|e| ApplyError::InvalidObject {
-            object: p.id.to_string(),
-            message: format!("dry-run result is not valid JSON: {e}"),
-        })
-    }
-
-    async fn apply(&self, p: &Planned) -> Result<Value, ApplyError> {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let result = p
-            .api
-            .patch(&p.id.name, &params, &Patch::Apply(&p.obj))
-            .await
-            .map_err(|e| ApplyError::request(&p.id, "apply", e))?;
-        serde_json::to_value(result).map_err(|e| ApplyError::InvalidObject {
-            object: p.id.to_string(),
-            message: format!("apply result is not valid JSON: {e}"),
-        })
-    }
-
-    async fn execute(&self, p: Planned) -> Result<(Change, Option<Value>), ApplyError> {
+    /// Writes one object as planned and remembers the resourceVersion the server answered.
+    async fn execute(&self, p: Planned) -> Result<Change, ApplyError> {
         let action = match &p.verdict {
             Verdict::Skip => Action::Skipped,
             Verdict::Unchanged => Action::Unchanged,
             Verdict::Create => {
-                let result = self.apply(&p).await?;
-                return Ok((change(&p, Action::Created), Some(result)));
+                self.write(&p).await?;
+                Action::Created
             }
             Verdict::Update { fields, takeover } => {
                 if *takeover && let Some(live) = &p.live {
                     self.take_over(&p, live).await?;
                 }
-                let result = self.apply(&p).await?;
-                // A takeover alone may turn out to change nothing but ownership.
-                let action = match &p.live {
-                    Some(live) if fields.is_empty() && changed_paths(live, &result).is_empty() => {
-                        Action::Unchanged
+                match &p.live {
+                    // A takeover alone may turn out to change nothing but ownership.
+                    Some(live) if fields.is_empty() => {
+                        let result: Value = self.send_apply(&p, false).await?;
+                        self.memory.record(
+                            &p.id,
+                            result
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            p.fingerprint,
+                        );
+                        if changed_paths(live, &result).is_empty() {
+                            Action::Unchanged
+                        } else {
+                            Action::Configured
+                        }
                     }
-                    _ => Action::Configured,
-                };
-                return Ok((change(&p, action), Some(result)));
+                    _ => {
+                        self.write(&p).await?;
+                        Action::Configured
+                    }
+                }
             }
             Verdict::Recreate => {
+                self.memory.forget(&p.id);
                 self.recreate(&p).await?;
-                let result = self.apply(&p).await?;
-                return Ok((change(&p, Action::Created), Some(result)));
+                self.write(&p).await?;
+                Action::Created
             }
         };
-        Ok((change(&p, action), p.live.clone()))
+        Ok(Change {
+            id: p.id,
+            version: p.version,
+            action,
+        })
+    }
+
+    async fn write(&self, p: &Planned) -> Result<(), ApplyError> {
+        let applied: Applied = self.send_apply(p, false).await?;
+        self.memory
+            .record(&p.id, applied.resource_version(), p.fingerprint);
+        Ok(())
     }
 
     async fn take_over(&self, p: &Planned, live: &Value) -> Result<(), ApplyError> {
@@ -467,12 +380,19 @@ impl Applier {
             object: p.id.to_string(),
             message: format!("managedFields patch: {e}"),
         })?;
-        p.api
+        let req = Request::new(&p.url)
             .patch(
                 &p.id.name,
                 &PatchParams::default(),
                 &Patch::<()>::Json(patch),
             )
+            .map_err(|e| ApplyError::InvalidObject {
+                object: p.id.to_string(),
+                message: format!("managedFields patch request: {e}"),
+            })?;
+        let _: Applied = self
+            .client
+            .request(req)
             .await
             .map_err(|e| ApplyError::request(&p.id, "managedFields takeover", e))?;
         Ok(())
@@ -481,7 +401,14 @@ impl Applier {
     /// Deletes the live object and waits until it is gone, so the following create cannot
     /// collide with the terminating one.
     async fn recreate(&self, p: &Planned) -> Result<(), ApplyError> {
-        match p.api.delete(&p.id.name, &DeleteParams::foreground()).await {
+        let request_error = |e: kube::core::request::Error| ApplyError::InvalidObject {
+            object: p.id.to_string(),
+            message: format!("request: {e}"),
+        };
+        let delete = Request::new(&p.url)
+            .delete(&p.id.name, &DeleteParams::foreground())
+            .map_err(request_error)?;
+        match self.client.request::<Value>(delete).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
             Err(e) => return Err(ApplyError::request(&p.id, "delete for recreate", e)),
@@ -489,14 +416,13 @@ impl Applier {
         let timeout = Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let gone = p
-                .api
-                .get_opt(&p.id.name)
-                .await
-                .map_err(|e| ApplyError::request(&p.id, "get", e))?
-                .is_none();
-            if gone {
-                return Ok(());
+            let get = Request::new(&p.url)
+                .get(&p.id.name, &Default::default())
+                .map_err(request_error)?;
+            match self.client.request::<Applied>(get).await {
+                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+                Err(e) => return Err(ApplyError::request(&p.id, "get", e)),
+                Ok(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApplyError::Timeout {
@@ -508,27 +434,4 @@ impl Applier {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-fn change(p: &Planned, action: Action) -> Change {
-    Change {
-        id: p.id.clone(),
-        version: p.version.clone(),
-        action,
-    }
-}
-
-fn managed_fields_of(obj: &Value) -> &[Value] {
-    obj.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// The API server reports immutable-field changes as 422 Invalid with this wording.
-fn is_immutable(status: &kube::core::Status) -> bool {
-    status.code == 422
-        && (status.message.contains("field is immutable")
-            || status.message.contains("is immutable")
-            || status.message.contains("may not change once set"))
 }

@@ -29,6 +29,12 @@ impl Resolved {
             Api::all_with(client.clone(), &self.resource)
         }
     }
+
+    /// The collection URL of this kind, in `namespace` when the kind is namespaced.
+    pub fn url(&self, namespace: &str) -> String {
+        use kube::Resource;
+        DynamicObject::url_path(&self.resource, self.namespaced.then_some(namespace))
+    }
 }
 
 pub struct Resolver {

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
+use super::{ApplyError, Change};
 use kube::Client;
 use kube::api::DynamicObject;
-use serde_json::Value;
-
-use super::{ApplyError, Change};
 
 /// CRDs, Namespaces and ClusterRoles go first: later objects are of those kinds' types, live in
 /// those namespaces, or are bound to those roles.
@@ -24,13 +22,13 @@ pub fn is_definition(obj: &DynamicObject) -> bool {
 /// Waits until every CRD in `done` reports `Established=True`; other kinds need no wait.
 pub async fn wait_established(
     client: &Client,
-    done: &[(Change, Option<Value>)],
+    done: &[Change],
     timeout: Duration,
 ) -> Result<(), ApplyError> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + timeout;
-    for (change, _) in done {
+    for change in done {
         if change.id.kind != "CustomResourceDefinition" {
             continue;
         }

@@ -261,6 +261,11 @@ impl TestCluster {
         &self.server.faults
     }
 
+    /// How many requests of each verb and resource the server answered.
+    pub fn audit(&self) -> &super::audit::Audit {
+        &self.server.audit
+    }
+
     /// Direct access to the store (inspection, or writes that bypass HTTP).
     pub fn store(&self) -> &Store {
         &self.server.store

@@ -26,11 +26,12 @@ use super::watch::{self, WatchParams};
 /// Largest accepted request body (helm release Secrets are well below this).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// What the handler needs: the store and the fault rules.
+/// What the handler needs: the store, the fault rules and the request counts.
 #[derive(Debug, Clone, Default)]
 pub struct Server {
     pub store: Store,
     pub faults: Faults,
+    pub audit: super::audit::Audit,
 }
 
 pub fn router(server: Arc<Server>) -> Router {
@@ -331,6 +332,11 @@ async fn resource_request(
     let q = parse_query(req.uri());
     let method = req.method().clone();
     let verb = verb_of(&method, &t, &q)?;
+    s.audit.record(
+        verb,
+        &t.def.plural,
+        q.get("dryRun").is_some_and(|d| !d.is_empty()),
+    );
     let mut drop_after = None;
     for action in s.faults.take(verb, &t.def.plural) {
         match action {

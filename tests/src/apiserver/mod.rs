@@ -10,6 +10,7 @@
 //! it) and [`cluster`] (start/stop, TLS, kubeconfig, `kube::Client`). Server-side apply, the
 //! PATCH formats and TLS/auth/RBAC live in `ssa`, `patch` and `auth`.
 
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod crd;
