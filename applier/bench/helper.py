@@ -4,8 +4,9 @@
   gen DIR N_CONFIGMAPS N_DEPLOYMENTS     write the benchmark manifests + kustomization.yaml
   free-port                              print a free loopback TCP port
   wait-artifact URL NS NAME TIMEOUT      wait until the source server has an artifact; print revision
-  wait-ready KUBECONFIG NS NAME TIMEOUT  poll the Kustomization (100 ms) until Ready=True with
-                                         lastAppliedRevision; print the epoch-ns it was seen + revision
+  create-ready KUBECONFIG NS NAME SOURCE INTERVAL TIMEOUT
+                                         create the Kustomization with one POST, poll it (10 ms)
+                                         until Ready=True; print start-ns, ready-ns and revision
   count-objects KUBECONFIG NS            ConfigMaps + Deployments in NS
   proc PID                               cpu_ticks cpu_ns rss_kib hwm_kib of a process
   reconcile-seconds METRICS_URL          sum and count of the agent's reconcile durations
@@ -131,23 +132,37 @@ def wait_artifact(url, ns, name, timeout):
     return 1
 
 
-def wait_ready(kubeconfig, ns, name, timeout):
+def create_ready(kubeconfig, ns, name, source, interval, timeout):
+    """The agent's first apply as the agent sees it: from the POST that creates the
+    Kustomization (no kubectl process start-up in the measurement) until its status says
+    Ready=True with a lastAppliedRevision, polled every 10 ms."""
     server, headers = kube(kubeconfig)
-    url = f"{server}/apis/apply.ferry.dev/v1/namespaces/{ns}/kustomizations/{name}"
+    base = f"{server}/apis/apply.ferry.dev/v1/namespaces/{ns}/kustomizations"
+    body = json.dumps({
+        "apiVersion": "apply.ferry.dev/v1", "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"sourceRef": {"kind": "GitRepository", "name": source}, "path": "./apps",
+                 "interval": interval, "timeout": "5m", "prune": True},
+    }).encode()
+    req = urllib.request.Request(base, data=body, method="POST",
+                                 headers={**headers, "Content-Type": "application/json"})
+    start = time.time_ns()
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
-            st = get_json(url, headers).get("status") or {}
+            st = get_json(f"{base}/{name}", headers).get("status") or {}
             ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
             if ready and ready[0].get("status") == "True" and st.get("lastAppliedRevision"):
-                print(time.time_ns(), st["lastAppliedRevision"])
+                print(start, time.time_ns(), st["lastAppliedRevision"])
                 return 0
             if ready:
                 last = f"Ready={ready[0].get('status')} {ready[0].get('reason')}: {ready[0].get('message', '')[:300]}"
         except Exception as e:  # noqa: BLE001
             last = str(e)
-        time.sleep(0.1)
+        time.sleep(0.01)
     print(f"Kustomization {ns}/{name} not Ready after {timeout}s (last: {last})", file=sys.stderr)
     return 1
 
@@ -243,8 +258,8 @@ def main(argv):
         free_port()
     elif cmd == "wait-artifact":
         return wait_artifact(args[0], args[1], args[2], float(args[3]))
-    elif cmd == "wait-ready":
-        return wait_ready(args[0], args[1], args[2], float(args[3]))
+    elif cmd == "create-ready":
+        return create_ready(args[0], args[1], args[2], args[3], args[4], float(args[5]))
     elif cmd == "count-objects":
         count_objects(args[0], args[1])
     elif cmd == "proc":

@@ -5,9 +5,10 @@
 #
 # Starts ferry-testcluster (in-memory API server), ferry-source-server (a GitRepository on a
 # generated file:// repo) and `ferry-applier run` for namespace bench-agent, then measures:
-#   a. first apply of all objects: agent (Kustomization created with kubectl → Ready=True with
-#      lastAppliedRevision) vs `kubectl apply --server-side` of the same rendered YAML
-#      (`ferry-applier build`) into the fresh namespace bench-kubectl of the same server.
+#   a. first apply of all objects: agent (Kustomization created by one POST → Ready=True with
+#      lastAppliedRevision, polled every 10 ms) vs `kubectl apply --server-side` (the whole
+#      kubectl process) of the same rendered YAML (`ferry-applier build`) into the fresh
+#      namespace bench-kubectl of the same server.
 #      kubectl runs first, so the agent meets the larger store. Target: agent ≥ 5× faster.
 #   b. CPU of a reconcile with nothing changed: the Kustomization's interval (BENCH_INTERVAL,
 #      default 10s) triggers it. The agent's CPU (utime+stime from /proc/PID/stat, and the exact
@@ -156,24 +157,8 @@ GOT=$($HELPER count-objects "$WORK/kubeconfig" "$NS_KUBECTL")
 [ "$GOT" -eq "$N" ] || fail "kubectl applied $GOT objects, expected $N"
 
 echo "agent first apply of $N objects …" >&2
-t=$(now_ns)
-k apply -f - > /dev/null <<EOF
-apiVersion: apply.ferry.dev/v1
-kind: Kustomization
-metadata:
-  name: bench
-  namespace: $NS_AGENT
-spec:
-  sourceRef:
-    kind: GitRepository
-    name: bench
-  path: ./apps
-  interval: $INTERVAL
-  timeout: 5m
-  prune: true
-EOF
-read -r READY_AT APPLIED_REV < <($HELPER wait-ready "$WORK/kubeconfig" "$NS_AGENT" bench 600) \
-  || fail "agent first apply"
+read -r t READY_AT APPLIED_REV < <($HELPER create-ready "$WORK/kubeconfig" "$NS_AGENT" bench bench \
+  "$INTERVAL" 600) || fail "agent first apply"
 AGENT_MS=$(ms "$t" "$READY_AT")
 read -r FETCH_MS APPLY_MS < <($HELPER phases "$WORK/agent.log" "$t")
 GOT=$($HELPER count-objects "$WORK/kubeconfig" "$NS_AGENT")

@@ -5,6 +5,7 @@
 //! generator merge behaviour. [`ResMap`] is an ordered list: kustomize's output order is
 //! insertion order until the final sort.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -339,10 +340,52 @@ impl ResMap {
 
     /// Appends all of `other`, refusing duplicates.
     pub fn append_all(&mut self, other: ResMap) -> Result<(), ResId> {
+        let mut index = IdIndex::of(self);
+        self.append_all_indexed(other, &mut index)
+    }
+
+    /// [`ResMap::append`] in constant time, with `index` built by [`IdIndex::of`] on this map
+    /// and nothing but `*_indexed` calls changing it since.
+    pub fn append_indexed(&mut self, r: Resource, index: &mut IdIndex) -> Result<(), ResId> {
+        if !index.0.insert(IdKey::of(&r)) {
+            return Err(r.id());
+        }
+        self.resources.push(r);
+        Ok(())
+    }
+
+    pub fn append_all_indexed(&mut self, other: ResMap, index: &mut IdIndex) -> Result<(), ResId> {
         for r in other.resources {
-            self.append(r)?;
+            self.append_indexed(r, index)?;
         }
         Ok(())
+    }
+}
+
+/// Identity as [`Resource::has_id`] compares it: gvk, name, and the namespace with `""` read as
+/// `default` (no namespace for cluster-scoped kinds).
+#[derive(PartialEq, Eq, Hash)]
+struct IdKey(ResId);
+
+impl IdKey {
+    fn of(r: &Resource) -> Self {
+        let mut id = r.id();
+        if id.gvk.is_cluster_scoped() {
+            id.namespace.clear();
+        } else if id.namespace.is_empty() {
+            id.namespace = "default".into();
+        }
+        IdKey(id)
+    }
+}
+
+/// The ids of a [`ResMap`], so that loading many resources checks uniqueness in constant time
+/// each instead of scanning the map (quadratic over a thousand files).
+pub struct IdIndex(HashSet<IdKey>);
+
+impl IdIndex {
+    pub fn of(map: &ResMap) -> Self {
+        IdIndex(map.iter().map(IdKey::of).collect())
     }
 }
 

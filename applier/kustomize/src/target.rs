@@ -11,7 +11,7 @@ use crate::fieldspec::{ConfigDef, FieldSpec, TransformerConfig};
 use crate::fs::{EntryKind, FileSystem, RelPath};
 use crate::kustomization::{FILE_NAMES, Kustomization};
 use crate::loader::{KustCtx, LoadRestrictor};
-use crate::resource::{ResMap, Resource};
+use crate::resource::{IdIndex, ResMap, Resource};
 use crate::{generators, nameref, patches, sort, transform, vars, yaml};
 
 /// Build settings.
@@ -56,9 +56,9 @@ impl Accumulator {
         }
     }
 
-    fn merge(&mut self, other: Accumulator, at: &Location) -> Result<()> {
+    fn merge(&mut self, other: Accumulator, at: &Location, index: &mut IdIndex) -> Result<()> {
         self.resources
-            .append_all(other.resources)
+            .append_all_indexed(other.resources, index)
             .map_err(|id| Error::Conflict {
                 at: at.clone(),
                 id: id.to_string(),
@@ -277,8 +277,10 @@ impl<'a> Builder<'a> {
                     .enumerate()
                     .map(|(i, p)| (format!("bases[{i}]"), p)),
             );
+        // Only appends change `ra.resources` in this loop, so one index serves all of them.
+        let mut index = IdIndex::of(&ra.resources);
         for (field, path) in entries {
-            self.accumulate_resource(&ctx, &field, path, ra)?;
+            self.accumulate_resource(&ctx, &field, path, ra, &mut index)?;
         }
 
         let mut config = TransformerConfig::default();
@@ -345,6 +347,7 @@ impl<'a> Builder<'a> {
         field: &str,
         path: &str,
         ra: &mut Accumulator,
+        index: &mut IdIndex,
     ) -> Result<()> {
         let p = ctx.resolve(path, field)?;
         match ctx.kind(&p, path, field)? {
@@ -360,10 +363,12 @@ impl<'a> Builder<'a> {
                             format!("missing metadata.name in a {} object", r.kind()),
                         ));
                     }
-                    ra.resources.append(r).map_err(|id| Error::Conflict {
-                        at: ctx.loc(field),
-                        id: id.to_string(),
-                    })?;
+                    ra.resources
+                        .append_indexed(r, index)
+                        .map_err(|id| Error::Conflict {
+                            at: ctx.loc(field),
+                            id: id.to_string(),
+                        })?;
                 }
                 Ok(())
             }
@@ -385,7 +390,7 @@ impl<'a> Builder<'a> {
                     ));
                 }
                 let sub = self.accumulate(&p, &sfile, &skust, Accumulator::default())?;
-                ra.merge(sub, &ctx.loc(field))
+                ra.merge(sub, &ctx.loc(field), index)
             }
             None => Err(Error::NotFound {
                 at: ctx.loc(field),

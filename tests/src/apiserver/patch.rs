@@ -187,10 +187,14 @@ pub fn apply_patch(
     Ok(new)
 }
 
-/// The body of an apply: one YAML or JSON object.
+/// The body of an apply: one YAML or JSON object. Clients send JSON almost always, and the
+/// JSON parser is many times faster than the YAML one on the same text.
 pub fn decode_apply(body: &[u8]) -> Result<Value, PatchError> {
-    let config: Value = serde_yaml::from_slice(body)
-        .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?;
+    let config: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => serde_yaml::from_slice(body)
+            .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?,
+    };
     if !config.is_object() {
         return Err(PatchError::BadRequest(
             "error decoding YAML: the apply configuration is not an object".to_string(),
