@@ -154,7 +154,9 @@ async fn run(
     let generation = ks.metadata.generation;
     let (_, _, timeout) = intervals(ks);
     dependencies_ready(ks, ctx).await.map_err(|f| (f, None))?;
+    let started = std::time::Instant::now();
     let desired = desired(ks, ctx, st).await?;
+    tracing::debug!(kustomization = %name, objects = desired.objects.len(), elapsed_ms = started.elapsed().as_millis() as u64, "rendered");
     let revision = desired.artifact.revision.to_string();
     let digest = desired.artifact.digest;
     let fail = |f: Failure| (f, Some(revision.clone()));
@@ -200,6 +202,7 @@ async fn run(
         ctx.applier.apply_all(desired.objects, &opts, &mut changes),
     )
     .await;
+    tracing::debug!(kustomization = %name, elapsed_ms = started.elapsed().as_millis() as u64, "apply done");
     let old_inventory = st.inventory.clone().unwrap_or_default();
     let new_inventory = inventory_of(&changes, &ctx.namespace);
     let failure = match applied {

@@ -38,3 +38,4 @@ pub use fs::{FileSystem, MemFs, RealFs, RelPath};
 pub use loader::LoadRestrictor;
 pub use resource::{Gvk, ResId, ResMap, Resource};
 pub use target::{BuildOptions, Output, build};
+pub use transform::set_role_binding_subjects;

@@ -42,15 +42,7 @@ pub fn namespace(
         if !gvk.is_cluster_scoped() {
             r.set_namespace(ns);
         }
-        if matches!(gvk.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
-            && let Some(Value::Array(subjects)) = r.map_mut().get_mut("subjects")
-        {
-            for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
-                if s.get("name").and_then(Value::as_str) == Some("default") {
-                    s.insert("namespace".into(), Value::String(ns.to_string()));
-                }
-            }
-        }
+        set_role_binding_subjects(r.map_mut(), ns);
         for spec in &specs {
             if !spec.applies_to(&gvk) {
                 continue;
@@ -75,6 +67,26 @@ pub fn namespace(
         }
     }
     Ok(())
+}
+
+/// The namespace transformer's special case for bindings (kustomize's default
+/// `setRoleBindingSubjects: defaultOnly`): in a RoleBinding or ClusterRoleBinding, subjects
+/// named `default` move to `ns`. Also what Flux's `targetNamespace` does, through the same
+/// transformer.
+pub fn set_role_binding_subjects(obj: &mut Map<String, Value>, ns: &str) {
+    if !matches!(
+        obj.get("kind").and_then(Value::as_str),
+        Some("RoleBinding" | "ClusterRoleBinding")
+    ) {
+        return;
+    }
+    if let Some(Value::Array(subjects)) = obj.get_mut("subjects") {
+        for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
+            if s.get("name").and_then(Value::as_str) == Some("default") {
+                s.insert("namespace".into(), Value::String(ns.to_string()));
+            }
+        }
+    }
 }
 
 /// Kinds kustomize never prefixes or suffixes.

@@ -283,7 +283,13 @@ impl Applier {
         opts: &ApplyOptions,
         changes: &mut ChangeSet,
     ) -> Result<(), ApplyError> {
+        let started = std::time::Instant::now();
         let planned = self.plan(objects, opts).await?;
+        tracing::debug!(
+            objects = planned.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "planned"
+        );
         let (creates, others): (Vec<_>, Vec<_>) = planned
             .into_iter()
             .partition(|p| matches!(p.verdict, Verdict::Create));

@@ -119,7 +119,9 @@ fn list(refused: &[Refusal]) -> String {
 }
 
 /// Sets `namespace` on namespaced objects that have none (or on all of them with
-/// `target_namespace`, Flux's `targetNamespace`), then refuses anything outside `namespace`.
+/// `override_namespace`, Flux's `targetNamespace`, which also moves RoleBinding subjects named
+/// `default` as kustomize's namespace transformer does), then refuses anything outside
+/// `namespace`.
 pub fn enforce(
     objects: &mut [RenderedObject],
     namespace: &str,
@@ -152,6 +154,9 @@ pub fn enforce(
                     })
                 }
             },
+        }
+        if override_namespace && let Some(map) = obj.object.as_object_mut() {
+            ferry_kustomize::set_role_binding_subjects(map, namespace);
         }
         // Two objects with one identity would fight over the same live object.
         let key = (

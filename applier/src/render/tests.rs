@@ -245,6 +245,32 @@ fn target_namespace_must_be_the_agents_and_moves_every_namespaced_object() {
 }
 
 #[test]
+fn target_namespace_moves_default_role_binding_subjects_as_kustomize_does() {
+    let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: rb\n  namespace: elsewhere\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: r\nsubjects:\n- kind: ServiceAccount\n  name: default\n  namespace: elsewhere\n- kind: ServiceAccount\n  name: builder\n  namespace: elsewhere\n";
+    let t = tree(&[("rb.yaml", binding)]);
+    let mut s = spec("");
+    s.target_namespace = Some(NS.into());
+    let objs = render(&t, &s, &no_vars(), NS, &StaticScopes::new()).expect("renders");
+    let subjects = &objs[0].object["subjects"];
+    assert_eq!(objs[0].namespace(), Some(NS));
+    assert_eq!(subjects[0]["namespace"], NS, "{subjects}");
+    assert_eq!(
+        subjects[1]["namespace"], "elsewhere",
+        "only `default` moves (setRoleBindingSubjects: defaultOnly): {subjects}"
+    );
+    // Without targetNamespace nothing is rewritten.
+    let t = tree(&[(
+        "rb.yaml",
+        &binding.replace(
+            "  namespace: elsewhere\nroleRef",
+            &format!("  namespace: {NS}\nroleRef"),
+        ),
+    )]);
+    let objs = render(&t, &spec(""), &no_vars(), NS, &StaticScopes::new()).expect("renders");
+    assert_eq!(objs[0].object["subjects"][0]["namespace"], "elsewhere");
+}
+
+#[test]
 fn unknown_kinds_and_duplicates_are_refused_custom_kinds_allowed_when_known() {
     let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n";
     let t = tree(&[("w.yaml", widget)]);
