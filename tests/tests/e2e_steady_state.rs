@@ -3,14 +3,14 @@
 //! per kind — no GET, dry-run or write per object, no status write; an edit of one object costs
 //! a comparison of that object only and is reverted; and a revision whose new objects cannot all
 //! be created leaves the existing objects as they were, inventories what it did create, and
-//! converges once the server accepts the rest.
+//! converges once the server accepts the rest. The agent's Prometheus metrics count it all.
 
 mod e2e_support;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, seed_spec, write_seed};
+use e2e_support::{Env, NS, free_port, seed_spec, write_seed};
 use ferry_tests::apiserver::faults::FaultRule;
 use serde_json::Value;
 
@@ -83,6 +83,8 @@ fn requests(env: &Env, resource: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() -> Result<()> {
     let mut env = Env::new().await?;
+    let metrics = format!("127.0.0.1:{}", free_port()?);
+    env.agent_args = vec!["--metrics-addr".into(), metrics.clone()];
     write_app(&env, "v1.0.0", 0, &[])?;
     env.upstream.commit_push("seed")?;
     env.start_source()?;
@@ -147,6 +149,42 @@ async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() ->
             "untouched ConfigMaps were compared or written: {configmaps}"
         );
     }
+
+    // What happened is in the metrics, per Kustomization and action.
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let objects = CONFIGMAPS as f64 + 2.0;
+    assert_eq!(
+        value(r#"ferry_applier_objects_total{kustomization="app",action="created"}"#),
+        objects,
+        "{text}"
+    );
+    assert!(
+        value(r#"ferry_applier_objects_total{kustomization="app",action="unchanged"}"#)
+            >= 4.0 * objects,
+        "{text}"
+    );
+    assert!(
+        value(r#"ferry_applier_objects_total{kustomization="app",action="configured"}"#) >= 1.0,
+        "the reverted Deployment: {text}"
+    );
+    assert!(
+        value(r#"ferry_applier_reconciles_total{kustomization="app",result="success"}"#) >= 5.0,
+        "{text}"
+    );
+    assert!(
+        value(r#"ferry_applier_reconcile_duration_seconds_count{kustomization="app"}"#) >= 5.0,
+        "{text}"
+    );
     Ok(())
 }
 

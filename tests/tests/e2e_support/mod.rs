@@ -135,7 +135,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -173,6 +173,8 @@ pub struct Env {
     pub sources: Vec<(String, String)>,
     /// The agent's credentials; default: the cluster's admin kubeconfig.
     pub agent_kubeconfig: Option<PathBuf>,
+    /// Extra arguments for `ferry-applier run`.
+    pub agent_args: Vec<String>,
 }
 
 impl Env {
@@ -206,6 +208,7 @@ impl Env {
             agent: None,
             sources: vec![("app".into(), "main".into())],
             agent_kubeconfig: None,
+            agent_args: vec![],
         })
     }
 
@@ -260,6 +263,7 @@ impl Env {
             )
             .arg("--cache-dir")
             .arg(dir.join("agent-cache"))
+            .args(&self.agent_args)
             .env("RUST_LOG", "info,ferry_applier=debug");
         self.agent = Some(Proc::spawn(
             "ferry-applier",
