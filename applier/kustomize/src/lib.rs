@@ -24,6 +24,7 @@ pub mod loader;
 mod metadata;
 mod nameref;
 pub mod patches;
+mod preload;
 mod replacements;
 pub mod resource;
 mod scope;

@@ -11,6 +11,7 @@ use crate::fieldspec::{ConfigDef, FieldSpec, TransformerConfig};
 use crate::fs::{EntryKind, FileSystem, RelPath};
 use crate::kustomization::{FILE_NAMES, Kustomization};
 use crate::loader::{KustCtx, LoadRestrictor};
+use crate::preload;
 use crate::resource::{IdIndex, ResMap, Resource};
 use crate::{generators, nameref, patches, sort, transform, vars, yaml};
 
@@ -266,7 +267,7 @@ impl<'a> Builder<'a> {
         self.warn_deprecated(kust);
         self.refuse_unsupported(&ctx, kust)?;
 
-        let entries = kust
+        let entries: Vec<(String, &String)> = kust
             .resources
             .iter()
             .enumerate()
@@ -276,11 +277,13 @@ impl<'a> Builder<'a> {
                     .iter()
                     .enumerate()
                     .map(|(i, p)| (format!("bases[{i}]"), p)),
-            );
+            )
+            .collect();
+        let parsed = preload::parse_files(&ctx, &entries);
         // Only appends change `ra.resources` in this loop, so one index serves all of them.
         let mut index = IdIndex::of(&ra.resources);
-        for (field, path) in entries {
-            self.accumulate_resource(&ctx, &field, path, ra, &mut index)?;
+        for ((field, path), parsed) in entries.iter().zip(parsed) {
+            self.accumulate_resource(&ctx, field, path, ra, &mut index, parsed)?;
         }
 
         let mut config = TransformerConfig::default();
@@ -348,12 +351,20 @@ impl<'a> Builder<'a> {
         path: &str,
         ra: &mut Accumulator,
         index: &mut IdIndex,
+        parsed: Option<preload::Parsed>,
     ) -> Result<()> {
         let p = ctx.resolve(path, field)?;
         match ctx.kind(&p, path, field)? {
             Some(EntryKind::File) => {
-                let (p, text) = ctx.read_text(path, field)?;
-                let objs = yaml::parse_objects(&text).map_err(|e| Error::yaml(p.to_string(), e))?;
+                let (p, objs) = match parsed {
+                    Some(done) => done,
+                    None => {
+                        let (p, text) = ctx.read_text(path, field)?;
+                        let objs = yaml::parse_objects(&text);
+                        (p, objs)
+                    }
+                };
+                let objs = objs.map_err(|e| Error::yaml(p.to_string(), e))?;
                 for obj in objs {
                     let r =
                         Resource::new(obj, p.clone()).map_err(|e| Error::yaml(p.to_string(), e))?;

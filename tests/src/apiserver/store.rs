@@ -139,34 +139,61 @@ pub fn namespace_of(obj: &Value) -> &str {
         .unwrap_or("")
 }
 
-/// Everything except metadata and status: what `generation` tracks.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        for k in ["metadata", "status", "apiVersion", "kind"] {
-            m.remove(k);
-        }
-    }
-    v
+/// Whether the parts `generation` tracks (everything but metadata, status, apiVersion and
+/// kind) are equal. Compared in place: objects are large and this runs on every write.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    const SKIP: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    same_map_except(a, b, &SKIP, |_, x, y| x == y)
 }
 
-/// Compares objects ignoring `resourceVersion` and managedFields timestamps, to detect no-op writes.
+/// Whether `a` and `b` are objects with equal entries, ignoring keys in `skip`, and comparing
+/// the rest with `eq(key, a_value, b_value)`. Non-objects compare with `==`.
+fn same_map_except(
+    a: &Value,
+    b: &Value,
+    skip: &[&str],
+    eq: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |m: &'_ serde_json::Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k).is_some_and(|w| eq(k, v, w)))
+}
+
+/// Compares objects ignoring `resourceVersion` and managedFields timestamps, to detect no-op
+/// writes — in place, without copying either object.
 fn same_content(a: &Value, b: &Value) -> bool {
-    fn strip(v: &Value) -> Value {
-        let mut v = v.clone();
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-            if let Some(Value::Array(mf)) = meta.get_mut("managedFields") {
-                for e in mf {
-                    if let Some(e) = e.as_object_mut() {
-                        e.remove("time");
-                    }
-                }
+    fn same_managed_fields(a: &Value, b: &Value) -> bool {
+        match (a.as_array(), b.as_array()) {
+            (Some(a), Some(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| same_map_except(x, y, &["time"], |_, x, y| x == y))
             }
+            _ => a == b,
         }
-        v
     }
-    strip(a) == strip(b)
+    same_map_except(a, b, &[], |k, x, y| {
+        if k != "metadata" {
+            return x == y;
+        }
+        same_map_except(x, y, &["resourceVersion"], |k, x, y| {
+            if k == "managedFields" {
+                same_managed_fields(x, y)
+            } else {
+                x == y
+            }
+        })
+    })
 }
 
 impl State {
@@ -277,7 +304,8 @@ impl State {
 
     fn preview_replace_inner(&self, old: &Value, mut new: Value, set_deletion: bool) -> Value {
         {
-            let old_meta = old.get("metadata").cloned().unwrap_or_default();
+            let no_meta = Value::Null;
+            let old_meta = old.get("metadata").unwrap_or(&no_meta);
             let meta = meta_mut(&mut new);
             let deletion: &[&str] = if set_deletion {
                 &[]
@@ -303,7 +331,7 @@ impl State {
                 old_meta.get("resourceVersion").cloned().unwrap_or_default(),
             );
         }
-        if spec_part(old) != spec_part(&new) {
+        if !same_spec(old, &new) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -427,5 +455,33 @@ mod tests {
         let removed = s.remove(&def, "default", "a");
         assert_eq!(removed["data"]["k"], "2");
         assert!(s.get("configmaps", "default", "a").is_none());
+    }
+
+    #[test]
+    fn no_op_writes_are_recognised_without_timestamps_and_versions() {
+        let obj = |rv: &str, time: &str, data: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "resourceVersion": rv,
+                    "managedFields": [{"manager": "m", "operation": "Apply", "time": time}]},
+                "data": {"k": data}})
+        };
+        assert!(same_content(&obj("1", "t1", "x"), &obj("2", "t2", "x")));
+        assert!(!same_content(&obj("1", "t1", "x"), &obj("1", "t1", "y")));
+        let mut other_manager = obj("1", "t1", "x");
+        other_manager["metadata"]["managedFields"][0]["manager"] = json!("n");
+        assert!(!same_content(&obj("1", "t1", "x"), &other_manager));
+        let mut extra = obj("1", "t1", "x");
+        extra["metadata"]["labels"] = json!({"l": "v"});
+        assert!(!same_content(&obj("1", "t1", "x"), &extra));
+        assert!(!same_content(&extra, &obj("1", "t1", "x")));
+
+        let mut status = obj("1", "t1", "x");
+        status["status"] = json!({"ready": true});
+        assert!(
+            same_spec(&obj("1", "t1", "x"), &status),
+            "status is not spec"
+        );
+        assert!(!same_content(&obj("1", "t1", "x"), &status));
+        assert!(!same_spec(&obj("1", "t1", "x"), &obj("1", "t1", "y")));
     }
 }

@@ -182,16 +182,22 @@ pub fn apply(
     }
 
     // Fields this manager applied before and no longer does go, unless someone owns them.
-    let keep = entries
-        .iter()
-        .fold(set.clone(), |acc, e| acc.union(&e.fields));
     let dropped = last_set.difference(&set);
     if !dropped.is_empty() {
+        let keep = entries
+            .iter()
+            .fold(set.clone(), |acc, e| acc.union(&e.fields));
         typed::prune(&mut new, &dropped, &keep, shape).map_err(|e| shape_error(target, e))?;
     }
 
-    let cmp = typed::compare(&live_body, &new, shape).map_err(|e| shape_error(target, e))?;
-    let changed = owned_part(&cmp.changed(), target);
+    // Conflicts are fields other managers own that this apply changes; with no other manager
+    // (every create) there is nothing to compare.
+    let changed = if entries.is_empty() {
+        FieldSet::new()
+    } else {
+        let cmp = typed::compare(&live_body, &new, shape).map_err(|e| shape_error(target, e))?;
+        owned_part(&cmp.changed(), target)
+    };
     let mut conflicts = Vec::new();
     for e in &entries {
         for path in e.fields.intersection(&changed).paths() {
