@@ -448,10 +448,12 @@ pub async fn desired(
         .await
         .map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
     let scopes = DiscoveryScopes(discovery);
+    let started = std::time::Instant::now();
     let rendered = ctx
         .renders
         .render(&tree, &ks.spec, &vars, &ctx.namespace, &scopes)
         .map_err(|e| fail(reason::BUILD_FAILED, e.to_string()))?;
+    let render_ms = started.elapsed().as_millis() as u64;
     let mut objects = Vec::with_capacity(rendered.len());
     for r in rendered.iter() {
         let mut obj =
@@ -459,6 +461,11 @@ pub async fn desired(
         set_owner_labels(&mut obj, &ctx.namespace, &ks.name_any());
         objects.push(obj);
     }
+    tracing::debug!(
+        render_ms,
+        convert_ms = started.elapsed().as_millis() as u64 - render_ms,
+        "desired state"
+    );
     Ok(Desired { artifact, objects })
 }
 

@@ -162,6 +162,10 @@ pub fn owned_by(obj: &DynamicObject, namespace: &str, name: &str) -> bool {
 }
 
 /// Turns a rendered manifest into a [`DynamicObject`], naming the object on failure.
+///
+/// Done by hand rather than through `DynamicObject`'s derived `Deserialize`: its flattened
+/// fields make serde buffer the whole object once more, and this runs for every object of
+/// every reconcile.
 pub fn from_value(value: Value) -> Result<DynamicObject, ApplyError> {
     let label = format!(
         "{}/{}",
@@ -171,9 +175,28 @@ pub fn from_value(value: Value) -> Result<DynamicObject, ApplyError> {
             .and_then(Value::as_str)
             .unwrap_or("?")
     );
-    serde_json::from_value(value).map_err(|e| ApplyError::InvalidObject {
-        object: label,
-        message: e.to_string(),
+    let invalid = |message: String| ApplyError::InvalidObject {
+        object: label.clone(),
+        message,
+    };
+    let Value::Object(mut map) = value else {
+        return Err(invalid("not a mapping".into()));
+    };
+    let mut text = |key: &str| match map.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(invalid(format!("{key} must be a string, not {other}"))),
+        None => Err(invalid(format!("{key} is required"))),
+    };
+    let api_version = text("apiVersion")?;
+    let kind = text("kind")?;
+    let metadata = match map.remove("metadata") {
+        Some(m) => serde_json::from_value(m).map_err(|e| invalid(format!("metadata: {e}")))?,
+        None => Default::default(),
+    };
+    Ok(DynamicObject {
+        types: Some(kube::api::TypeMeta { api_version, kind }),
+        metadata,
+        data: Value::Object(map),
     })
 }
 
@@ -229,6 +252,29 @@ mod tests {
         let err = SsaPolicy::of(&id, &mk("Sometimes")).expect_err("bad value");
         assert!(err.to_string().contains("ConfigMap/c"), "{err}");
         assert!(err.to_string().contains(SSA_ANNOTATION), "{err}");
+    }
+
+    #[test]
+    fn conversion_matches_the_derived_deserializer() {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "labels": {"a": "b"},
+                         "annotations": {SSA_ANNOTATION: "Merge"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c"}]}}}});
+        let ours = from_value(v.clone()).expect("converts");
+        let derived: DynamicObject = serde_json::from_value(v.clone()).expect("derives");
+        assert_eq!(ours, derived);
+        assert_eq!(serde_json::to_value(&ours).expect("encodes"), v);
+
+        let err = from_value(json!({"kind": "ConfigMap", "metadata": {"name": "c"}}))
+            .expect_err("no apiVersion");
+        assert!(
+            err.to_string().contains("ConfigMap/c") && err.to_string().contains("apiVersion"),
+            "{err}"
+        );
+        let err = from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": "oops"}}))
+        .expect_err("bad metadata");
+        assert!(err.to_string().contains("metadata"), "{err}");
     }
 
     #[test]

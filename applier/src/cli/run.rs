@@ -126,7 +126,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             });
         }
         tracing::info!(namespace = %args.namespace, source_server = %args.source_server, "agent starting");
-        ferry_applier::controller::run(Arc::new(ctx), shutdown_signal()).await;
+        let ctx = Arc::new(ctx);
+        // Discovery up front, so the first reconcile does not wait for it; on failure the first
+        // reconcile runs it again.
+        let warm = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.applier.resolver().snapshot().await {
+                tracing::debug!(error = %e, "API discovery at start failed; retried on first use");
+            }
+        });
+        ferry_applier::controller::run(ctx, shutdown_signal()).await;
         tracing::info!("agent stopped");
         Ok(())
     })
