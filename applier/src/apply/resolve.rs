@@ -4,6 +4,7 @@
 //! cheap) and refreshed when a kind is unknown, which is what happens right after a CRD in the
 //! same revision was established.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::Client;
@@ -40,6 +41,9 @@ impl Resolved {
 pub struct Resolver {
     client: Client,
     cache: RwLock<Option<Arc<Discovery>>>,
+    /// Kinds already resolved against `cache`: `Discovery::resolve_gvk` copies its group's
+    /// whole resource list on every call, and a reconcile resolves every object.
+    resolved: std::sync::Mutex<HashMap<GroupVersionKind, Resolved>>,
     refreshing: Mutex<u64>,
 }
 
@@ -48,6 +52,7 @@ impl Resolver {
         Self {
             client,
             cache: RwLock::new(None),
+            resolved: Default::default(),
             refreshing: Mutex::new(0),
         }
     }
@@ -79,16 +84,39 @@ impl Resolver {
 
     /// Forgets the cached discovery (after CRDs changed).
     pub async fn invalidate(&self) {
-        *self.cache.write().await = None;
+        let mut cache = self.cache.write().await;
+        *cache = None;
+        self.forget_resolved();
+    }
+
+    fn forget_resolved(&self) {
+        self.resolved
+            .lock()
+            .expect("resolver lock poisoned")
+            .clear();
     }
 
     async fn lookup(&self, gvk: &GroupVersionKind) -> Option<Resolved> {
         let cache = self.cache.read().await;
-        let (resource, caps) = cache.as_ref()?.resolve_gvk(gvk)?;
-        Some(Resolved {
+        let discovery = cache.as_ref()?;
+        if let Some(r) = self
+            .resolved
+            .lock()
+            .expect("resolver lock poisoned")
+            .get(gvk)
+        {
+            return Some(r.clone());
+        }
+        let (resource, caps) = discovery.resolve_gvk(gvk)?;
+        let found = Resolved {
             resource,
             namespaced: caps.scope == Scope::Namespaced,
-        })
+        };
+        self.resolved
+            .lock()
+            .expect("resolver lock poisoned")
+            .insert(gvk.clone(), found.clone());
+        Some(found)
     }
 
     /// Runs discovery unless another task already did since generation `seen`, so a burst of
@@ -106,7 +134,10 @@ impl Resolver {
                 .await
                 .map_err(ApplyError::Discovery)?,
         );
-        *self.cache.write().await = Some(discovery.clone());
+        let mut cache = self.cache.write().await;
+        *cache = Some(discovery.clone());
+        self.forget_resolved();
+        drop(cache);
         *generation += 1;
         Ok(discovery)
     }
