@@ -6,8 +6,8 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, deployment_yaml, seed_spec, write_seed};
-use serde_json::{Value, json};
+use e2e_support::{Env, deployment_yaml, image, seed_spec, write_seed};
+use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -82,11 +82,7 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
         .get("apps/v1", "Deployment", "my-app")
         .await?
         .context("deployment")?;
-    assert_eq!(
-        d.pointer("/spec/template/spec/containers/0/image")
-            .and_then(Value::as_str),
-        Some("my-registry/my-app:v1.0.0")
-    );
+    assert_eq!(image(&d), "my-registry/my-app:v1.0.0");
     assert_eq!(d.pointer("/spec/replicas"), Some(&json!(4)));
     assert!(env.get("v1", "Service", "my-app").await?.is_some());
 

@@ -7,20 +7,13 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, deployment_yaml, seed_spec, write_seed};
+use e2e_support::{Env, NS, deployment_yaml, image, seed_spec, write_seed};
 use ferry_tests::apiserver::faults::FaultRule;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn image(d: &Value) -> String {
-    d.pointer("/spec/template/spec/containers/0/image")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// Seed applied and Ready; returns the first commit.
 async fn seeded(env: &mut Env) -> Result<String> {

@@ -7,7 +7,7 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, deployment_yaml, seed_spec, write_seed};
+use e2e_support::{Env, NS, deployment_yaml, image, seed_spec, write_seed};
 use ferry_tests::tools;
 use serde_json::{Value, json};
 
@@ -17,13 +17,6 @@ fn replicas(d: &Value) -> i64 {
     d.pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(-1)
-}
-
-fn image(d: &Value) -> String {
-    d.pointer("/spec/template/spec/containers/0/image")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn managers(d: &Value) -> Vec<String> {

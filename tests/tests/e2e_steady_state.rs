@@ -10,7 +10,7 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, free_port, seed_spec, write_seed};
+use e2e_support::{Env, NS, free_port, image, seed_spec, write_seed};
 use ferry_tests::apiserver::faults::FaultRule;
 use serde_json::Value;
 
@@ -237,9 +237,8 @@ async fn a_revision_that_cannot_be_created_changes_no_existing_object() -> Resul
         .await?
         .context("deployment")?;
     assert_eq!(
-        d.pointer("/spec/template/spec/containers/0/image")
-            .and_then(Value::as_str),
-        Some("my-registry/my-app:v1.0.0"),
+        image(&d),
+        "my-registry/my-app:v1.0.0",
         "an existing object was updated although the revision's creates failed"
     );
     let new_cm = format!("cm-{CONFIGMAPS:02}");

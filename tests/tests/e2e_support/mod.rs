@@ -390,11 +390,7 @@ impl Env {
             limit,
             || async {
                 let d = self.get("apps/v1", "Deployment", "my-app").await?;
-                Ok(d.filter(|d| {
-                    d.pointer("/spec/template/spec/containers/0/image")
-                        .and_then(Value::as_str)
-                        == Some(image)
-                }))
+                Ok(d.filter(|d| self::image(d) == image))
             },
         )
         .await
@@ -454,6 +450,14 @@ pub fn seed_spec(path: &str) -> Value {
         "timeout": "30s",
         "prune": true,
     })
+}
+
+/// The image of a Deployment's first container (`""` when absent).
+pub fn image(d: &Value) -> String {
+    d.pointer("/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn name_of(v: &Value) -> String {
