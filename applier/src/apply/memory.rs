@@ -66,12 +66,12 @@ impl Memory {
             .remove(id);
     }
 
-    pub fn len(&self) -> usize {
-        self.seen.lock().expect("apply memory lock poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.seen
+            .lock()
+            .expect("apply memory lock poisoned")
+            .is_empty()
     }
 }
 

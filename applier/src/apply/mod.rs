@@ -27,11 +27,11 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::Request;
 use serde_json::Value;
 
+use memory::Memory;
 use plan::{Applied, Planned, Verdict, gather, managed_fields_of};
 
 pub use diff::changed_paths;
 pub use managed_fields::{FOREIGN_MANAGERS, takeover_patch};
-pub use memory::{Memory, fingerprint};
 pub use object::{
     FORCE_ANNOTATION, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectId, PRUNE_ANNOTATION,
     SSA_ANNOTATION, SsaPolicy, annotation, from_value, owned_by, prune_disabled, set_owner_labels,
@@ -211,11 +211,6 @@ impl Applier {
     /// Forgets what was applied to `id` (after it was deleted).
     pub fn forget(&self, id: &ObjectId) {
         self.memory.forget(id);
-    }
-
-    /// Objects whose applied state is remembered.
-    pub fn remembered(&self) -> usize {
-        self.memory.len()
     }
 
     /// Applies `objects` (already rendered, namespaced, labelled) in stages, appending to
