@@ -2,8 +2,9 @@
 //! own namespace (the agent's credentials reach nothing else).
 //!
 //! Triggers: a spec change (generation predicate — the agent's own status writes do not
-//! trigger), a new artifact announced by the source server for the Kustomization's source, the
-//! interval (or retryInterval after a failure), and a dependency becoming ready. The runtime
+//! trigger) or a new `reconcile.fluxcd.io/requestedAt` annotation (`flux reconcile`), a new
+//! artifact announced by the source server for the Kustomization's source, the interval (or
+//! retryInterval after a failure), and a dependency becoming ready. The runtime
 //! guarantees one reconcile per object at a time and retries watch failures with backoff.
 
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(spec_or_request, Default::default());
     let (trigger, triggers) = mpsc::unbounded();
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -68,6 +69,14 @@ pub async fn run(
         })
         .await;
     forward.abort();
+}
+
+/// Changes when the spec does or when someone asks for a reconcile; not on status writes.
+fn spec_or_request(ks: &Kustomization) -> Option<u64> {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&predicates::generation(ks), &mut h);
+    std::hash::Hash::hash(&reconcile::requested_at(ks), &mut h);
+    Some(std::hash::Hasher::finish(&h))
 }
 
 /// New artifacts → the Kustomizations that use that source.

@@ -86,6 +86,15 @@ pub fn intervals(ks: &Kustomization) -> (Duration, Duration, Duration) {
     )
 }
 
+/// The value of the `reconcile.fluxcd.io/requestedAt` annotation, if set.
+pub fn requested_at(ks: &Kustomization) -> Option<&str> {
+    ks.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ferry_proto::kustomization::RECONCILE_REQUESTED_AT))
+        .map(String::as_str)
+}
+
 /// Runs the data path for `ks` and writes its status.
 pub async fn reconcile(ks: &Kustomization, ctx: &Context) -> Outcome {
     let (interval, retry, _) = intervals(ks);
@@ -103,6 +112,9 @@ pub async fn reconcile(ks: &Kustomization, ctx: &Context) -> Outcome {
     }
     let started = std::time::Instant::now();
     let result = run(ks, ctx, &mut st).await;
+    if let Some(at) = requested_at(ks) {
+        st.last_handled_reconcile_at = Some(at.to_string());
+    }
     ctx.metrics
         .observe_reconcile(&name, started.elapsed(), result.is_ok());
     match result {

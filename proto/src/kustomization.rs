@@ -168,7 +168,15 @@ pub struct KustomizationStatus {
     /// Objects whose live state differs from the desired state (`driftMode: detect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftReport>,
+    /// The value of the [`RECONCILE_REQUESTED_AT`] annotation the last reconcile handled
+    /// (Flux's field: `flux reconcile` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
+
+/// Annotation that asks for a reconcile now (any new value), as `flux reconcile` sets it; the
+/// same name as Flux's, so the same tooling works.
+pub const RECONCILE_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// The objects a Kustomization applied, grouped by type to stay small.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

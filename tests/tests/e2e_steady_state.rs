@@ -278,3 +278,50 @@ async fn a_revision_that_cannot_be_created_changes_no_existing_object() -> Resul
     assert!(env.get("v1", "ConfigMap", &new_cm).await?.is_some());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
+    let mut env = Env::new().await?;
+    write_seed(&env.upstream, "app", "v1.0.0")?;
+    env.upstream.commit_push("seed")?;
+    env.start_source()?;
+    env.start_agent()?;
+    let mut spec = seed_spec("./app");
+    spec["interval"] = "1h".into();
+    env.apply_kustomization("app", spec).await?;
+    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
+        .await?;
+    let replicas = || async {
+        let d = env.get("apps/v1", "Deployment", "my-app").await?;
+        anyhow::Ok(d.and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64)))
+    };
+
+    // With a one-hour interval, nothing looks at the drift...
+    env.drift_replicas("my-app", 5).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replicas().await?, Some(5));
+
+    // ...until someone asks, as `flux reconcile kustomization app` does.
+    let requested = "2026-11-24T18:00:00.000000000Z";
+    let api: kube::Api<ferry_proto::Kustomization> = kube::Api::namespaced(env.client.clone(), NS);
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+            ferry_proto::kustomization::RECONCILE_REQUESTED_AT: requested}}})),
+    )
+    .await?;
+    env.wait_for("the drift reverted on request", LIMIT, || async {
+        Ok(replicas().await?.filter(|r| *r == 2))
+    })
+    .await?;
+    env.wait_for("lastHandledReconcileAt", LIMIT, || async {
+        let ks = env.kustomization("app").await?;
+        Ok(ks
+            .status
+            .and_then(|s| s.last_handled_reconcile_at)
+            .filter(|at| at == requested))
+    })
+    .await?;
+    Ok(())
+}
