@@ -54,13 +54,7 @@ async fn depends_on_waits_for_the_dependency() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
     let mut env = Env::new().await?;
-    write_seed(&env.upstream, "app", "v1.0.0")?;
-    env.upstream.commit_push("seed")?;
-    env.start_source()?;
-    env.start_agent()?;
-    env.apply_kustomization("app", seed_spec("./app")).await?;
-    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
-        .await?;
+    env.seeded(seed_spec("./app")).await?;
 
     let mut spec = seed_spec("./app");
     spec["suspend"] = json!(true);

@@ -7,7 +7,7 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, bin, seed_spec, write_seed};
+use e2e_support::{Env, NS, bin, seed_spec};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -38,13 +38,7 @@ fn diff(env: &Env) -> Result<(Option<i32>, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_shows_drift_and_prunes_without_applying() -> Result<()> {
     let mut env = Env::new().await?;
-    write_seed(&env.upstream, "app", "v1.0.0")?;
-    env.upstream.commit_push("seed")?;
-    env.start_source()?;
-    env.start_agent()?;
-    env.apply_kustomization("app", seed_spec("./app")).await?;
-    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
-        .await?;
+    env.seeded(seed_spec("./app")).await?;
     env.kill_agent();
 
     let (code, out, err) = diff(&env)?;

@@ -15,22 +15,10 @@ use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Seed applied and Ready; returns the first commit.
-async fn seeded(env: &mut Env) -> Result<String> {
-    write_seed(&env.upstream, "app", "v1.0.0")?;
-    let first = env.upstream.commit_push("seed")?;
-    env.start_source()?;
-    env.start_agent()?;
-    env.apply_kustomization("app", seed_spec("./app")).await?;
-    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
-        .await?;
-    Ok(first)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_yaml_is_build_failed_and_changes_nothing() -> Result<()> {
     let mut env = Env::new().await?;
-    let first = seeded(&mut env).await?;
+    let first = env.seeded(seed_spec("./app")).await?;
     let before = env.kustomization("app").await?;
     let inventory_before = before.status.as_ref().and_then(|s| s.inventory.clone());
 
@@ -77,7 +65,7 @@ async fn invalid_yaml_is_build_failed_and_changes_nothing() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_artifact_is_refused() -> Result<()> {
     let mut env = Env::new().await?;
-    seeded(&mut env).await?;
+    env.seeded(seed_spec("./app")).await?;
     env.kill_agent();
     let storage = env.work.path().join("storage/artifacts/sha256");
     let before: Vec<_> = std::fs::read_dir(&storage)?
@@ -121,7 +109,7 @@ async fn a_tampered_artifact_is_refused() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_server_outage_keeps_state_and_recovers() -> Result<()> {
     let mut env = Env::new().await?;
-    seeded(&mut env).await?;
+    env.seeded(seed_spec("./app")).await?;
     env.stop_source();
 
     // Still reconciling from the cache: drift is reverted with the source server down.

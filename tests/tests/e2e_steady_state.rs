@@ -282,15 +282,9 @@ async fn a_revision_that_cannot_be_created_changes_no_existing_object() -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
     let mut env = Env::new().await?;
-    write_seed(&env.upstream, "app", "v1.0.0")?;
-    env.upstream.commit_push("seed")?;
-    env.start_source()?;
-    env.start_agent()?;
     let mut spec = seed_spec("./app");
     spec["interval"] = "1h".into();
-    env.apply_kustomization("app", spec).await?;
-    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
-        .await?;
+    env.seeded(spec).await?;
     let replicas = || async {
         let d = env.get("apps/v1", "Deployment", "my-app").await?;
         anyhow::Ok(d.and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64)))

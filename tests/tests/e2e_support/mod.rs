@@ -293,6 +293,24 @@ impl Env {
         )
     }
 
+    /// The seed committed, the source server and agent started, Kustomization `app` created
+    /// with `spec` and Ready; returns the seed commit.
+    pub async fn seeded(&mut self, spec: Value) -> Result<String> {
+        write_seed(&self.upstream, "app", "v1.0.0")?;
+        let first = self.upstream.commit_push("seed")?;
+        self.start_source()?;
+        self.start_agent()?;
+        self.apply_kustomization("app", spec).await?;
+        self.wait_ready(
+            "app",
+            "True",
+            "ReconciliationSucceeded",
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(first)
+    }
+
     /// Creates or replaces Kustomization `name` with `spec`.
     pub async fn apply_kustomization(&self, name: &str, spec: Value) -> Result<()> {
         let api: Api<Kustomization> = Api::namespaced(self.client.clone(), NS);
