@@ -422,7 +422,7 @@ async fn resource_request(
                 force: q.get("force").is_some_and(|f| f == "true"),
                 dry_run: dry,
             };
-            let (code, v) = super::patching::patch(&mut s.store.lock(), &t, &r)?;
+            let (code, v) = super::patching::patch(&s.store, &t, &r)?;
             Ok(json_response(code, &v))
         }
         "delete" => {
