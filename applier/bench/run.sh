@@ -24,7 +24,7 @@
 # Env: CARGO_TARGET_DIR (default <repo>/target), BENCH_NO_BUILD=1 (use existing binaries),
 # BENCH_BIN_DIR (where the binaries are; default $CARGO_TARGET_DIR/release; implies no build),
 # FERRY_KUBECTL (default <repo>/.tools/bin/kubectl), BENCH_INTERVAL, BENCH_RECONCILES (3),
-# BENCH_MALLOC_ARENA_MAX (default 1, as deploy/agent sets it; empty = glibc's default),
+# BENCH_MALLOC_CONF (default: the MALLOC_CONF deploy/agent sets; empty = jemalloc's defaults),
 # BENCH_KEEP=1 (keep the work dir with all logs), BENCH_PERF=1 (perf record the agent during
 # the no-change reconciles; report in the work dir, implies BENCH_KEEP).
 set -euo pipefail
@@ -133,9 +133,10 @@ echo "artifact ready: $REVISION" >&2
 METRICS_PORT=$($HELPER free-port)
 METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 # --- agent, idle ---------------------------------------------------------------------------
-# The environment deploy/agent/deployment.yaml gives the agent (BENCH_MALLOC_ARENA_MAX= to
-# measure without it).
-MALLOC_ARENA_MAX=${BENCH_MALLOC_ARENA_MAX-1} \
+# The environment deploy/agent/deployment.yaml gives the agent (BENCH_MALLOC_CONF= to measure
+# without it).
+DEPLOY_MALLOC_CONF=$(grep -A1 'name: MALLOC_CONF' "$ROOT/deploy/agent/deployment.yaml" | sed -n 's/.*value: *//p')
+MALLOC_CONF=${BENCH_MALLOC_CONF-$DEPLOY_MALLOC_CONF} \
 "$BIN/ferry-applier" run --namespace "$NS_AGENT" --source-server "$SRC_URL" \
   --kubeconfig "$WORK/kubeconfig" --cache-dir "$WORK/agent-cache" --log-format json \
   --metrics-addr "127.0.0.1:$METRICS_PORT" \
