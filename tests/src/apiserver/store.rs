@@ -1,7 +1,8 @@
 //! The in-memory object store: objects by (resource, namespace, name), one global
 //! monotonically increasing `resourceVersion`, and a bounded event log so watches can resume
 //! from any recent resourceVersion. Everything here is synchronous and runs under one mutex;
-//! the HTTP layer never holds the lock across an `.await`.
+//! the HTTP layer never holds the lock across an `.await`, and computes PATCHes outside it
+//! (`patching`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
