@@ -2,6 +2,8 @@
 //! deletion (finalizers, `deletionTimestamp`, propagation policies), ownerReferences garbage
 //! collection, namespace termination, and CRDs registering/unregistering their kinds.
 
+use std::sync::Arc;
+
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -142,7 +144,7 @@ pub fn delete(
     name: &str,
     propagation: Propagation,
 ) -> Value {
-    let Some(old) = st.get(&def.key(), ns, name).cloned() else {
+    let Some(old) = st.get_shared(&def.key(), ns, name).cloned() else {
         return Value::Null;
     };
     if propagation == Propagation::Orphan {
@@ -153,13 +155,13 @@ pub fn delete(
     }
     if has_finalizers(&old) {
         if old.pointer("/metadata/deletionTimestamp").is_some() {
-            return old;
+            return Value::clone(&old);
         }
-        let mut marked = old.clone();
+        let mut marked = Value::clone(&old);
         let meta = meta_mut(&mut marked);
         meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-        return st.replace_keep_deletion(def, &old, marked);
+        return Value::clone(&st.replace_keep_deletion(def, &old, marked));
     }
     let removed = st.remove(def, ns, name);
     after_removal(st, def, &removed);
@@ -237,20 +239,29 @@ fn orphan_dependents(st: &mut State, owner: &Value) {
     let Some(uid) = owner.pointer("/metadata/uid").cloned() else {
         return;
     };
-    let dependents: Vec<(String, Value)> = st
+    let dependents: Vec<(String, String, String)> = st
         .all_objects()
         .filter(|(_, o)| {
             o.pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
                 .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
         })
-        .map(|(k, o)| (k.clone(), o.clone()))
+        .map(|(k, o)| {
+            (
+                k.clone(),
+                namespace_of(o).to_string(),
+                name_of(o).to_string(),
+            )
+        })
         .collect();
-    for (key, old) in dependents {
+    for (key, ns, name) in dependents {
         let Some(def) = st.registry.by_key(&key).cloned() else {
             continue;
         };
-        let mut new = old.clone();
+        let Some(old) = st.get_shared(&key, &ns, &name).cloned() else {
+            continue;
+        };
+        let mut new = Value::clone(&old);
         if let Some(refs) = meta_mut(&mut new)
             .get_mut("ownerReferences")
             .and_then(Value::as_array_mut)
@@ -262,14 +273,14 @@ fn orphan_dependents(st: &mut State, owner: &Value) {
 }
 
 /// Marks a namespace Terminating, deletes its contents, and removes it once empty.
-fn terminate_namespace(st: &mut State, def: &ResourceDef, old: &Value) -> Value {
+fn terminate_namespace(st: &mut State, def: &ResourceDef, old: &Arc<Value>) -> Value {
     let name = name_of(old).to_string();
-    let mut current = old.clone();
+    let mut current = Value::clone(old);
     if old.pointer("/metadata/deletionTimestamp").is_none() {
-        let mut marked = old.clone();
+        let mut marked = Value::clone(old);
         meta_mut(&mut marked).insert("deletionTimestamp".into(), json!(now_rfc3339()));
         marked["status"] = json!({"phase": "Terminating"});
-        current = st.replace_keep_deletion(def, old, marked);
+        current = Value::clone(&st.replace_keep_deletion(def, old, marked));
     }
     let contents: Vec<(String, String)> = st
         .all_objects()

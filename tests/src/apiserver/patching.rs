@@ -9,6 +9,8 @@
 //! different objects (an agent applying hundreds at once) then use every core, and the lock
 //! guards only the short write.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::patch::{PatchCtx, PatchError, PatchType, apply_patch};
@@ -30,21 +32,21 @@ pub struct PatchRequest<'a> {
 /// Optimistic attempts before the patch is computed under the lock (which always succeeds).
 const OPTIMISTIC_ATTEMPTS: usize = 3;
 
-pub fn patch(store: &Store, t: &Target, r: &PatchRequest) -> Result<(u16, Value), ApiError> {
+pub fn patch(store: &Store, t: &Target, r: &PatchRequest) -> Result<(u16, Arc<Value>), ApiError> {
     let key = t.def.key();
     let name = t.name.clone().unwrap_or_default();
     for _ in 0..OPTIMISTIC_ATTEMPTS {
-        let live = store.lock().get(&key, t.ns(), &name).cloned();
-        let new = patched(live.as_ref(), t, r, &name)?;
+        let live = store.lock().get_shared(&key, t.ns(), &name).cloned();
+        let new = patched(live.as_deref(), t, r, &name)?;
         let mut st = store.lock();
         let now = st.get(&key, t.ns(), &name);
-        if now.map(resource_version) == live.as_ref().map(resource_version) {
+        if now.map(resource_version) == live.as_deref().map(resource_version) {
             return write(&mut st, t, new, live.is_some(), r.dry_run);
         }
     }
     let mut st = store.lock();
-    let live = st.get(&key, t.ns(), &name).cloned();
-    let new = patched(live.as_ref(), t, r, &name)?;
+    let live = st.get_shared(&key, t.ns(), &name).cloned();
+    let new = patched(live.as_deref(), t, r, &name)?;
     write(&mut st, t, new, live.is_some(), r.dry_run)
 }
 
@@ -99,7 +101,7 @@ fn write(
     new: Value,
     exists: bool,
     dry_run: bool,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Arc<Value>), ApiError> {
     let o = WriteOpts {
         dry_run,
         manager: None,

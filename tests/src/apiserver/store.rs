@@ -2,7 +2,8 @@
 //! monotonically increasing `resourceVersion`, and a bounded event log so watches can resume
 //! from any recent resourceVersion. Everything here is synchronous and runs under one mutex;
 //! the HTTP layer never holds the lock across an `.await`, and computes PATCHes outside it
-//! (`patching`).
+//! (`patching`). Stored objects are immutable `Arc`s shared with the event log and the write's
+//! response, so a write copies no object.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,17 +42,20 @@ pub struct Event {
     pub key: String,
     pub namespace: String,
     pub kind: EventType,
-    pub object: Value,
+    /// Shared with the store (and the response that wrote it): an event costs no copy.
+    pub object: Arc<Value>,
     /// The object before a MODIFIED event, so filtered watches can tell an object entering
     /// or leaving their selector (ADDED/DELETED for them).
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
 }
 
 /// The locked state. Mutations go through the methods so RV and events stay consistent.
 #[derive(Debug)]
 pub struct State {
     pub registry: Registry,
-    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    /// Stored objects are immutable and shared (`Arc`) with the event log, watches and write
+    /// responses: a write replaces the `Arc`, it never copies the object.
+    objects: BTreeMap<String, BTreeMap<(String, String), Arc<Value>>>,
     rv: u64,
     log: VecDeque<Arc<Event>>,
     tx: broadcast::Sender<Arc<Event>>,
@@ -112,12 +116,16 @@ impl Store {
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn new_uid() -> String {
+    use std::fmt::Write;
     let b: [u8; 16] = rand::rng().random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let mut h = String::with_capacity(32);
+    for x in b {
+        let _ = write!(h, "{x:02x}");
+    }
     format!(
         "{}-{}-4{}-a{}-{}",
         &h[0..8],
@@ -208,6 +216,11 @@ impl State {
     }
 
     pub fn get(&self, key: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.get_shared(key, ns, name).map(Arc::as_ref)
+    }
+
+    /// The stored object itself (no copy), e.g. as a snapshot to compute a write from.
+    pub fn get_shared(&self, key: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
         self.objects
             .get(key)
             .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
@@ -219,11 +232,11 @@ impl State {
             return Vec::new();
         };
         match ns {
-            None => m.values().collect(),
+            None => m.values().map(Arc::as_ref).collect(),
             Some(ns) => m
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
-                .map(|(_, v)| v)
+                .map(|(_, v)| v.as_ref())
                 .collect(),
         }
     }
@@ -232,7 +245,7 @@ impl State {
     pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.objects
             .iter()
-            .flat_map(|(k, m)| m.values().map(move |v| (k, v)))
+            .flat_map(|(k, m)| m.values().map(move |v| (k, v.as_ref())))
     }
 
     /// Replays logged events after `rv`, oldest first.
@@ -250,16 +263,16 @@ impl State {
         &mut self,
         def: &ResourceDef,
         kind: EventType,
-        object: &Value,
-        previous: Option<&Value>,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
     ) {
         let ev = Arc::new(Event {
             rv: self.rv,
             key: def.key(),
-            namespace: namespace_of(object).to_string(),
+            namespace: namespace_of(&object).to_string(),
             kind,
-            object: object.clone(),
-            previous: previous.cloned(),
+            object,
+            previous,
         });
         if self.log.len() >= EVENT_LOG_CAP {
             self.log.pop_front();
@@ -284,16 +297,17 @@ impl State {
 
     /// Stores a new object ([`State::preview_new`] plus a fresh RV) and emits ADDED.
     /// The caller has validated name, namespace and uniqueness.
-    pub fn insert_new(&mut self, def: &ResourceDef, obj: Value) -> Value {
+    pub fn insert_new(&mut self, def: &ResourceDef, obj: Value) -> Arc<Value> {
         let mut obj = self.preview_new(obj);
         let rv = self.bump();
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         let key = (namespace_of(&obj).to_string(), name_of(&obj).to_string());
+        let obj = Arc::new(obj);
         self.objects
             .entry(def.key())
             .or_default()
             .insert(key, obj.clone());
-        self.emit(def, EventType::Added, &obj, None);
+        self.emit(def, EventType::Added, obj.clone(), None);
         obj
     }
 
@@ -342,48 +356,62 @@ impl State {
         new
     }
 
-    /// Replaces `old` by `new` (same identity): [`State::preview_replace`], then stores it with
-    /// a fresh RV and emits MODIFIED — unless nothing changed, in which case `old` is returned.
-    pub fn replace(&mut self, def: &ResourceDef, old: &Value, new: Value) -> Value {
+    /// Replaces `old` (the stored object) by `new` (same identity): [`State::preview_replace`],
+    /// then stores it with a fresh RV and emits MODIFIED — unless nothing changed, in which case
+    /// `old` is returned.
+    pub fn replace(&mut self, def: &ResourceDef, old: &Arc<Value>, new: Value) -> Arc<Value> {
         let new = self.preview_replace(old, new);
         self.store_replaced(def, old, new)
     }
 
     /// Like [`State::replace`], but takes `deletionTimestamp` from `new` (deletion marking).
-    pub fn replace_keep_deletion(&mut self, def: &ResourceDef, old: &Value, new: Value) -> Value {
+    pub fn replace_keep_deletion(
+        &mut self,
+        def: &ResourceDef,
+        old: &Arc<Value>,
+        new: Value,
+    ) -> Arc<Value> {
         let new = self.preview_replace_inner(old, new, true);
         self.store_replaced(def, old, new)
     }
 
-    fn store_replaced(&mut self, def: &ResourceDef, old: &Value, mut new: Value) -> Value {
+    fn store_replaced(
+        &mut self,
+        def: &ResourceDef,
+        old: &Arc<Value>,
+        mut new: Value,
+    ) -> Arc<Value> {
         if same_content(old, &new) {
             return old.clone();
         }
         let rv = self.bump();
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
         let key = (namespace_of(&new).to_string(), name_of(&new).to_string());
+        let new = Arc::new(new);
         self.objects
             .entry(def.key())
             .or_default()
             .insert(key, new.clone());
-        self.emit(def, EventType::Modified, &new, Some(old));
+        self.emit(def, EventType::Modified, new.clone(), Some(old.clone()));
         new
     }
 
     /// Removes an object for good and emits DELETED (with the deletion's RV). Returns the
     /// removed object, or `Null` if it was not there.
     pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Value {
-        let Some(mut obj) = self
+        let Some(obj) = self
             .objects
             .get_mut(&def.key())
             .and_then(|m| m.remove(&(ns.to_string(), name.to_string())))
         else {
             return Value::Null;
         };
+        let mut obj = Arc::unwrap_or_clone(obj);
         let rv = self.bump();
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.emit(def, EventType::Deleted, &obj, None);
-        obj
+        let obj = Arc::new(obj);
+        self.emit(def, EventType::Deleted, obj.clone(), None);
+        Arc::unwrap_or_clone(obj)
     }
 
     /// Drops every object of a resource (its CRD went away) without events per object.
@@ -432,20 +460,20 @@ mod tests {
             .expect("rv");
         assert_eq!(created["metadata"]["generation"], 1);
         // Label change: new RV, same generation.
-        let mut labelled = created.clone();
+        let mut labelled = Value::clone(&created);
         labelled["metadata"]["labels"] = json!({"x": "y"});
         let l = s.replace(&def, &created, labelled);
         assert_eq!(l["metadata"]["generation"], 1);
         assert_eq!(l["metadata"]["resourceVersion"], (rv1 + 1).to_string());
         // No-op: nothing changes.
-        let same = s.replace(&def, &l, l.clone());
+        let same = s.replace(&def, &l, Value::clone(&l));
         assert_eq!(
             same["metadata"]["resourceVersion"],
             l["metadata"]["resourceVersion"]
         );
         assert_eq!(s.current_rv(), rv1 + 1);
         // Data change: generation bumps.
-        let mut changed = l.clone();
+        let mut changed = Value::clone(&l);
         changed["data"]["k"] = json!("2");
         let c = s.replace(&def, &l, changed);
         assert_eq!(c["metadata"]["generation"], 2);

@@ -3,6 +3,8 @@
 //! real server (names, namespaces, optimistic concurrency, body/URL mismatches) and honours
 //! `dryRun=All` by computing the result without storing it.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::lifecycle::{self, Propagation};
@@ -121,6 +123,17 @@ pub fn present(t: &Target, mut obj: Value) -> Value {
         o.insert("kind".into(), json!(t.def.kind));
     }
     obj
+}
+
+/// [`present`] for a stored object: copied only when the client asked for another version.
+pub fn present_shared(t: &Target, obj: Arc<Value>) -> Arc<Value> {
+    let api_version = t.def.api_version(&t.version);
+    if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str())
+        && obj.get("kind").and_then(Value::as_str) == Some(t.def.kind.as_str())
+    {
+        return obj;
+    }
+    Arc::new(present(t, Arc::unwrap_or_clone(obj)))
 }
 
 pub fn get(st: &State, t: &Target) -> Result<Value, ApiError> {
@@ -277,7 +290,7 @@ pub fn create(
     t: &Target,
     mut body: Value,
     o: &WriteOpts,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Arc<Value>), ApiError> {
     if t.def.namespaced && t.namespace.is_none() {
         return Err(ApiError::method_not_allowed(format!(
             "{} is namespaced: POST it under /namespaces/{{namespace}}/",
@@ -327,13 +340,13 @@ pub fn create(
         super::crd::resource_def(&body)?;
     }
     if o.dry_run {
-        return Ok((201, present(t, st.preview_new(body))));
+        return Ok((201, Arc::new(present(t, st.preview_new(body)))));
     }
     if is_crd(&t.def) {
         super::crd::register(st, &mut body)?;
     }
     let stored = st.insert_new(&t.def, body);
-    Ok((201, present(t, stored)))
+    Ok((201, present_shared(t, stored)))
 }
 
 fn is_crd(def: &ResourceDef) -> bool {
@@ -357,7 +370,7 @@ pub fn update(
     t: &Target,
     mut body: Value,
     o: &WriteOpts,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Arc<Value>), ApiError> {
     let name = t.name_or_empty().to_string();
     check_body(t, &mut body)?;
     let body_name = name_of(&body).to_string();
@@ -369,7 +382,7 @@ pub fn update(
         )));
     }
     let old = st
-        .get(&t.def.key(), t.ns(), &name)
+        .get_shared(&t.def.key(), t.ns(), &name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.def.qualified(), &name))?;
     if let Some(rv) = body
@@ -388,7 +401,7 @@ pub fn update(
         ));
     }
     let mut new = if t.is_status() {
-        let mut n = old.clone();
+        let mut n = Value::clone(&old);
         match body.get("status") {
             Some(s) => n["status"] = s.clone(),
             None => {
@@ -424,13 +437,13 @@ pub fn update(
         }
     }
     if o.dry_run {
-        return Ok((200, present(t, st.preview_replace(&old, new))));
+        return Ok((200, Arc::new(present(t, st.preview_replace(&old, new)))));
     }
     let stored = st.replace(&t.def, &old, new);
     if let Some(removed) = lifecycle::finish_if_released(st, &t.def, &stored) {
-        return Ok((200, present(t, removed)));
+        return Ok((200, Arc::new(present(t, removed))));
     }
-    Ok((200, present(t, stored)))
+    Ok((200, present_shared(t, stored)))
 }
 
 /// DELETE of one object.

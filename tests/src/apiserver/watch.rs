@@ -77,7 +77,7 @@ fn translate(t: &Target, p: &WatchParams, ev: &Event) -> Option<Bytes> {
         (kind, _) if now => kind.as_str(),
         _ => return None,
     };
-    Some(object_line(p, kind, present(t, ev.object.clone())))
+    Some(object_line(p, kind, present(t, Value::clone(&ev.object))))
 }
 
 /// Starts a watch: the initial part is computed under the store lock together with the

@@ -194,7 +194,10 @@ fn reconcile(store: &Store, key: &str, seen: &Value, ready: bool) {
     let Some(def) = st.registry.by_key(key).cloned() else {
         return;
     };
-    let Some(live) = st.get(key, namespace_of(seen), name_of(seen)).cloned() else {
+    let Some(live) = st
+        .get_shared(key, namespace_of(seen), name_of(seen))
+        .cloned()
+    else {
         return;
     };
     let same = |p: &str| live.pointer(p) == seen.pointer(p);
@@ -204,7 +207,7 @@ fn reconcile(store: &Store, key: &str, seen: &Value, ready: bool) {
     if live.pointer("/metadata/deletionTimestamp").is_some() {
         return;
     }
-    let mut new = live.clone();
+    let mut new = Value::clone(&live);
     new["status"] = simulated_status(key, &live, ready);
     st.replace(&def, &live, new);
 }

@@ -46,18 +46,18 @@ fn create_validates_and_update_checks_resource_version() {
     assert_eq!(err.message, "namespaces \"nope\" not found");
 
     let ta = target(&st, "configmaps", Some("default"), Some("a"));
-    let mut stale = cm.clone();
+    let mut stale = Value::clone(&cm);
     stale["metadata"]["resourceVersion"] = json!("1");
     let err = update(&mut st, &ta, stale, &o).expect_err("stale");
     assert_eq!(err.code, 409);
-    let mut renamed = cm.clone();
+    let mut renamed = Value::clone(&cm);
     renamed["metadata"]["name"] = json!("b");
     assert_eq!(
         update(&mut st, &ta, renamed, &o).expect_err("name").code,
         400
     );
 
-    let mut dry = cm.clone();
+    let mut dry = Value::clone(&cm);
     dry["data"] = json!({"x": "1"});
     let (_, d) = update(
         &mut st,
@@ -87,7 +87,7 @@ fn status_is_only_written_through_the_subresource() {
     )
     .expect("create");
     assert!(d.get("status").is_none());
-    let mut main = d.clone();
+    let mut main = Value::clone(&d);
     main["status"] = json!({"replicas": 5});
     let tn = target(&st, "deployments.apps", Some("default"), Some("web"));
     let (_, after) = update(&mut st, &tn, main, &o).expect("update");
@@ -96,7 +96,7 @@ fn status_is_only_written_through_the_subresource() {
         subresource: Some("status".into()),
         ..tn.clone()
     };
-    let mut s = after.clone();
+    let mut s = Value::clone(&after);
     s["status"] = json!({"replicas": 2});
     s["spec"]["replicas"] = json!(7);
     let (_, after) = update(&mut st, &ts, s, &o).expect("status");
@@ -145,7 +145,7 @@ fn finalizers_hold_deletion_and_namespaces_take_their_contents() {
         .expect("held stays");
     assert!(held["metadata"]["deletionTimestamp"].is_string());
     // Removing the finalizer releases the object, and then the namespace.
-    let mut released = held.clone();
+    let mut released = Value::clone(&held);
     released["metadata"]["finalizers"] = json!([]);
     let theld = target(&st, "configmaps", Some("team"), Some("held"));
     update(&mut st, &theld, released, &o).expect("release");
