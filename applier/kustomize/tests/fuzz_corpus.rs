@@ -8,8 +8,16 @@ use std::path::{Path, PathBuf};
 #[path = "../fuzz/src/bodies.rs"]
 mod bodies;
 
-/// Mutations per seed: bounded so the test stays well under a few seconds.
+/// Mutations per seed: bounded so the test stays well under a few seconds
+/// (`FERRY_FUZZ_MUTATIONS=N` runs more, e.g. after changing a parser).
 const MUTATIONS_PER_SEED: usize = 25;
+
+fn mutations_per_seed() -> usize {
+    std::env::var("FERRY_FUZZ_MUTATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(MUTATIONS_PER_SEED)
+}
 
 /// Fragments that steer mutations towards interesting syntax.
 const TOKENS: &[&[u8]] = &[
@@ -98,7 +106,7 @@ fn replay(target: &str, body: fn(&[u8])) {
     for seed in &seeds {
         body(seed);
         runs += 1;
-        for _ in 0..MUTATIONS_PER_SEED {
+        for _ in 0..mutations_per_seed() {
             body(&mutate(seed, &seeds, &mut rng));
             runs += 1;
         }
@@ -109,6 +117,13 @@ fn replay(target: &str, body: fn(&[u8])) {
 #[test]
 fn kustomization_parsing_survives_the_corpus() {
     replay("kustomization", bodies::kustomization);
+}
+
+#[test]
+fn yaml_fast_path_agrees_with_serde_yaml_on_the_corpus() {
+    replay("kustomization", bodies::yaml_fast_path);
+    replay("build_tree", bodies::yaml_fast_path);
+    replay("strategic_merge", bodies::yaml_fast_path);
 }
 
 #[test]

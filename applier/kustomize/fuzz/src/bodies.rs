@@ -22,6 +22,18 @@ pub fn kustomization(data: &[u8]) {
     }
 }
 
+/// The YAML fast path against the general parser: wherever the fast path answers, it must
+/// answer exactly what serde_yaml does.
+pub fn yaml_fast_path(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(fast) = yaml::simple::parse(text) {
+        let general = yaml::parse_documents_general(text);
+        assert_eq!(Ok(&fast), general.as_ref(), "fast path differs on {text:?}");
+    }
+}
+
 /// A whole build: the input is the kustomization file; `deployment.yaml` and `patch.yaml`
 /// exist beside it. Inputs are split at the first NUL: before it the kustomization, after
 /// it the content of `patch.yaml`.

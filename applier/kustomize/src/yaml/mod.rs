@@ -1,6 +1,11 @@
 //! YAML in and out. Input: multi-document streams, anchors and merge keys resolved, scalar
 //! map keys stringified, `kind: List` expanded into its items (as kustomize does). Output:
 //! documents separated by `---`, keys sorted — the style `kustomize build` prints.
+//!
+//! Parsing tries [`simple`] first, a fast path for the block-style YAML manifests are written
+//! in, and falls back to serde_yaml (libyaml) for everything else.
+
+pub mod simple;
 
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
@@ -10,6 +15,14 @@ pub const MAX_DOCUMENTS: usize = 100_000;
 
 /// Parses every non-empty document of a YAML stream.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+    match simple::parse(text) {
+        Some(docs) => Ok(docs),
+        None => parse_documents_general(text),
+    }
+}
+
+/// [`parse_documents`] without the fast path: serde_yaml for the whole stream.
+pub fn parse_documents_general(text: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         if i >= MAX_DOCUMENTS {
