@@ -5,15 +5,16 @@
   free-port                              print a free loopback TCP port
   wait-artifact URL NS NAME TIMEOUT      wait until the source server has an artifact; print revision
   create-ready KUBECONFIG NS NAME SOURCE INTERVAL TIMEOUT
-                                         create the Kustomization with one POST, poll it (10 ms)
-                                         until Ready=True; print start-ns, ready-ns and revision
+                                         create the Kustomization with one POST, watch it until
+                                         Ready=True; print start-ns, ready-ns and revision
+  wait-settled KUBECONFIG NS TIMEOUT     wait until every Deployment in NS has its status
   count-objects KUBECONFIG NS            ConfigMaps + Deployments in NS
   proc PID                               cpu_ticks cpu_ns rss_kib hwm_kib of a process
   reconcile-seconds METRICS_URL          sum and count of the agent's reconcile durations
   phases AGENT_LOG START_NS               ms until the agent logged "fetched artifact" / "applied"
   wait-lines FILE PATTERN N TIMEOUT      wait until FILE has >= N lines containing PATTERN
 
-Polling talks to the API server directly (urllib), not through kubectl, so the waiting itself
+Waiting talks to the API server directly (urllib), not through kubectl, so the waiting itself
 costs no process start-ups on a busy machine and nothing at all in the agent.
 """
 
@@ -134,8 +135,9 @@ def wait_artifact(url, ns, name, timeout):
 
 def create_ready(kubeconfig, ns, name, source, interval, timeout):
     """The agent's first apply as the agent sees it: from the POST that creates the
-    Kustomization (no kubectl process start-up in the measurement) until its status says
-    Ready=True with a lastAppliedRevision, polled every 10 ms."""
+    Kustomization (no kubectl process start-up in the measurement) until the watch event
+    whose status says Ready=True with a lastAppliedRevision (a watch from the POST's
+    resourceVersion: the end is seen when the agent writes it, not at the next poll)."""
     server, headers = kube(kubeconfig)
     base = f"{server}/apis/apply.ferry.dev/v1/namespaces/{ns}/kustomizations"
     body = json.dumps({
@@ -148,22 +150,39 @@ def create_ready(kubeconfig, ns, name, source, interval, timeout):
                                  headers={**headers, "Content-Type": "application/json"})
     start = time.time_ns()
     with urllib.request.urlopen(req, timeout=30) as r:
-        r.read()
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            st = get_json(f"{base}/{name}", headers).get("status") or {}
+        created = json.load(r)
+    rv = created["metadata"]["resourceVersion"]
+    watch = (f"{base}?watch=true&fieldSelector=metadata.name%3D{name}"
+             f"&resourceVersion={rv}&timeoutSeconds={int(timeout)}")
+    last = "no status"
+    with urllib.request.urlopen(urllib.request.Request(watch, headers=headers),
+                                timeout=timeout) as events:
+        for line in events:
+            ev = json.loads(line)
+            st = (ev.get("object") or {}).get("status") or {}
             ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
             if ready and ready[0].get("status") == "True" and st.get("lastAppliedRevision"):
                 print(start, time.time_ns(), st["lastAppliedRevision"])
                 return 0
             if ready:
                 last = f"Ready={ready[0].get('status')} {ready[0].get('reason')}: {ready[0].get('message', '')[:300]}"
-        except Exception as e:  # noqa: BLE001
-            last = str(e)
-        time.sleep(0.01)
     print(f"Kustomization {ns}/{name} not Ready after {timeout}s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def wait_settled(kubeconfig, ns, timeout):
+    """Waits until every Deployment in NS has its (simulated) status for its generation, so
+    the test server's workload stand-in is done writing before the next measurement."""
+    server, headers = kube(kubeconfig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = get_json(f"{server}/apis/apps/v1/namespaces/{ns}/deployments", headers,
+                         timeout=60).get("items") or []
+        if all((d.get("status") or {}).get("observedGeneration") == d["metadata"].get("generation")
+               for d in items):
+            return 0
+        time.sleep(0.1)
+    print(f"Deployments in {ns} not settled after {timeout}s", file=sys.stderr)
     return 1
 
 
@@ -260,6 +279,8 @@ def main(argv):
         return wait_artifact(args[0], args[1], args[2], float(args[3]))
     elif cmd == "create-ready":
         return create_ready(args[0], args[1], args[2], args[3], args[4], float(args[5]))
+    elif cmd == "wait-settled":
+        return wait_settled(args[0], args[1], float(args[2]))
     elif cmd == "count-objects":
         count_objects(args[0], args[1])
     elif cmd == "proc":

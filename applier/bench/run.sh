@@ -5,11 +5,13 @@
 #
 # Starts ferry-testcluster (in-memory API server), ferry-source-server (a GitRepository on a
 # generated file:// repo) and `ferry-applier run` for namespace bench-agent, then measures:
-#   a. first apply of all objects: agent (Kustomization created by one POST → Ready=True with
-#      lastAppliedRevision, polled every 10 ms) vs `kubectl apply --server-side` (the whole
+#   a. first apply of all objects: agent (Kustomization created by one POST → the watch event
+#      with Ready=True and lastAppliedRevision) vs `kubectl apply --server-side` (the whole
 #      kubectl process) of the same rendered YAML (`ferry-applier build`) into the fresh
 #      namespace bench-kubectl of the same server.
-#      kubectl runs first, so the agent meets the larger store. Target: agent ≥ 5× faster.
+#      kubectl runs first, so the agent meets the larger store; the agent starts once the test
+#      server's workload stand-in has written the status of kubectl's Deployments.
+#      Target: agent ≥ 5× faster.
 #   b. CPU of a reconcile with nothing changed: the Kustomization's interval (BENCH_INTERVAL,
 #      default 10s) triggers it. The agent's CPU (utime+stime from /proc/PID/stat, and the exact
 #      sum of its threads' schedstat run time) is sampled right after one interval reconcile
@@ -160,6 +162,9 @@ k apply --server-side -n "$NS_KUBECTL" -f "$WORK/rendered.yaml" > "$WORK/kubectl
 KUBECTL_MS=$(ms "$t" "$(now_ns)")
 GOT=$($HELPER count-objects "$WORK/kubeconfig" "$NS_KUBECTL")
 [ "$GOT" -eq "$N" ] || fail "kubectl applied $GOT objects, expected $N"
+# The test server's workload stand-in writes the status of kubectl's Deployments 300 ms after
+# each was created; let it finish, so the agent's measurement does not share the server.
+$HELPER wait-settled "$WORK/kubeconfig" "$NS_KUBECTL" 60 || fail "kubectl's Deployments never settled"
 
 echo "agent first apply of $N objects …" >&2
 read -r t READY_AT APPLIED_REV < <($HELPER create-ready "$WORK/kubeconfig" "$NS_AGENT" bench bench \

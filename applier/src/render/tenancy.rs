@@ -129,11 +129,18 @@ pub fn enforce(
     scopes: &dyn ScopeResolver,
 ) -> Result<(), TenancyError> {
     let mut refused = vec![];
-    let mut seen: HashMap<(String, String, String), String> = HashMap::new();
+    // Index of the first object with each identity; described only if a second one appears.
+    let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
     let mut dup_reported = HashSet::new();
-    for obj in objects.iter_mut() {
+    // Resolving a kind through discovery is not free; a revision has few kinds.
+    let mut scope_of: HashMap<(String, String), Option<Scope>> = HashMap::new();
+    for i in 0..objects.len() {
+        let obj = &mut objects[i];
         let (api_version, kind) = (obj.api_version().to_string(), obj.kind().to_string());
-        match scopes.scope(&api_version, &kind) {
+        let scope = *scope_of
+            .entry((api_version.clone(), kind.clone()))
+            .or_insert_with(|| scopes.scope(&api_version, &kind));
+        match scope {
             None => refused.push(Refusal {
                 object: obj.describe(),
                 why: format!("has a kind the API server does not serve ({api_version} {kind})"),
@@ -164,15 +171,18 @@ pub fn enforce(
             obj.namespace().unwrap_or_default().to_string(),
             obj.name().to_string(),
         );
-        if let Some(first) = seen.get(&key) {
-            if dup_reported.insert(key.clone()) {
-                refused.push(Refusal {
-                    object: obj.describe(),
-                    why: format!("is defined twice (also {first})"),
-                });
+        match seen.get(&key) {
+            Some(&first) => {
+                if dup_reported.insert(key.clone()) {
+                    refused.push(Refusal {
+                        object: objects[i].describe(),
+                        why: format!("is defined twice (also {})", objects[first].describe()),
+                    });
+                }
             }
-        } else {
-            seen.insert(key, obj.describe());
+            None => {
+                seen.insert(key, i);
+            }
         }
     }
     if refused.is_empty() {
