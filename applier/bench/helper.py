@@ -4,7 +4,7 @@
   gen DIR N_CONFIGMAPS N_DEPLOYMENTS     write the benchmark manifests + kustomization.yaml
   free-port                              print a free loopback TCP port
   wait-artifact URL NS NAME TIMEOUT      wait until the source server has an artifact; print revision
-  create-ready KUBECONFIG NS NAME SOURCE INTERVAL TIMEOUT
+  create-ready KUBECONFIG NS NAME SOURCE INTERVAL TIMEOUT [SOURCE_NS]
                                          create the Kustomization with one POST, watch it until
                                          Ready=True; print start-ns, ready-ns and revision
   wait-settled KUBECONFIG NS TIMEOUT     wait until every Deployment in NS has its status
@@ -133,7 +133,7 @@ def wait_artifact(url, ns, name, timeout):
     return 1
 
 
-def create_ready(kubeconfig, ns, name, source, interval, timeout):
+def create_ready(kubeconfig, ns, name, source, interval, timeout, source_ns=None):
     """The agent's first apply as the agent sees it: from the POST that creates the
     Kustomization (no kubectl process start-up in the measurement) until the watch event
     whose status says Ready=True with a lastAppliedRevision (a watch from the POST's
@@ -143,7 +143,9 @@ def create_ready(kubeconfig, ns, name, source, interval, timeout):
     body = json.dumps({
         "apiVersion": "apply.ferry.dev/v1", "kind": "Kustomization",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"sourceRef": {"kind": "GitRepository", "name": source}, "path": "./apps",
+        "spec": {"sourceRef": {"kind": "GitRepository", "name": source,
+                               **({"namespace": source_ns} if source_ns else {})},
+                 "path": "./apps",
                  "interval": interval, "timeout": "5m", "prune": True},
     }).encode()
     req = urllib.request.Request(base, data=body, method="POST",
@@ -278,7 +280,8 @@ def main(argv):
     elif cmd == "wait-artifact":
         return wait_artifact(args[0], args[1], args[2], float(args[3]))
     elif cmd == "create-ready":
-        return create_ready(args[0], args[1], args[2], args[3], args[4], float(args[5]))
+        return create_ready(args[0], args[1], args[2], args[3], args[4], float(args[5]),
+                            args[6] if len(args) > 6 else None)
     elif cmd == "wait-settled":
         return wait_settled(args[0], args[1], float(args[2]))
     elif cmd == "count-objects":
