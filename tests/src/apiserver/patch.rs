@@ -166,7 +166,7 @@ pub fn apply_patch(
         let config = decode_apply(body)?;
         return Ok(ssa::apply(
             live,
-            &config,
+            config,
             manager,
             ctx.force,
             &ctx.target,

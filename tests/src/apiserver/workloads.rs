@@ -6,6 +6,7 @@
 //! be tested; `ferry.dev/test-ready-after: "3s"` (or `"500ms"`) overrides the delay.
 //! No pods or ReplicaSets are created.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -147,14 +148,14 @@ pub async fn run(store: Store, delay: Duration) {
             Err(RecvError::Closed) => return,
             // Missed events: look at every workload instead.
             Err(RecvError::Lagged(_)) => {
-                let all: Vec<(String, Value)> = {
+                let all: Vec<(String, Arc<Value>)> = {
                     let st = store.lock();
                     KINDS
                         .iter()
                         .flat_map(|k| {
                             st.list(k, None)
                                 .into_iter()
-                                .map(|o| (k.to_string(), o.clone()))
+                                .map(|o| (k.to_string(), Arc::new(o.clone())))
                         })
                         .collect()
                 };
@@ -166,8 +167,8 @@ pub async fn run(store: Store, delay: Duration) {
     }
 }
 
-/// Starts the timer for an unsettled workload.
-fn schedule(store: &Store, key: &str, obj: &Value, delay: Duration) {
+/// Starts the timer for an unsettled workload (sharing the stored object, not copying it).
+fn schedule(store: &Store, key: &str, obj: &Arc<Value>, delay: Duration) {
     if settled(key, obj) {
         return;
     }

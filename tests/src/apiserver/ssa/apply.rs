@@ -64,10 +64,9 @@ fn prefixed_status(sub: &FieldSet) -> FieldSet {
 
 /// The part of a configuration or patch result the addressed (sub)resource may write:
 /// `status` only through the status subresource (when it is one), nothing else through it.
-fn writable_part(live: &Value, incoming: &Value, target: &Target) -> Value {
-    let mut out = incoming.clone();
-    let Some(obj) = out.as_object_mut() else {
-        return out;
+fn writable_part(live: &Value, mut incoming: Value, target: &Target) -> Value {
+    let Some(obj) = incoming.as_object_mut() else {
+        return incoming;
     };
     if target.subresource == "status" {
         let status = obj.remove("status");
@@ -93,7 +92,7 @@ fn writable_part(live: &Value, incoming: &Value, target: &Target) -> Value {
             None => obj.remove("status"),
         };
     }
-    out
+    incoming
 }
 
 fn shape_error(target: &Target, e: ShapeError) -> SsaError {
@@ -112,7 +111,7 @@ fn decode_managed(obj: &Value) -> Result<Vec<ManagedEntry>, SsaError> {
 /// the result equals `live`.
 pub fn apply(
     live: Option<&Value>,
-    config: &Value,
+    config: Value,
     manager: &str,
     force: bool,
     target: &Target,
@@ -278,7 +277,7 @@ pub fn update(
         }
     };
     let mut new_body = match old {
-        Some(_) => writable_part(&old_body, &new_body, target),
+        Some(_) => writable_part(&old_body, new_body, target),
         None => new_body,
     };
     let cmp = typed::compare(&old_body, &new_body, shape).map_err(|e| shape_error(target, e))?;

@@ -57,7 +57,7 @@ fn entry<'a>(obj: &'a Value, manager: &str) -> &'a Value {
 fn created() -> Value {
     apply(
         None,
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -106,7 +106,7 @@ fn reapplying_the_same_configuration_changes_nothing() {
     let obj = created();
     let again = apply(
         Some(&obj),
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -124,7 +124,7 @@ fn apply_updates_values_and_time() {
     let obj = created();
     let new = apply(
         Some(&obj),
-        &config(2, "nginx:2"),
+        config(2, "nginx:2"),
         "kubectl",
         false,
         &deploy_target(),
@@ -153,7 +153,7 @@ fn a_value_changed_by_another_manager_conflicts_with_the_apiserver_message() {
     );
     let err = apply(
         Some(&live),
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -177,7 +177,7 @@ fn applying_the_value_another_manager_set_shares_ownership() {
     let live = patched_replicas(&created(), 5);
     let new = apply(
         Some(&live),
-        &config(5, "nginx:1"),
+        config(5, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -200,7 +200,7 @@ fn force_takes_the_value_and_the_ownership() {
     let live = patched_replicas(&created(), 5);
     let new = apply(
         Some(&live),
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         true,
         &deploy_target(),
@@ -231,7 +231,7 @@ fn several_conflicts_are_grouped_by_manager() {
     update(Some(&by_b), &mut by_a, "a", &deploy_target(), T2).expect("a");
     let err = apply(
         Some(&by_a),
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -264,7 +264,15 @@ fn a_field_no_longer_applied_is_removed() {
         .as_object_mut()
         .expect("spec")
         .remove("replicas");
-    let new = apply(Some(&obj), &smaller, "kubectl", false, &deploy_target(), T2).expect("apply");
+    let new = apply(
+        Some(&obj),
+        smaller.clone(),
+        "kubectl",
+        false,
+        &deploy_target(),
+        T2,
+    )
+    .expect("apply");
     assert!(new["spec"].get("replicas").is_none(), "{new}");
     assert!(new["metadata"].get("annotations").is_none(), "{new}");
     let fields = &entry(&new, "kubectl")["fieldsV1"];
@@ -278,7 +286,15 @@ fn a_field_co_owned_by_another_manager_stays_when_one_stops_applying_it() {
     // A second applier applies the same replicas: shared ownership.
     let other = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"}, "spec": {"replicas": 2}});
-    let shared = apply(Some(&obj), &other, "hpa", false, &deploy_target(), T2).expect("shared");
+    let shared = apply(
+        Some(&obj),
+        other.clone(),
+        "hpa",
+        false,
+        &deploy_target(),
+        T2,
+    )
+    .expect("shared");
     let mut smaller = config(2, "nginx:1");
     smaller["spec"]
         .as_object_mut()
@@ -286,7 +302,7 @@ fn a_field_co_owned_by_another_manager_stays_when_one_stops_applying_it() {
         .remove("replicas");
     let new = apply(
         Some(&shared),
-        &smaller,
+        smaller.clone(),
         "kubectl",
         false,
         &deploy_target(),
@@ -312,10 +328,10 @@ fn a_container_no_longer_applied_is_removed_whole() {
         .as_array_mut()
         .expect("list")
         .push(json!({"name": "sidecar", "image": "s:1", "args": ["-v"]}));
-    let obj = apply(None, &two, "kubectl", false, &deploy_target(), T1).expect("create");
+    let obj = apply(None, two.clone(), "kubectl", false, &deploy_target(), T1).expect("create");
     let new = apply(
         Some(&obj),
-        &config(2, "nginx:1"),
+        config(2, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -348,7 +364,7 @@ fn fields_set_by_other_writers_survive_an_apply() {
     );
     let new = apply(
         Some(&labelled),
-        &config(3, "nginx:1"),
+        config(3, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -363,7 +379,7 @@ fn fields_set_by_other_writers_survive_an_apply() {
 fn status_is_ignored_on_the_main_resource() {
     let mut cfg = config(2, "nginx:1");
     cfg["status"] = json!({"replicas": 7});
-    let obj = apply(None, &cfg, "kubectl", false, &deploy_target(), T1).expect("create");
+    let obj = apply(None, cfg.clone(), "kubectl", false, &deploy_target(), T1).expect("create");
     assert!(obj.get("status").is_none());
     assert!(entry(&obj, "kubectl")["fieldsV1"].get("f:status").is_none());
 
@@ -376,7 +392,7 @@ fn status_is_ignored_on_the_main_resource() {
     };
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget",
         "metadata": {"name": "w"}, "status": {"x": 1}});
-    let obj = apply(None, &w, "m", false, &target, T1).expect("create");
+    let obj = apply(None, w.clone(), "m", false, &target, T1).expect("create");
     assert_eq!(obj["status"]["x"], 1);
 }
 
@@ -409,21 +425,22 @@ fn malformed_applies_are_rejected_with_reasons() {
     let mut cfg = config(2, "a");
     cfg["metadata"]["managedFields"] = json!([]);
     assert_eq!(
-        apply(None, &cfg, "kubectl", false, &deploy_target(), T1),
+        apply(None, cfg.clone(), "kubectl", false, &deploy_target(), T1),
         Err(SsaError::BadRequest(
             "metadata.managedFields must be nil".into()
         ))
     );
     let mut cfg = config(2, "a");
     cfg["kind"] = json!("StatefulSet");
-    let err = apply(None, &cfg, "kubectl", false, &deploy_target(), T1).expect_err("kind");
+    let err = apply(None, cfg.clone(), "kubectl", false, &deploy_target(), T1).expect_err("kind");
     assert!(
         matches!(&err, SsaError::BadRequest(m) if m.contains("kind")),
         "{err:?}"
     );
     let mut cfg = config(2, "a");
     cfg["spec"]["template"]["spec"]["containers"] = json!([{"image": "x"}]);
-    let err = apply(None, &cfg, "kubectl", false, &deploy_target(), T1).expect_err("no name");
+    let err =
+        apply(None, cfg.clone(), "kubectl", false, &deploy_target(), T1).expect_err("no name");
     assert!(
         matches!(&err, SsaError::Invalid(m) if m.contains(".spec.template.spec.containers") && m.contains("\"name\"")),
         "{err:?}"
@@ -488,7 +505,7 @@ fn unowned_objects_belong_to_before_first_apply() {
     live["metadata"]["uid"] = json!("u-1");
     let err = apply(
         Some(&live),
-        &config(3, "nginx:1"),
+        config(3, "nginx:1"),
         "kubectl",
         false,
         &deploy_target(),
@@ -510,7 +527,7 @@ fn unowned_objects_belong_to_before_first_apply() {
         .remove("annotations");
     let new = apply(
         Some(&live),
-        &partial,
+        partial.clone(),
         "kubectl",
         false,
         &deploy_target(),
@@ -536,10 +553,10 @@ fn appliers_own_list_items_and_set_members_separately() {
             "spec": {"template": {"spec": {"containers": [{"name": container, "image": "i"}]}}}
         })
     };
-    let a = apply(None, &piece("app", "a.example/x"), "a", false, &target, T1).expect("a");
+    let a = apply(None, piece("app", "a.example/x"), "a", false, &target, T1).expect("a");
     let both = apply(
         Some(&a),
-        &piece("proxy", "b.example/y"),
+        piece("proxy", "b.example/y"),
         "b",
         false,
         &target,
@@ -571,7 +588,7 @@ fn appliers_own_list_items_and_set_members_separately() {
         .expect("meta")
         .remove("finalizers");
     nothing.as_object_mut().expect("object").remove("spec");
-    let after = apply(Some(&both), &nothing, "b", false, &target, T3).expect("b shrinks");
+    let after = apply(Some(&both), nothing.clone(), "b", false, &target, T3).expect("b shrinks");
     assert_eq!(names(&after), ["app"]);
     assert_eq!(after["metadata"]["finalizers"], json!(["a.example/x"]));
 }
