@@ -304,6 +304,17 @@ fn deep_nesting_goes_to_the_general_parser() {
         text.push_str("a:\n");
     }
     assert!(simple::parse(&text).is_none());
+    // Sequences of mappings at their keys' indentation nest without a line of their own.
+    let mut compact = String::new();
+    for i in 0..3000 {
+        compact.push_str(&" ".repeat(2 * i));
+        compact.push_str("- a:\n");
+    }
+    assert!(simple::parse(&compact).is_none());
+    let shallow: String = (0..10)
+        .map(|i| format!("{}- a:\n", " ".repeat(2 * i)))
+        .collect();
+    agree(&shallow).expect("ten levels are simple");
 }
 
 #[test]

@@ -104,6 +104,9 @@ impl<'a> Parser<'a> {
     }
 
     fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         let mut map = Map::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -134,6 +137,9 @@ impl<'a> Parser<'a> {
     }
 
     fn sequence(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent > indent {
