@@ -161,8 +161,8 @@ echo "agent idle: RSS $IDLE_RSS KiB" >&2
 # Rounds 2..N come first, each with a fresh agent (a new process for a new namespace, cold as a
 # real first apply; its Kustomization takes the main namespace's GitRepository); the main
 # agent's round is last, and its reconciles (b) and memory (c) are measured after it.
-first_apply_round() { # NS_KUBECTL NS_AGENT AGENT_LOG → KMS AMS (ms) and T (start, ns)
-  local nk=$1 na=$2 log=$3 got
+first_apply_round() { # NS_KUBECTL NS_AGENT → KMS AMS (ms) and T (start, ns)
+  local nk=$1 na=$2 got
   echo "round: kubectl apply --server-side of $N objects into $nk, then the agent's into $na …" >&2
   T=$(now_ns)
   k apply --server-side -n "$nk" -f "$WORK/rendered.yaml" > "$WORK/kubectl-apply.log" 2>&1 \
@@ -195,11 +195,11 @@ for r in $(seq 2 "$ROUNDS"); do
   PIDS+=($EXTRA)
   sleep 2 # connected and watching, as the main agent is
   kill -0 $EXTRA 2>/dev/null || fail "agent for $NS_AGENT-$r exited"
-  first_apply_round "$NS_KUBECTL-$r" "$NS_AGENT-$r" "$WORK/agent-$r.log"
+  first_apply_round "$NS_KUBECTL-$r" "$NS_AGENT-$r"
   kill $EXTRA
   wait $EXTRA 2>/dev/null || true
 done
-first_apply_round "$NS_KUBECTL" "$NS_AGENT" "$WORK/agent.log"
+first_apply_round "$NS_KUBECTL" "$NS_AGENT"
 read -r FETCH_MS APPLY_MS < <($HELPER phases "$WORK/agent.log" "$T")
 read -r KUBECTL_MS AGENT_MS RATIO RATIOS < <(python3 - "${KUBECTL_ALL[*]}" "${AGENT_ALL[*]}" <<'PY'
 import statistics, sys

@@ -40,7 +40,7 @@ pub fn router(server: Arc<Server>) -> Router {
 
 fn json_response(code: u16, body: &Value) -> Response {
     // to_vec, not to_string: Display goes through fmt::Write, a third slower on large objects.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let bytes = serde_json::to_vec(body).expect("a JSON value always serialises");
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
