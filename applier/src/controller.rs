@@ -86,7 +86,10 @@ async fn forward_artifacts(mut watch: SourceWatch, shared: Arc<Shared>) {
         for ks in shared.store.state() {
             let src = &ks.spec.source_ref;
             let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
-            if src.name == ev.name && src_ns == ev.namespace {
+            if src.name == ev.name
+                && src_ns == ev.namespace
+                && !crate::status::has_applied(&ks, &ev.digest)
+            {
                 let _ = shared.trigger.unbounded_send(ObjectRef::from_obj(&*ks));
             }
         }

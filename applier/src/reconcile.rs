@@ -172,9 +172,7 @@ async fn run(
     let revision = desired.artifact.revision.to_string();
     let digest = desired.artifact.digest;
     let fail = |f: Failure| (f, Some(revision.clone()));
-    let up_to_date = st.last_applied_digest == Some(digest)
-        && st.observed_generation == generation
-        && status::is_ready(Some(st));
+    let up_to_date = status::up_to_date(st, generation, &digest);
     let opts = ApplyOptions {
         force: ks.spec.force,
         wait_timeout: timeout,

@@ -100,6 +100,22 @@ pub fn is_ready(st: Option<&KustomizationStatus>) -> bool {
         .is_some_and(Condition::is_true)
 }
 
+/// Whether `ks` is Ready at its current generation with `digest` applied: an announcement of
+/// that artifact (the source stream repeats the current ones whenever it connects) gives a
+/// reconcile nothing to do that the interval would not do anyway.
+pub fn has_applied(ks: &Kustomization, digest: &Digest) -> bool {
+    ks.status
+        .as_ref()
+        .is_some_and(|st| up_to_date(st, ks.metadata.generation, digest))
+}
+
+/// Ready, at `generation`, with `digest` applied: only drift can be left to do.
+pub fn up_to_date(st: &KustomizationStatus, generation: Option<i64>, digest: &Digest) -> bool {
+    st.last_applied_digest.as_ref() == Some(digest)
+        && st.observed_generation == generation
+        && is_ready(Some(st))
+}
+
 /// Writes `st` as the status of `name`. Absent optional fields are sent as `null` so the merge
 /// patch removes them (a cleared drift report must disappear).
 pub async fn write(
@@ -164,6 +180,43 @@ mod tests {
         assert_eq!(st.last_attempted_revision.as_deref(), Some("main@sha1:bbb"));
         assert_eq!(st.inventory, Some(inv));
         assert!(!is_ready(Some(&st)));
+    }
+
+    #[test]
+    fn only_the_applied_artifact_at_the_current_generation_is_old_news() {
+        let other: Digest =
+            "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+                .parse()
+                .expect("digest");
+        let mut ks = Kustomization::new("app", Default::default());
+        ks.metadata.generation = Some(2);
+        assert!(!has_applied(&ks, &digest()), "no status yet");
+        let mut st = KustomizationStatus::default();
+        succeeded(
+            &mut st,
+            Some(2),
+            "main@sha1:aaa",
+            digest(),
+            Inventory::default(),
+        );
+        ks.status = Some(st.clone());
+        assert!(has_applied(&ks, &digest()));
+        assert!(!has_applied(&ks, &other), "a new artifact");
+        ks.metadata.generation = Some(3);
+        assert!(!has_applied(&ks, &digest()), "the spec changed since");
+        ks.metadata.generation = Some(2);
+        failed(
+            &mut st,
+            Some(2),
+            reason::HEALTH_CHECK_FAILED,
+            "not ready",
+            None,
+        );
+        ks.status = Some(st);
+        assert!(
+            !has_applied(&ks, &digest()),
+            "failed: the announcement retries now"
+        );
     }
 
     #[test]

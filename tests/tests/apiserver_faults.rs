@@ -83,7 +83,7 @@ async fn a_dropped_watch_ends_and_a_resumed_one_misses_nothing() {
         .resource_version
         .expect("rv");
     c.faults().add(
-        FaultRule::drop_watch_after(Duration::from_millis(300))
+        FaultRule::drop_watch_after(Duration::from_secs(2))
             .resource("configmaps")
             .times(1),
     );

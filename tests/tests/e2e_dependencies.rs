@@ -69,9 +69,13 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
         "app/kustomization.yaml",
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n",
     )?;
-    env.upstream.commit_push("while suspended")?;
+    let commit = env.upstream.commit_push("while suspended")?;
     env.drift_replicas("my-app", 4).await?;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The agent has heard of the new commit, and two intervals (2 s) have passed since.
+    let revision = format!("main@sha1:{commit}");
+    env.wait_agent_lines(&["new artifact", &revision], 0, 1, LIMIT)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let d = env
         .get("apps/v1", "Deployment", "my-app")
         .await?

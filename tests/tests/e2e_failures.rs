@@ -80,6 +80,8 @@ async fn a_tampered_artifact_is_refused() -> Result<()> {
             Ok(std::fs::read_dir(&storage)?
                 .flatten()
                 .map(|e| e.path())
+                // Only the final name: the store writes a staging file beside it first.
+                .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
                 .find(|p| !before.contains(p)))
         })
         .await?;
@@ -191,9 +193,10 @@ async fn sigkill_mid_apply_converges_after_restart() -> Result<()> {
         )?;
     }
     env.upstream.commit_push("many configmaps")?;
-    // Slow writes so the kill lands while the apply is under way.
+    // Slow writes so the kill lands while the apply is under way: 300 writes, 32 at a time,
+    // take about 1.5 s, well over the 200 ms poll below even on a loaded machine.
     env.cluster.faults().add(
-        FaultRule::delay(Duration::from_millis(40))
+        FaultRule::delay(Duration::from_millis(150))
             .verb("patch")
             .resource("configmaps"),
     );

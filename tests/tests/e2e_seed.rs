@@ -113,6 +113,13 @@ async fn seed_scenario() -> Result<()> {
     assert!(ks.status.is_some());
 
     // Drift by `kubectl edit` is reverted at the next interval, and kubectl's ownership is gone.
+    let configured = |events: &[(String, String)]| {
+        events
+            .iter()
+            .filter(|(_, m)| m.contains("Deployment/team-a/my-app configured"))
+            .count()
+    };
+    let configured_before = configured(&env.events("app").await?);
     kubectl_edit(&env).await?;
     let reverted = env
         .wait_for("the kubectl edit to be reverted", LIMIT, || async {
@@ -125,13 +132,12 @@ async fn seed_scenario() -> Result<()> {
         })
         .await?;
     assert!(!managers(&reverted).contains(&"kubectl-edit".to_string()));
-    let events = env.events("app").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(_, m)| m.contains("Deployment/team-a/my-app configured")),
-        "{events:?}"
-    );
+    // The revert has an Event of its own (published after the write, so wait for it).
+    env.wait_for("an Event for the revert", LIMIT, || async {
+        let events = env.events("app").await?;
+        Ok((configured(&events) > configured_before).then_some(()))
+    })
+    .await?;
 
     // Detect mode: the same edit is reported in status (object and fields) and left alone.
     let mut spec = seed_spec("./app");
@@ -162,8 +168,10 @@ async fn seed_scenario() -> Result<()> {
             .any(|f| f.contains("containers") && f.ends_with(".image")),
         "{obj:?}"
     );
-    // Three more intervals: still the edited values.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Three more reconciles (each renders, then compares): still the edited values.
+    let rendered = env.agent_lines(&["rendered"]);
+    env.wait_agent_lines(&["rendered"], rendered, 3, LIMIT)
+        .await?;
     let d = env
         .get("apps/v1", "Deployment", "my-app")
         .await?
@@ -195,17 +203,26 @@ async fn seed_scenario() -> Result<()> {
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n",
     )?;
     env.upstream.commit_push("remove the service")?;
-    env.wait_for("the Service to be pruned", LIMIT, || async {
-        Ok(env
-            .get("v1", "Service", "my-app")
-            .await?
-            .is_none()
-            .then_some(()))
-    })
-    .await?;
-    let ks = env.kustomization("app").await?;
-    let inv = ks.status.and_then(|s| s.inventory).context("inventory")?;
-    assert_eq!(inv.len(), 1, "{inv:?}");
+    // The agent deletes first and writes its status after: wait for both, so the
+    // inventory is read once the reconcile that pruned has recorded it.
+    let inv = env
+        .wait_for(
+            "the Service to be pruned and uninventoried",
+            LIMIT,
+            || async {
+                let gone = env.get("v1", "Service", "my-app").await?.is_none();
+                let ks = env.kustomization("app").await?;
+                let inv = ks.status.and_then(|s| s.inventory);
+                Ok(inv.filter(|i| gone && i.len() == 1))
+            },
+        )
+        .await?;
+    let entry = inv.entries().next().context("one inventory entry")?;
+    assert_eq!(
+        (entry.kind.as_str(), entry.name.as_str()),
+        ("Deployment", "my-app"),
+        "{inv:?}"
+    );
     assert!(env.get("apps/v1", "Deployment", "my-app").await?.is_some());
     let events = env.events("app").await?;
     assert!(

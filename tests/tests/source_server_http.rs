@@ -178,8 +178,14 @@ async fn unchanged_remote_ref_fetches_nothing_and_builds_nothing() -> Result<()>
     let packs = git.pack_fetches();
     assert!(packs >= 1, "the first reconcile fetched a pack");
     let built = "ferry_source_artifacts_built_total{namespace=\"team-a\",name=\"app\"}";
-    assert_eq!(h.metric(built).await?, 1.0);
-
+    assert_eq!(h.wait_metric(built, |v| v > 0.0).await?, 1.0);
+    // The first reconcile is counted once it has finished; each of the three below must be a
+    // reconcile of its own.
+    h.wait_metric(
+        "ferry_source_reconcile_duration_seconds_count{namespace=\"team-a\",name=\"app\",result=\"success\"}",
+        |v| v >= 1.0,
+    )
+    .await?;
     for _ in 0..3 {
         h.reconcile_and_wait("team-a", "app").await?;
     }

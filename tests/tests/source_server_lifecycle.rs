@@ -138,8 +138,8 @@ async fn gc_keeps_the_current_artifact_plus_the_last_n() -> Result<()> {
             .expect("artifact");
         digests.push(a.digest);
     }
-    // GC runs after each new artifact: current (3) and one previous (2) remain.
-    let stored = stored_artifacts(h.storage_dir())?;
+    // GC runs after each new artifact: current (3) and one previous (2) remain. The status
+    // that `wait_commit` saw is written before the collection runs, so poll for it.
     let want: Vec<String> = {
         let mut w: Vec<String> = digests[2..]
             .iter()
@@ -148,7 +148,18 @@ async fn gc_keeps_the_current_artifact_plus_the_last_n() -> Result<()> {
         w.sort();
         w
     };
-    assert_eq!(stored, want);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stored = stored_artifacts(h.storage_dir())?;
+        if stored == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stored {stored:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for (i, d) in digests.iter().enumerate() {
         let url = format!("{}/v1/artifacts/sha256/{}", h.base(), d.hex());
         let status = h.http.get(&url).send().await?.status();

@@ -14,7 +14,7 @@ repo="$(cd "$here/../../.." && pwd)"
 fixtures="$here/../tests/fixtures"
 kubectl="${FERRY_KUBECTL:-$repo/.tools/bin/kubectl}"
 rounds="${1:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/targets/kust}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 [[ -x "$kubectl" ]] || { echo "kubectl not found at $kubectl (tests/scripts/install-tools.sh)" >&2; exit 1; }
 
 cd "$repo"

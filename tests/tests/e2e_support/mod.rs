@@ -279,6 +279,34 @@ impl Env {
         }
     }
 
+    /// Lines of the running agent's log that contain every one of `needles`.
+    pub fn agent_lines(&self, needles: &[&str]) -> usize {
+        let log = self
+            .agent
+            .as_ref()
+            .map(|a| a.log_text())
+            .unwrap_or_default();
+        log.lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Waits until the agent has logged `n` more lines containing every one of `needles`
+    /// than `before` (a count from [`Env::agent_lines`]).
+    pub async fn wait_agent_lines(
+        &self,
+        needles: &[&str],
+        before: usize,
+        n: usize,
+        limit: Duration,
+    ) -> Result<()> {
+        let what = format!("{n} more agent log lines with {needles:?}");
+        self.wait_for(&what, limit, || async {
+            Ok((self.agent_lines(needles) >= before + n).then_some(()))
+        })
+        .await
+    }
+
     /// The logs of the running processes (for assertion messages).
     pub fn logs(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

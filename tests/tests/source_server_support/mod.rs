@@ -190,6 +190,22 @@ impl Harness {
             .unwrap_or(0.0))
     }
 
+    /// Polls a metric until `ok` accepts its value; the source server counts after it has
+    /// published the status the other waits look at.
+    pub async fn wait_metric(&self, prefix: &str, ok: impl Fn(f64) -> bool) -> Result<f64> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.metric(prefix).await?;
+            if ok(v) {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                bail!("metric {prefix} is {v}, not the value waited for");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Successful reconciles of a source so far.
     pub async fn successes(&self, ns: &str, name: &str) -> Result<f64> {
         self.metric(&format!(
