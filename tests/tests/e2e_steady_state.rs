@@ -48,15 +48,7 @@ fn write_app(env: &Env, tag: &str, extra: usize, more: &[&str]) -> Result<()> {
 
 /// Lines the agent logged for successful reconciles so far.
 fn applied_count(env: &Env) -> usize {
-    env.agent
-        .as_ref()
-        .map(|a| {
-            a.log_text()
-                .lines()
-                .filter(|l| l.contains(" applied ") && l.contains("summary"))
-                .count()
-        })
-        .unwrap_or(0)
+    env.agent_lines(&[" applied ", "summary"])
 }
 
 /// Waits until the agent logged `n` more successful reconciles.
@@ -298,20 +290,19 @@ async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
 
     // The source stream's announcement of the artifact may trigger one more reconcile when it
     // lands while the first is still running: let that happen before the drift.
-    env.wait_for("the artifact announced to the agent", LIMIT, || async {
-        let log = env.agent.as_ref().map(|a| a.log_text()).unwrap_or_default();
-        Ok(log.contains("new artifact").then_some(()))
-    })
-    .await?;
+    env.wait_agent_lines(&["new artifact"], 0, 1, LIMIT).await?;
     let mut settled = applied_count(&env);
+    let mut quiet = false;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = applied_count(&env);
-        if now == settled {
+        quiet = now == settled;
+        if quiet {
             break;
         }
         settled = now;
     }
+    assert!(quiet, "still reconciling after 30 s\n{}", env.logs());
 
     // With a one-hour interval, nothing looks at the drift...
     env.drift_replicas("my-app", 5).await?;
