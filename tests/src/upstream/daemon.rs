@@ -1,4 +1,4 @@
-//! [`GitDaemon`]: `git daemon` serving an upstream's root on 127.0.0.1.
+//! [`GitDaemon`]: `git daemon` (the `git-daemon` program) serving an upstream's root on 127.0.0.1.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -19,9 +19,10 @@ impl GitDaemon {
         // Up to three attempts: another process may take the free port before the daemon does.
         for _ in 0..3 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let mut child = Command::new("git")
+            // `git daemon` runs `git-daemon` as a child of its own and does not pass a SIGKILL
+            // on: killing the wrapper leaked one daemon per test. Run the daemon itself.
+            let mut child = Command::new(daemon_program()?)
                 .args([
-                    "daemon",
                     "--reuseaddr",
                     "--export-all",
                     "--listen=127.0.0.1",
@@ -60,6 +61,23 @@ impl GitDaemon {
     pub fn url(&self, name: &str) -> String {
         format!("git://127.0.0.1:{}/{name}", self.port)
     }
+}
+
+/// `<git --exec-path>/git-daemon`.
+fn daemon_program() -> Result<std::path::PathBuf> {
+    let out = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .context("running git --exec-path")?;
+    if !out.status.success() {
+        bail!("git --exec-path: {}", out.status);
+    }
+    let dir = String::from_utf8(out.stdout).context("git --exec-path: not UTF-8")?;
+    let program = Path::new(dir.trim()).join("git-daemon");
+    if !program.is_file() {
+        bail!("{} not found (git --exec-path)", program.display());
+    }
+    Ok(program)
 }
 
 impl Drop for GitDaemon {
