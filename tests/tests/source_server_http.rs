@@ -181,11 +181,8 @@ async fn unchanged_remote_ref_fetches_nothing_and_builds_nothing() -> Result<()>
     assert_eq!(h.wait_metric(built, |v| v > 0.0).await?, 1.0);
     // The first reconcile is counted once it has finished; each of the three below must be a
     // reconcile of its own.
-    h.wait_metric(
-        "ferry_source_reconcile_duration_seconds_count{namespace=\"team-a\",name=\"app\",result=\"success\"}",
-        |v| v >= 1.0,
-    )
-    .await?;
+    h.wait_metric(&successes_series("team-a", "app"), |v| v >= 1.0)
+        .await?;
     for _ in 0..3 {
         h.reconcile_and_wait("team-a", "app").await?;
     }

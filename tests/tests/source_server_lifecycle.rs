@@ -149,14 +149,11 @@ async fn gc_keeps_the_current_artifact_plus_the_last_n() -> Result<()> {
         w
     };
     let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let stored = stored_artifacts(h.storage_dir())?;
-        if stored == want {
-            break;
-        }
+    while stored_artifacts(h.storage_dir())? != want {
         assert!(
             std::time::Instant::now() < deadline,
-            "stored {stored:?}, want {want:?}"
+            "GC kept {:?}",
+            stored_artifacts(h.storage_dir())?
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -208,24 +208,17 @@ impl Harness {
 
     /// Successful reconciles of a source so far.
     pub async fn successes(&self, ns: &str, name: &str) -> Result<f64> {
-        self.metric(&format!(
-            "ferry_source_reconcile_duration_seconds_count{{namespace=\"{ns}\",name=\"{name}\",result=\"success\"}}"
-        ))
-        .await
+        self.metric(&successes_series(ns, name)).await
     }
 
     /// Triggers a reconcile and waits until it has completed successfully.
     pub async fn reconcile_and_wait(&self, ns: &str, name: &str) -> Result<()> {
         let before = self.successes(ns, name).await?;
         self.reconcile(ns, name).await?;
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if self.successes(ns, name).await? > before {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!("reconcile of {ns}/{name} did not succeed in time")
+        self.wait_metric(&successes_series(ns, name), |v| v > before)
+            .await
+            .with_context(|| format!("reconcile of {ns}/{name} did not succeed in time"))?;
+        Ok(())
     }
 
     /// Downloads a URL's body.
@@ -236,6 +229,13 @@ impl Harness {
         }
         Ok(resp.bytes().await?.to_vec())
     }
+}
+
+/// The metric series that counts the successful reconciles of `ns/name`.
+pub fn successes_series(ns: &str, name: &str) -> String {
+    format!(
+        "ferry_source_reconcile_duration_seconds_count{{namespace=\"{ns}\",name=\"{name}\",result=\"success\"}}"
+    )
 }
 
 pub fn is_ready(v: &SourceView) -> bool {
