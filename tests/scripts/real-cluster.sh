@@ -28,6 +28,8 @@ bin_dir="$cache_root/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-$go_version"
 stamp="kube=$KUBE_VERSION etcd=$ETCD_VERSION go=$go_version"
 
 log() { echo "real-cluster: $*" >&2; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 build() {
   if [ -f "$bin_dir/stamp" ] && [ "$(cat "$bin_dir/stamp")" = "$stamp" ] \
@@ -38,10 +40,9 @@ build() {
     return
   fi
   mkdir -p "$bin_dir"
-  local work
+  # Global, and removed on exit: a RETURN trap would outlive this function and fire again.
   work=$(mktemp -d)
-  # shellcheck disable=SC2064
-  trap "rm -rf '$work'" RETURN
+  trap 'rm -rf "$work"' EXIT
   local minor patch staging_version
   minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
   patch=$(echo "$KUBE_VERSION" | cut -d. -f3)
@@ -114,7 +115,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # One certificate signed by the cluster CA: name, subject, extensions.
 issue() {
   local dir=$1 name=$2 subj=$3 ext=$4
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/$name.key" -subj "$subj" \
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/$name.key" -subj "$subj" \
     -out "$dir/$name.csr" 2>/dev/null
   printf '%b\n' "$ext" > "$dir/$name.ext"
   openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
@@ -166,18 +167,28 @@ start() {
   if [ -f "$dir/apiserver.pid" ] && kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
     log "already running in $dir"; echo "$dir/kubeconfig"; return
   fi
-  local pki="$dir/pki"
+  local pki="$dir/pki" t0
+  t0=$(now)
+  # Whatever fails from here on, stop what was started.
+  # shellcheck disable=SC2064
+  trap "log 'start failed; stopping what started'; stop '$dir'" EXIT
   mkdir -p "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 30 \
+  # P-256 keys throughout: generating five RSA keys took 2 s on a loaded machine.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 30 \
     -subj "/CN=ferry-real-cluster-ca" 2>/dev/null
   issue "$pki" apiserver "/CN=kube-apiserver" \
     "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth"
   issue "$pki" admin "/O=system:masters/CN=ferry-admin" "extendedKeyUsage=clientAuth"
   issue "$pki" controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
-  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  # Its own serving certificate: by default it makes a self-signed one nobody can verify.
+  issue "$pki" controller-manager-serving "/CN=kube-controller-manager" \
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/sa.key" 2>/dev/null
+  openssl ec -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 
-  local etcd_port etcd_peer api_port kcm_port
+  log "certificates and keys: $(since "$t0")s"
+  local etcd_port etcd_peer api_port kcm_port t1
+  t1=$(now)
   etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
   local server="https://127.0.0.1:$api_port"
 
@@ -202,6 +213,8 @@ start() {
   kubeconfig "$dir/kubeconfig" "$server" "$pki" admin
   kubeconfig "$dir/controller-manager.kubeconfig" "$server" "$pki" controller-manager
   wait_ok "$server/readyz" "$pki" "$dir/apiserver.pid" kube-apiserver "$dir/apiserver.log" 90
+  log "etcd + kube-apiserver ready: $(since "$t1")s"
+  t1=$(now)
 
   "$bin_dir/kube-controller-manager" --kubeconfig "$dir/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$dir/controller-manager.kubeconfig" \
@@ -210,10 +223,13 @@ start() {
     --root-ca-file "$pki/ca.crt" --cluster-signing-cert-file "$pki/ca.crt" \
     --cluster-signing-key-file "$pki/ca.key" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --tls-cert-file "$pki/controller-manager-serving.crt" \
+    --tls-private-key-file "$pki/controller-manager-serving.key" \
     >"$dir/controller-manager.log" 2>&1 &
   echo $! > "$dir/controller-manager.pid"
   wait_ok "https://127.0.0.1:$kcm_port/healthz" "$pki" "$dir/controller-manager.pid" \
     kube-controller-manager "$dir/controller-manager.log" 60
+  log "kube-controller-manager healthy: $(since "$t1")s"
   # Namespaces get their `default` ServiceAccount from the controller manager: wait for the
   # first one, so a caller can create Pods (and Deployments' Pods) at once.
   local deadline=$((SECONDS + 60))
@@ -222,21 +238,30 @@ start() {
     [ $SECONDS -lt $deadline ] || { log "no default ServiceAccount after 60s"; exit 1; }
     sleep 0.2
   done
-  log "ready: $server (logs and pids in $dir)"
+  trap - EXIT
+  log "ready in $(since "$t0")s: $server (logs and pids in $dir)"
   echo "$dir/kubeconfig"
 }
 
 stop() {
   local dir=${1:?usage: $0 stop DIR}
-  local p pid
+  local p pid pids=()
   for p in controller-manager apiserver etcd; do
     [ -f "$dir/$p.pid" ] || continue
     pid=$(cat "$dir/$p.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
     rm -f "$dir/$p.pid"
+    # Only our process: a recycled pid belongs to someone else.
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$dir" || continue
+    kill "$pid" 2>/dev/null && pids+=("$pid")
   done
+  # All at once, a graceful moment (the data is throwaway), then SIGKILL.
+  for _ in $(seq 1 30); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 1 ] || return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 case "${1:-}" in
