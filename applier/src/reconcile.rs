@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferry_proto::condition::reason;
 use ferry_proto::kustomization::{DriftMode, Kustomization, KustomizationStatus};
-use ferry_proto::{ArtifactRef, Digest, parse_duration};
+use ferry_proto::{ArtifactRef, Digest};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DynamicObject, GroupVersionKind};
 use kube::discovery::{Discovery, Scope as KubeScope};
@@ -72,18 +72,14 @@ pub struct Desired {
 }
 
 /// `spec.interval`, `spec.retryInterval` (default: interval), `spec.timeout` (default: interval).
+/// A refused value falls back to 5 minutes here; `KustomizationSpec::intervals` names the field
+/// for a `Stalled` condition.
 pub fn intervals(ks: &Kustomization) -> (Duration, Duration, Duration) {
-    let interval = parse_duration(&ks.spec.interval).unwrap_or(Duration::from_secs(300));
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|s| parse_duration(s).ok())
-            .unwrap_or(interval)
-    };
-    (
-        interval,
-        parse(&ks.spec.retry_interval),
-        parse(&ks.spec.timeout),
-    )
+    let fallback = Duration::from_secs(300);
+    match ks.spec.intervals() {
+        Ok(i) => (i.interval, i.retry_interval, i.timeout),
+        Err(_) => (fallback, fallback, fallback),
+    }
 }
 
 /// The value of the `reconcile.fluxcd.io/requestedAt` annotation, if set.

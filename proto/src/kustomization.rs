@@ -12,6 +12,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{FieldError, GoDuration};
 use crate::{Condition, Digest};
 
 /// Desired state: render `path` of the source's artifact and apply it.
@@ -38,14 +39,14 @@ pub struct KustomizationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// How often to reconcile even when nothing changed (Go duration, e.g. `5m`).
-    pub interval: String,
+    pub interval: GoDuration,
     /// How soon to retry after a failure (Go duration). Default: `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_interval: Option<String>,
+    pub retry_interval: Option<GoDuration>,
     /// Deadline for apply, health checks and garbage collection (Go duration). Default:
     /// `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
     /// Delete objects applied by an earlier revision that the current one no longer has.
     #[serde(default)]
     pub prune: bool,
@@ -73,6 +74,34 @@ pub struct KustomizationSpec {
     /// What to do when live objects differ from the desired state. Default `correct`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_mode: Option<DriftMode>,
+}
+
+/// The durations of a [`KustomizationSpec`], validated, with Flux's defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KustomizationIntervals {
+    /// `spec.interval`.
+    pub interval: std::time::Duration,
+    /// `spec.retryInterval`, default `interval`.
+    pub retry_interval: std::time::Duration,
+    /// `spec.timeout`, default `interval`.
+    pub timeout: std::time::Duration,
+}
+
+impl KustomizationSpec {
+    /// The spec's durations, or an error naming the first refused field (a `Stalled`
+    /// condition's message: retrying cannot fix a bad value).
+    pub fn intervals(&self) -> Result<KustomizationIntervals, FieldError> {
+        let interval = self.interval.field("spec.interval")?;
+        Ok(KustomizationIntervals {
+            interval,
+            retry_interval: GoDuration::field_or(
+                self.retry_interval.as_ref(),
+                "spec.retryInterval",
+                interval,
+            )?,
+            timeout: GoDuration::field_or(self.timeout.as_ref(), "spec.timeout", interval)?,
+        })
+    }
 }
 
 /// A reference to a source, possibly in another namespace (Flux's
@@ -368,6 +397,29 @@ mod tests {
     }
 
     #[test]
+    fn bad_durations_are_refused_naming_the_field() {
+        let spec = |interval: &str, retry: Option<&str>, timeout: Option<&str>| KustomizationSpec {
+            interval: interval.into(),
+            retry_interval: retry.map(Into::into),
+            timeout: timeout.map(Into::into),
+            ..Default::default()
+        };
+        let ok = spec("1m30s", None, Some("2m")).intervals().expect("valid");
+        assert_eq!(ok.interval.as_secs(), 90);
+        assert_eq!(
+            ok.retry_interval.as_secs(),
+            90,
+            "retryInterval defaults to interval"
+        );
+        assert_eq!(ok.timeout.as_secs(), 120);
+        let err = |s: KustomizationSpec| s.intervals().expect_err("refused").to_string();
+        assert!(err(spec("0s", None, None)).starts_with("spec.interval: \"0s\" is zero"));
+        assert!(err(spec("5m", Some("30sec"), None)).starts_with("spec.retryInterval: "));
+        assert!(err(spec("5m", None, Some("1d"))).starts_with("spec.timeout: "));
+        assert!(err(spec("", None, None)).starts_with("spec.interval: empty"));
+    }
+
+    #[test]
     fn crd_is_namespaced_apply_ferry_dev_v1_with_flux_fields() {
         use kube::CustomResourceExt;
         let crd = Kustomization::crd();
@@ -395,6 +447,13 @@ mod tests {
             assert!(
                 props["spec"]["properties"].get(f).is_some(),
                 "spec.{f} missing"
+            );
+        }
+        for f in ["interval", "retryInterval", "timeout"] {
+            assert_eq!(
+                props["spec"]["properties"][f]["pattern"],
+                crate::duration::PATTERN,
+                "spec.{f} must carry the duration pattern"
             );
         }
         for f in [

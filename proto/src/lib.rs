@@ -24,7 +24,7 @@ pub mod source;
 pub use artifact::{ArtifactRef, artifact_path};
 pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};
 pub use kustomization::{
     CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
     Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,

@@ -1,11 +1,30 @@
 //! The `GitRepository` custom resource (`source.ferry.dev/v1`): a Git repository to mirror and the
 //! ref to follow. Field names and meanings follow Flux's `GitRepository`.
 
+use std::time::Duration;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::{FieldError, GoDuration};
 use crate::{ArtifactRef, Condition};
+
+/// `spec.interval` when absent.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// `spec.timeout` when absent.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl GitRepositorySpec {
+    /// `spec.interval` and `spec.timeout`, validated, with the defaults applied; or an error
+    /// naming the refused field.
+    pub fn intervals(&self) -> Result<(Duration, Duration), FieldError> {
+        Ok((
+            GoDuration::field_or(self.interval.as_ref(), "spec.interval", DEFAULT_INTERVAL)?,
+            GoDuration::field_or(self.timeout.as_ref(), "spec.timeout", DEFAULT_TIMEOUT)?,
+        ))
+    }
+}
 
 /// Desired state of a mirrored Git repository.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,10 +46,10 @@ pub struct GitRepositorySpec {
     pub url: String,
     /// How often to check the remote ref (Go duration). Default `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<String>,
+    pub interval: Option<GoDuration>,
     /// Deadline for one Git operation (Go duration). Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
     /// Which ref to follow. Default: branch `main`.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<GitRepositoryRef>,

@@ -53,4 +53,11 @@ fn gitrepository_crd_is_namespaced_source_ferry_dev_v1() {
             "spec.{field} missing from CRD schema"
         );
     }
+    for field in ["interval", "timeout"] {
+        assert_eq!(
+            spec_props[field]["pattern"],
+            ferry_proto::duration::PATTERN,
+            "spec.{field}: the API server must refuse a malformed duration at admission"
+        );
+    }
 }

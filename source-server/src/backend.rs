@@ -33,8 +33,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct BackendError {
-    /// Condition reason, e.g. `RefNotFound`, `AuthenticationFailed`, `GitOperationFailed`.
-    pub reason: String,
+    /// Condition reason, one of [`ferry_proto::condition::reason`].
+    pub reason: &'static str,
     /// Names the (credential-free) URL and the cause.
     pub message: String,
     /// Retrying with backoff may help (network trouble); otherwise only a change of spec, a
@@ -42,6 +42,16 @@ pub struct BackendError {
     pub transient: bool,
 }
 
+impl BackendError {
+    /// Whether the source is retried with backoff (`Reconciling`) rather than left `Stalled`
+    /// until its spec changes or a reconcile is requested. A missing ref is not transient in
+    /// the network sense, but a push fixes it: it is retried too.
+    pub fn retryable(&self) -> bool {
+        self.transient || self.reason == ferry_proto::condition::reason::REF_NOT_FOUND
+    }
+}
+
+/// A kind of source: Git today.
 pub trait SourceBackend: Send + Sync + 'static {
     /// Resolves the source's ref on the remote. When `current` is the same revision, returns
     /// [`Outcome::Unchanged`] without fetching; otherwise fetches it and builds the artifact.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use tokio::sync::watch;
 
-use ferry_proto::{GitRepository, GitRepositorySpec, parse_duration};
+use ferry_proto::{GitRepository, GitRepositorySpec};
 
 use crate::SourceKey;
 
@@ -57,8 +57,17 @@ pub struct DesiredSource {
     pub timeout: Duration,
 }
 
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A `GitRepository` document whose spec is refused and that has no earlier valid version to
+/// keep running: the server shows it `Stalled` with the error, naming the field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidSource {
+    /// The spec as far as it could be read (the default when it could not be decoded at all).
+    pub spec: GitRepositorySpec,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Why it was refused.
+    pub error: ConfigError,
+}
 
 /// Why one document was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -80,6 +89,8 @@ pub struct DesiredState {
     pub sources: BTreeMap<SourceKey, DesiredSource>,
     /// Documents that were rejected in the last load.
     pub errors: Vec<ConfigError>,
+    /// Refused `GitRepository` documents without a valid earlier version: shown `Stalled`.
+    pub invalid: BTreeMap<SourceKey, InvalidSource>,
 }
 
 /// The channel pair of the seam.
@@ -90,23 +101,41 @@ pub fn channel() -> (
     watch::channel(Arc::new(DesiredState::default()))
 }
 
+/// Why a whole config file was refused (the previous state stays in force).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read (or watched).
     #[error("config file {file}: {source}")]
     Read {
+        /// The config file's path.
         file: String,
+        /// The I/O failure.
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("config file {file} is {size} bytes, the limit is {MAX_CONFIG_BYTES}")]
-    TooLarge { file: String, size: u64 },
+    TooLarge {
+        /// The config file's path.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A document is not YAML.
     #[error("config file {file}: document {document} is not valid YAML: {message}")]
     Syntax {
+        /// The config file's path.
         file: String,
+        /// 0-based index of the document.
         document: usize,
+        /// The parser's complaint.
         message: String,
     },
+    /// The file has more than [`MAX_DOCUMENTS`] documents.
     #[error("config file {file}: more than {MAX_DOCUMENTS} documents")]
-    TooManyDocuments { file: String },
+    TooManyDocuments {
+        /// The config file's path.
+        file: String,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -149,6 +178,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     let mut errors = Vec::new();
     let mut secrets: BTreeMap<SourceKey, SecretData> = BTreeMap::new();
     let mut repos = Vec::new();
+    let mut invalid = BTreeMap::new();
     for (i, value) in docs {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = value
@@ -192,7 +222,18 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 let repo: Result<GitRepository, _> = serde_yaml::from_value(value.clone());
                 match repo {
                     Ok(repo) => repos.push((i, object.clone(), key, meta.generation, repo.spec)),
-                    Err(e) => errors.push(err("spec", e.to_string())),
+                    Err(e) => {
+                        let error = err("spec", e.to_string());
+                        invalid.insert(
+                            key,
+                            InvalidSource {
+                                spec: GitRepositorySpec::default(),
+                                generation: meta.generation,
+                                error: error.clone(),
+                            },
+                        );
+                        errors.push(error);
+                    }
                 }
             }
             (_, "GitRepository") => errors.push(err(
@@ -210,9 +251,8 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     }
 
     let mut sources = BTreeMap::new();
-    let mut rejected = Vec::new();
     for (i, object, key, generation, spec) in repos {
-        match validate(&key, spec, generation, &secrets) {
+        match validate(&key, &spec, generation, &secrets) {
             Ok(src) => {
                 if sources.insert(key.clone(), src).is_some() {
                     errors.push(ConfigError {
@@ -225,23 +265,38 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 }
             }
             Err((field, message)) => {
-                rejected.push(key);
-                errors.push(ConfigError {
+                let error = ConfigError {
                     file: file.into(),
                     document: i,
                     object,
                     field,
                     message,
-                });
+                };
+                errors.push(error.clone());
+                invalid.insert(
+                    key,
+                    InvalidSource {
+                        spec,
+                        generation,
+                        error,
+                    },
+                );
             }
         }
     }
-    for key in rejected {
-        if let Some(prev) = previous.sources.get(&key) {
-            sources.entry(key).or_insert_with(|| prev.clone());
+    // A refused edit keeps the earlier valid version running; only a source without one is
+    // shown stalled.
+    invalid.retain(|key, _| {
+        if let Some(prev) = previous.sources.get(key) {
+            sources.entry(key.clone()).or_insert_with(|| prev.clone());
         }
-    }
-    Ok(DesiredState { sources, errors })
+        !sources.contains_key(key)
+    });
+    Ok(DesiredState {
+        sources,
+        errors,
+        invalid,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -280,7 +335,7 @@ fn parse_secret(value: &Value) -> Result<SecretData, (String, String)> {
 
 fn validate(
     key: &SourceKey,
-    spec: GitRepositorySpec,
+    spec: &GitRepositorySpec,
     generation: Option<i64>,
     secrets: &BTreeMap<SourceKey, SecretData>,
 ) -> Result<DesiredSource, (String, String)> {
@@ -294,16 +349,9 @@ fn validate(
             format!("{url:?} must be a file://, git://, http(s):// or ssh:// URL"),
         ));
     }
-    let duration = |field: &str, v: &Option<String>, default: Duration| match v {
-        None => Ok(default),
-        Some(s) => match parse_duration(s) {
-            Ok(d) if d.is_zero() => Err((field.to_string(), format!("{s:?} must be positive"))),
-            Ok(d) => Ok(d),
-            Err(e) => Err((field.to_string(), e.to_string())),
-        },
-    };
-    let interval = duration("spec.interval", &spec.interval, DEFAULT_INTERVAL)?;
-    let timeout = duration("spec.timeout", &spec.timeout, DEFAULT_TIMEOUT)?;
+    let (interval, timeout) = spec
+        .intervals()
+        .map_err(|e| (e.field.to_string(), e.source.to_string()))?;
     if let Some(r) = &spec.reference {
         if let Some(c) = &r.commit
             && !(c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -365,7 +413,7 @@ fn validate(
     };
     Ok(DesiredSource {
         key: key.clone(),
-        spec,
+        spec: spec.clone(),
         generation,
         secret,
         interval,

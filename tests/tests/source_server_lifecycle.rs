@@ -190,7 +190,7 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
     // Add a second source, an invalid one, and an ignore rule on the first.
     let app_ignoring = repo_doc("team-a", "app", &up.file_url(), "ignore: \"docs/\"");
     let other = repo_doc("team-b", "other", &up.file_url(), "");
-    let broken = repo_doc("team-b", "broken", &up.file_url(), "interval: soon");
+    let broken = repo_doc("team-b", "broken", &up.file_url(), "interval: 0s");
     h.write_config(&join_docs(&[app_ignoring, other, broken]))?;
 
     h.wait_commit("team-b", "other", &commit).await?;
@@ -230,7 +230,26 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
         .iter()
         .map(|s| format!("{}/{}", s.namespace, s.name))
         .collect();
-    assert_eq!(names, vec!["team-a/app", "team-b/other"]);
+    assert_eq!(names, vec!["team-a/app", "team-b/broken", "team-b/other"]);
+    // Issue 12, defect 2: a zero interval (a hot loop) is refused, and the source shows it as
+    // Stalled naming the field — retrying cannot fix it, an edit can.
+    let broken = h.source("team-b", "broken").await?;
+    let stalled = broken
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .expect("Stalled condition");
+    assert!(stalled.is_true());
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(
+        stalled.message.contains("team-b/broken") && stalled.message.contains("spec.interval"),
+        "{}",
+        stalled.message
+    );
+    assert!(!is_ready(&broken));
+    let url = format!("{}/v1/sources/team-b/broken/reconcile", h.base());
+    assert_eq!(h.http.post(&url).send().await?.status(), 409);
 
     // Removing a source stops serving it.
     h.write_config(&repo_doc("team-b", "other", &up.file_url(), ""))?;

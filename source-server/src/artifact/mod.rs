@@ -12,6 +12,7 @@ mod sink;
 mod tar;
 mod walk;
 
+use ferry_proto::condition::reason;
 use ferry_proto::{Digest, Revision, SkippedEntry};
 
 pub use ignore::{DEFAULT_EXCLUDES, SOURCEIGNORE};
@@ -83,9 +84,9 @@ impl ArtifactError {
     /// A `Ready=False` condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            ArtifactError::Limit(_) => "ArtifactTooLarge",
-            ArtifactError::UnsafePath(_) => "UnsafePath",
-            ArtifactError::Git { .. } | ArtifactError::Io(_) => "ArtifactFailed",
+            ArtifactError::Limit(_) => reason::ARTIFACT_TOO_LARGE,
+            ArtifactError::UnsafePath(_) => reason::UNSAFE_PATH,
+            ArtifactError::Git { .. } | ArtifactError::Io(_) => reason::ARTIFACT_FAILED,
         }
     }
 }

@@ -66,7 +66,7 @@ pub fn credentials(url: &str, data: &SecretData) -> Option<Credentials> {
 
 fn git_error(source: &DesiredSource, e: GitError) -> BackendError {
     BackendError {
-        reason: e.reason().to_string(),
+        reason: e.reason(),
         message: format!("GitRepository {}: {e}", source.key),
         transient: e.is_transient(),
     }
@@ -74,7 +74,7 @@ fn git_error(source: &DesiredSource, e: GitError) -> BackendError {
 
 fn artifact_error(source: &DesiredSource, e: ArtifactError) -> BackendError {
     BackendError {
-        reason: e.reason().to_string(),
+        reason: e.reason(),
         message: format!("GitRepository {}: building the artifact: {e}", source.key),
         transient: matches!(e, ArtifactError::Io(_)),
     }

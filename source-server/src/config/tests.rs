@@ -1,4 +1,5 @@
 use super::*;
+use ferry_proto::source::DEFAULT_TIMEOUT;
 
 const GOOD: &str = r#"
 apiVersion: source.ferry.dev/v1
@@ -60,12 +61,44 @@ fn invalid_document_names_index_object_and_field_and_others_still_load() {
     );
 }
 
+/// Issue 12, defect 2: `interval: 0s` was accepted as a zero requeue (a hot loop) by the
+/// agent, and the loader only said "must be positive"; now every zero or misspelt duration is
+/// refused naming the field, and a source without an earlier valid version is kept as invalid
+/// so the server can show it `Stalled`.
+#[test]
+fn zero_and_misspelt_durations_are_refused_naming_the_field() {
+    for (field, value) in [
+        ("interval", "0s"),
+        ("interval", "5mins"),
+        ("timeout", "0m0s"),
+        ("timeout", "1d"),
+    ] {
+        let text = format!(
+            "apiVersion: source.ferry.dev/v1\nkind: GitRepository\n\
+             metadata: {{name: app, namespace: team-a}}\n\
+             spec: {{url: https://x/y, {field}: {value}}}\n"
+        );
+        let state = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+        assert!(state.sources.is_empty(), "{field}: {value} must be refused");
+        let e = &state.errors[0];
+        assert_eq!(e.field, format!("spec.{field}"));
+        assert!(e.message.contains(value), "{}", e.message);
+        let invalid = &state.invalid[&key("team-a", "app")];
+        assert_eq!(invalid.error, *e);
+        assert_eq!(invalid.spec.url, "https://x/y");
+    }
+}
+
 #[test]
 fn a_broken_edit_keeps_the_previous_version_running() {
     let before = parse("f.yaml", GOOD, &DesiredState::default()).expect("parses");
     let edited = GOOD.replace("https://git.example/app.git", "ftp://nope");
     let after = parse("f.yaml", &edited, &before).expect("parses");
     assert_eq!(after.errors[0].field, "spec.url");
+    assert!(
+        after.invalid.is_empty(),
+        "the earlier version runs: not stalled"
+    );
     assert_eq!(
         after.sources[&key("team-a", "app")].spec.url,
         "https://git.example/app.git"

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use ferry_proto::condition::reason;
+
 /// Why a Git operation failed. Every variant names the source URL with credentials removed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -54,13 +56,13 @@ impl GitError {
     /// A `Ready=False` condition reason (CamelCase, as Kubernetes conditions want).
     pub fn reason(&self) -> &'static str {
         match self {
-            GitError::Unreachable { .. } => "UnreachableHost",
-            GitError::AuthFailed { .. } => "AuthenticationFailed",
-            GitError::RefNotFound { .. } => "RefNotFound",
-            GitError::Timeout { .. } => "Timeout",
-            GitError::Interrupted { .. } => "Interrupted",
-            GitError::Invalid { .. } => "InvalidSource",
-            GitError::Mirror { .. } | GitError::Other { .. } => "GitOperationFailed",
+            GitError::Unreachable { .. } => reason::UNREACHABLE_HOST,
+            GitError::AuthFailed { .. } => reason::AUTHENTICATION_FAILED,
+            GitError::RefNotFound { .. } => reason::REF_NOT_FOUND,
+            GitError::Timeout { .. } => reason::TIMEOUT,
+            GitError::Interrupted { .. } => reason::INTERRUPTED,
+            GitError::Invalid { .. } => reason::INVALID_SOURCE,
+            GitError::Mirror { .. } | GitError::Other { .. } => reason::GIT_OPERATION_FAILED,
         }
     }
 

@@ -42,6 +42,7 @@ pub(super) async fn reconcile(
         Err(TriggerError::NotFound) => {
             error(StatusCode::NOT_FOUND, format!("source {key} not found"))
         }
+        Err(TriggerError::InvalidSpec(message)) => error(StatusCode::CONFLICT, message),
         Err(TriggerError::Suspended) => error(
             StatusCode::CONFLICT,
             format!("source {key} is suspended (spec.suspend: true)"),

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ferry_proto::GitRepositoryStatus;
 use ferry_proto::api::{ArtifactEvent, SourceView};
+use ferry_proto::condition;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -32,7 +33,7 @@ use crate::storage::{SourceState, Storage};
 mod status;
 mod task;
 
-use status::{artifact_event, initial_status, view};
+use status::{artifact_event, initial_status, invalid_status, view};
 use task::spawn_source;
 
 /// Tunables of the loop.
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
     /// never sees an artifact whose state record is not written yet.
     pub(crate) storage_lock: tokio::sync::Mutex<()>,
     config_errors: RwLock<Vec<ConfigError>>,
+    /// Sources whose config document is refused and that have nothing running: shown `Stalled`.
+    invalid: RwLock<BTreeMap<SourceKey, SourceView>>,
     ready: AtomicBool,
     /// One lock per source, taken inside the blocking backend call.
     mirror_locks: std::sync::Mutex<BTreeMap<SourceKey, Arc<std::sync::Mutex<()>>>>,
@@ -89,10 +92,15 @@ pub struct Controller {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// Why a reconcile request is refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TriggerError {
+    /// No such source.
     NotFound,
+    /// The source is suspended.
     Suspended,
+    /// The source's config document is refused; the message says why.
+    InvalidSpec(String),
 }
 
 impl Controller {
@@ -107,6 +115,7 @@ impl Controller {
                 slots: RwLock::new(BTreeMap::new()),
                 storage_lock: tokio::sync::Mutex::new(()),
                 config_errors: RwLock::new(Vec::new()),
+                invalid: RwLock::new(BTreeMap::new()),
                 ready: AtomicBool::new(false),
                 mirror_locks: std::sync::Mutex::new(BTreeMap::new()),
             }),
@@ -145,16 +154,22 @@ impl Controller {
             .clone()
     }
 
+    /// Every source, running or refused, in key order.
     pub fn sources(&self) -> Vec<SourceView> {
-        self.inner
-            .read_slots()
-            .iter()
-            .map(|(k, s)| view(k, s))
-            .collect()
+        let mut all: BTreeMap<SourceKey, SourceView> = self.inner.read_invalid().clone();
+        all.extend(
+            self.inner
+                .read_slots()
+                .iter()
+                .map(|(k, s)| (k.clone(), view(k, s))),
+        );
+        all.into_values().collect()
     }
 
+    /// One source, running or refused.
     pub fn source(&self, key: &SourceKey) -> Option<SourceView> {
-        self.inner.read_slots().get(key).map(|s| view(key, s))
+        let running = self.inner.read_slots().get(key).map(|s| view(key, s));
+        running.or_else(|| self.inner.read_invalid().get(key).cloned())
     }
 
     /// Every source's current artifact, as events (an SSE snapshot).
@@ -169,7 +184,14 @@ impl Controller {
     /// Asks a source to reconcile now.
     pub fn trigger(&self, key: &SourceKey) -> Result<(), TriggerError> {
         let slots = self.inner.read_slots();
-        let slot = slots.get(key).ok_or(TriggerError::NotFound)?;
+        let Some(slot) = slots.get(key) else {
+            let invalid = self.inner.read_invalid();
+            let stalled = invalid.get(key).and_then(|v| {
+                condition::find_condition(&v.status.conditions, condition::STALLED)
+                    .map(|c| c.message.clone())
+            });
+            return Err(stalled.map_or(TriggerError::NotFound, TriggerError::InvalidSpec));
+        };
         if slot.desired.spec.suspend {
             return Err(TriggerError::Suspended);
         }
@@ -193,6 +215,20 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = desired.errors.clone();
         inner.metrics.set_config_errors(desired.errors.len());
+        *inner.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired
+            .invalid
+            .iter()
+            .map(|(key, invalid)| {
+                let v = SourceView {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    kind: "GitRepository".into(),
+                    spec: invalid.spec.clone(),
+                    status: invalid_status(key, invalid),
+                };
+                (key.clone(), v)
+            })
+            .collect();
 
         let removed: Vec<SourceKey> = inner
             .read_slots()
@@ -290,6 +326,10 @@ impl Controller {
 impl Inner {
     fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SourceKey, Slot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_invalid(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SourceKey, SourceView>> {
+        self.invalid.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write_slots(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SourceKey, Slot>> {

@@ -1,17 +1,14 @@
 //! Status bookkeeping: the conditions a reconcile leaves behind, and the API views of a source.
 
 use ferry_proto::api::{ArtifactEvent, SourceView};
-use ferry_proto::condition::{self, reason, remove_condition, set_condition};
+use ferry_proto::condition::{self, Progress, reason, record, remove_condition, set_condition};
 use ferry_proto::{ArtifactRef, Condition, ConditionStatus, GitRepositoryStatus, artifact_path};
 
-use super::task::Next;
 use super::{Inner, Slot};
 use crate::SourceKey;
 use crate::backend::BackendError;
-use crate::config::DesiredSource;
+use crate::config::{DesiredSource, InvalidSource};
 use crate::storage::SourceState;
-
-const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
 
 pub(super) fn view(key: &SourceKey, slot: &Slot) -> SourceView {
     SourceView {
@@ -58,15 +55,11 @@ pub(super) fn initial_status(
         observed_ignore: state.observed_ignore,
         conditions: Vec::new(),
     };
-    let msg = format!("GitRepository {}: reconciliation in progress", src.key);
-    set_condition(
+    let message = format!("GitRepository {}: reconciliation in progress", src.key);
+    record(
         &mut status.conditions,
-        Condition::new(
-            condition::READY,
-            ConditionStatus::Unknown,
-            reason::PROGRESSING,
-            &msg,
-        ),
+        src.generation,
+        Progress::Progressing { message: &message },
     );
     if let Some(a) = &status.artifact {
         set_condition(
@@ -82,18 +75,39 @@ pub(super) fn initial_status(
     status
 }
 
+/// The status of a source whose config document is refused: `Stalled`, naming the field —
+/// retrying cannot help, an edit of the config will.
+pub(super) fn invalid_status(key: &SourceKey, invalid: &InvalidSource) -> GitRepositoryStatus {
+    let mut status = GitRepositoryStatus {
+        observed_generation: invalid.generation,
+        ..Default::default()
+    };
+    let message = format!(
+        "GitRepository {key}: invalid spec: {}: {} ({}, document {})",
+        invalid.error.field, invalid.error.message, invalid.error.file, invalid.error.document
+    );
+    record(
+        &mut status.conditions,
+        invalid.generation,
+        Progress::Stalled {
+            reason: reason::INVALID_SPEC,
+            message: &message,
+        },
+    );
+    status
+}
+
 pub(super) fn succeed(inner: &Inner, src: &DesiredSource, rev: &ferry_proto::Revision) {
     inner.update_status(&src.key, |slot| {
         let c = &mut slot.status.conditions;
         let msg = format!("stored artifact for revision '{rev}'");
-        set_condition(
+        record(
             c,
-            Condition::new(
-                condition::READY,
-                ConditionStatus::True,
-                reason::SUCCEEDED,
-                &msg,
-            ),
+            src.generation,
+            Progress::Succeeded {
+                reason: reason::SUCCEEDED,
+                message: &msg,
+            },
         );
         set_condition(
             c,
@@ -104,23 +118,17 @@ pub(super) fn succeed(inner: &Inner, src: &DesiredSource, rev: &ferry_proto::Rev
                 &msg,
             ),
         );
-        for t in [
-            condition::RECONCILING,
-            condition::STALLED,
-            condition::FETCH_FAILED,
-        ] {
-            remove_condition(c, t);
-        }
+        remove_condition(c, condition::FETCH_FAILED);
         slot.status.observed_generation = src.generation;
     });
 }
 
-pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) -> Next {
+/// Records a failed reconcile: `Retrying` when [`BackendError::retryable`], else `Stalled`.
+pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) {
     let key = &src.key;
-    // RefNotFound is not transient in the network sense, but a push fixes it: keep retrying.
-    let retry = e.transient || e.reason == reason::REF_NOT_FOUND;
-    tracing::warn!(source = %key, reason = %e.reason, error = %e.message, retry, "reconcile failed");
-    inner.metrics.failure(key, &e.reason);
+    let retry = e.retryable();
+    tracing::warn!(reason = %e.reason, error = %e.message, retry, "reconcile failed");
+    inner.metrics.failure(key, e.reason);
     let message = if e.message.contains(&key.to_string()) {
         e.message.clone()
     } else {
@@ -128,52 +136,27 @@ pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) -> Next
     };
     inner.update_status(key, |slot| {
         let c = &mut slot.status.conditions;
-        set_condition(
-            c,
-            Condition::new(
-                condition::READY,
-                ConditionStatus::False,
-                &e.reason,
-                &message,
-            ),
-        );
+        let progress = if retry {
+            Progress::Retrying {
+                reason: e.reason,
+                message: &message,
+            }
+        } else {
+            Progress::Stalled {
+                reason: e.reason,
+                message: &message,
+            }
+        };
+        record(c, src.generation, progress);
         set_condition(
             c,
             Condition::new(
                 condition::FETCH_FAILED,
                 ConditionStatus::True,
-                &e.reason,
+                e.reason,
                 &message,
             ),
         );
-        if retry {
-            set_condition(
-                c,
-                Condition::new(
-                    condition::RECONCILING,
-                    ConditionStatus::True,
-                    PROGRESSING_WITH_RETRY,
-                    format!("GitRepository {key}: retrying with backoff"),
-                ),
-            );
-            remove_condition(c, condition::STALLED);
-        } else {
-            set_condition(
-                c,
-                Condition::new(
-                    condition::STALLED,
-                    ConditionStatus::True,
-                    &e.reason,
-                    &message,
-                ),
-            );
-            remove_condition(c, condition::RECONCILING);
-        }
         slot.status.observed_generation = src.generation;
     });
-    if retry {
-        Next::Backoff
-    } else {
-        Next::WaitForTrigger
-    }
 }

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ferry_proto::condition::{self, reason, remove_condition, set_condition};
-use ferry_proto::{ArtifactRef, Condition, ConditionStatus};
+use ferry_proto::ArtifactRef;
+use ferry_proto::condition::{Progress, reason, record};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::status::{artifact_event, artifact_url, fail, succeed};
 use super::{Inner, Options};
@@ -35,28 +36,28 @@ pub(super) enum Next {
 
 pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: Arc<Notify>) {
     if src.spec.suspend {
+        let message = format!(
+            "GitRepository {} is suspended; the last artifact stays served",
+            src.key
+        );
         inner.update_status(&src.key, |slot| {
-            let ready = condition::find_condition(&slot.status.conditions, condition::READY)
-                .map_or(ConditionStatus::Unknown, |c| c.status);
-            set_condition(
+            record(
                 &mut slot.status.conditions,
-                Condition::new(
-                    condition::READY,
-                    ready,
-                    reason::SUSPENDED,
-                    format!(
-                        "GitRepository {} is suspended; the last artifact stays served",
-                        src.key
-                    ),
-                ),
+                src.generation,
+                Progress::Suspended { message: &message },
             );
-            remove_condition(&mut slot.status.conditions, condition::RECONCILING);
         });
         return;
     }
     let mut failures: u32 = 0;
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = "GitRepository",
+        namespace = %src.key.namespace,
+        name = %src.key.name,
+    );
     loop {
-        let next = reconcile_once(&inner, &src).await;
+        let next = reconcile_once(&inner, &src).instrument(span.clone()).await;
         let delay = match next {
             Next::Interval => {
                 failures = 0;
@@ -102,18 +103,15 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
         let status = slots.get(key).map(|s| s.status.clone()).unwrap_or_default();
         (status.artifact.map(|a| a.revision), status.observed_ignore)
     };
+    let message = format!(
+        "GitRepository {key}: checking {}",
+        crate::git::redact_url(&src.spec.url)
+    );
     inner.update_status(key, |slot| {
-        set_condition(
+        record(
             &mut slot.status.conditions,
-            Condition::new(
-                condition::RECONCILING,
-                ConditionStatus::True,
-                reason::PROGRESSING,
-                format!(
-                    "GitRepository {key}: checking {}",
-                    crate::git::redact_url(&src.spec.url)
-                ),
-            ),
+            src.generation,
+            Progress::Progressing { message: &message },
         );
     });
     // A changed ignore setting needs a rebuild even when the ref did not move.
@@ -122,7 +120,7 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
     let ok = result.is_ok();
     let next = match result {
         Ok(Outcome::Unchanged(rev)) => {
-            tracing::debug!(source = %key, revision = %rev, "remote ref unchanged");
+            tracing::debug!(revision = %rev, "remote ref unchanged");
             succeed(inner, src, &rev);
             Next::Interval
         }
@@ -131,14 +129,24 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
                 succeed(inner, src, &rev);
                 Next::Interval
             }
-            Err(e) => fail(inner, src, &e),
+            Err(e) => failed(inner, src, &e),
         },
-        Err(e) => fail(inner, src, &e),
+        Err(e) => failed(inner, src, &e),
     };
     inner
         .metrics
         .observe_reconcile(key, started.elapsed().as_secs_f64(), ok);
     next
+}
+
+/// Records the failure and decides what comes next: a backoff, or waiting for a change.
+fn failed(inner: &Inner, src: &DesiredSource, e: &BackendError) -> Next {
+    fail(inner, src, e);
+    if e.retryable() {
+        Next::Backoff
+    } else {
+        Next::WaitForTrigger
+    }
 }
 
 pub(super) async fn run_backend(
@@ -158,7 +166,7 @@ pub(super) async fn run_backend(
         let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
         if job_interrupt.load(Ordering::Relaxed) {
             return Err(BackendError {
-                reason: "GitOperationFailed".into(),
+                reason: reason::GIT_OPERATION_FAILED,
                 message: format!("GitRepository {}: interrupted before starting", job_src.key),
                 transient: true,
             });
@@ -168,14 +176,14 @@ pub(super) async fn run_backend(
     match tokio::time::timeout(src.timeout, job).await {
         Ok(Ok(r)) => r,
         Ok(Err(join)) => Err(BackendError {
-            reason: "GitOperationFailed".into(),
+            reason: reason::GIT_OPERATION_FAILED,
             message: format!("GitRepository {}: backend task failed: {join}", src.key),
             transient: true,
         }),
         Err(_) => {
             interrupt.store(true, Ordering::Relaxed);
             Err(BackendError {
-                reason: "GitOperationFailed".into(),
+                reason: reason::GIT_OPERATION_FAILED,
                 message: format!(
                     "GitRepository {}: timed out after {:?} (spec.timeout) while syncing {}",
                     src.key,
@@ -205,7 +213,7 @@ pub(super) async fn store(
 ) -> Result<(), BackendError> {
     let key = &src.key;
     let storage_err = |e: crate::storage::StorageError| BackendError {
-        reason: reason::STORAGE_OPERATION_FAILED.into(),
+        reason: reason::STORAGE_OPERATION_FAILED,
         message: format!("GitRepository {key}: {e}"),
         transient: true,
     };
@@ -269,7 +277,7 @@ pub(super) async fn store(
         changed
     };
     inner.metrics.artifact(key, built.tar_size, gz_size);
-    tracing::info!(source = %key, revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
+    tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {
         inner.events.publish(artifact_event(key, &artifact));
         crate::gc::collect(inner).await;
