@@ -12,7 +12,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 profile=${PROFILE:-release}
 dir=$([[ $profile == dev ]] && echo debug || echo "$profile")
-cargo build --quiet --profile "$profile" -p ferry-applier -p ferry-source-server -p ferry-tests --bins
+cargo build --quiet --profile "$profile" -p ferry-applier -p ferry-source-server -p ferry-testcluster --bins
 bin="${CARGO_TARGET_DIR:-$repo/target}/$dir"
 kubectl="${FERRY_KUBECTL:-$repo/.tools/bin/kubectl}"
 [[ -x $kubectl ]] || "$repo/tests/scripts/install-tools.sh"

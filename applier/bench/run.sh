@@ -79,7 +79,7 @@ k() { "$KUBECTL" --kubeconfig "$WORK/kubeconfig" --cache-dir "$WORK/kube-cache" 
 if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${BENCH_BIN_DIR:-}" ]; then
   echo "building release binaries in $CARGO_TARGET_DIR …" >&2
   cargo build -q --release --manifest-path "$ROOT/Cargo.toml" \
-    -p ferry-applier -p ferry-tests -p ferry-source-server \
+    -p ferry-applier -p ferry-testcluster -p ferry-source-server \
     --bin ferry-applier --bin ferry-testcluster --bin ferry-source-server
 fi
 for b in ferry-applier ferry-testcluster ferry-source-server; do

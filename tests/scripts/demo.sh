@@ -24,7 +24,7 @@ wait_until() {
 }
 
 step "Building ferry-applier, ferry-source-server and ferry-testcluster"
-cargo build --quiet -p ferry-applier -p ferry-source-server -p ferry-tests --bins
+cargo build --quiet -p ferry-applier -p ferry-source-server -p ferry-testcluster --bins
 bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
 kubectl="${FERRY_KUBECTL:-$repo/.tools/bin/kubectl}"
 if [[ ! -x "$kubectl" ]]; then

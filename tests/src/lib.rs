@@ -1,8 +1,8 @@
 //! Ferry test harness: end-to-end tests live in `tests/tests/`; this library holds what they
-//! share, chiefly [`apiserver`], an in-memory Kubernetes API server that the real kubectl, helm
-//! and kube-rs accept, so the applier can be tested without a cluster.
+//! share: Git upstreams ([`upstream`]), an S3 server ([`s3`]) and the real tools ([`tools`]).
+//! The in-memory Kubernetes API server they run against is its own crate,
+//! `ferry-testcluster` (`tests/testcluster/`).
 
-pub mod apiserver;
 pub mod s3;
 pub mod tools;
 pub mod upstream;

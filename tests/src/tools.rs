@@ -195,10 +195,11 @@ impl Client {
 }
 
 /// A fresh plain-HTTP test cluster and a kubectl pointed at it (the usual start of a kubectl test).
-pub async fn cluster_with_kubectl() -> (crate::apiserver::TestCluster, Client) {
-    let cluster = crate::apiserver::TestCluster::start(crate::apiserver::ClusterOptions::default())
-        .await
-        .expect("test cluster starts");
+pub async fn cluster_with_kubectl() -> (ferry_testcluster::TestCluster, Client) {
+    let cluster =
+        ferry_testcluster::TestCluster::start(ferry_testcluster::ClusterOptions::default())
+            .await
+            .expect("test cluster starts");
     let kubectl = Client::kubectl(cluster.kubeconfig_path()).expect("kubectl installed");
     (cluster, kubectl)
 }

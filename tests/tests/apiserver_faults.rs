@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_tests::apiserver::{ClusterOptions, FaultRule, TestCluster};
+use ferry_testcluster::{ClusterOptions, FaultRule, TestCluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};

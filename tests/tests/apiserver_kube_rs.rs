@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferry_tests::apiserver::{ClusterOptions, TestCluster};
+use ferry_testcluster::{ClusterOptions, TestCluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, deployment_yaml, image, seed_spec, write_seed};
-use ferry_tests::apiserver::faults::FaultRule;
+use ferry_testcluster::faults::FaultRule;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use serde_json::json;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, free_port, image, seed_spec, write_seed};
-use ferry_tests::apiserver::faults::FaultRule;
+use ferry_testcluster::faults::FaultRule;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);

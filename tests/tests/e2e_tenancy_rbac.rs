@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, bin, seed_spec, write_seed};
-use ferry_tests::apiserver::ClusterOptions;
+use ferry_testcluster::ClusterOptions;
 use ferry_tests::tools::Client;
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ferry_tests::apiserver::{ClusterOptions, TestCluster};
+use ferry_testcluster::{ClusterOptions, TestCluster};
 use ferry_tests::tools::Client;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

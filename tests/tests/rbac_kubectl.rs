@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_tests::apiserver::{ClusterOptions, TestCluster};
+use ferry_testcluster::{ClusterOptions, TestCluster};
 use ferry_tests::tools::Client;
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 //! v1.35.2 (and kube-rs), against the test API server: the managedFields, conflicts, force
 //! and field removal a real apiserver would produce.
 
-use ferry_tests::apiserver::{ClusterOptions, TestCluster};
+use ferry_testcluster::{ClusterOptions, TestCluster};
 use ferry_tests::tools::{Client, cluster_with_kubectl};
 use serde_json::{Value, json};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use ferry_proto::kustomization::Kustomization;
-use ferry_tests::apiserver::cluster::{ClusterOptions, TestCluster};
+use ferry_testcluster::cluster::{ClusterOptions, TestCluster};
 use ferry_tests::upstream::Upstream;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,7 +1,7 @@
 //! Unit tests of the verbs on an in-memory store.
 
 use super::*;
-use crate::apiserver::store::Store;
+use crate::store::Store;
 
 fn target(st: &State, key: &str, ns: Option<&str>, name: Option<&str>) -> Target {
     let def = st.registry.by_key(key).cloned().expect("resource");

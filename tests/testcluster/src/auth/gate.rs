@@ -19,8 +19,8 @@ use serde_json::Value;
 use super::AuthError;
 use super::authn::{Authenticator, UserInfo};
 use super::rbac::{Policy, RequestAttributes, authorize, forbidden, unauthorized};
-use crate::apiserver::status::ApiError;
-use crate::apiserver::store::{State as StoreState, Store};
+use crate::status::ApiError;
+use crate::store::{State as StoreState, Store};
 
 /// Largest TokenRequest / review body read.
 const MAX_TOKEN_REQUEST: usize = 64 * 1024;
@@ -226,7 +226,7 @@ fn self_subject_review(user: &UserInfo, version: &str) -> Value {
 /// A request body as kubectl sends it: protobuf for built-in types, else JSON; empty → `{}`.
 fn decode_body(body: &[u8], what: &str) -> Result<Value, ApiError> {
     if body.starts_with(b"k8s\0") {
-        crate::apiserver::protobuf::decode(body)
+        crate::protobuf::decode(body)
     } else if body.iter().all(u8::is_ascii_whitespace) {
         Ok(serde_json::json!({}))
     } else {

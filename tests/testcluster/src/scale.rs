@@ -145,7 +145,7 @@ pub fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::store::Store;
+    use crate::store::Store;
 
     #[test]
     fn scaling_changes_spec_replicas_and_generation() {

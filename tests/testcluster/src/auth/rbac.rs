@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::authn::UserInfo;
-use crate::apiserver::status::ApiError;
+use crate::status::ApiError;
 
 /// What a request asks to do (the apiserver's `authorizer.Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_tests::apiserver::cluster::{ClusterOptions, serve};
-use ferry_tests::apiserver::http::Server;
+use ferry_testcluster::cluster::{ClusterOptions, serve};
+use ferry_testcluster::http::Server;
 
 // The server is allocation-bound (JSON trees, field sets, watch events); glibc's malloc
 // spent a third of its CPU growing arena heaps under concurrent writes.
