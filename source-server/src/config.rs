@@ -346,7 +346,10 @@ fn validate(
     if !scheme_ok {
         return Err((
             "spec.url".into(),
-            format!("{url:?} must be a file://, git://, http(s):// or ssh:// URL"),
+            format!(
+                "{:?} must be a file://, git://, http(s):// or ssh:// URL",
+                crate::git::redact_url(url)
+            ),
         ));
     }
     let (interval, timeout) = spec

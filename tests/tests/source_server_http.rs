@@ -258,3 +258,59 @@ async fn basic_auth_over_smart_http_and_a_wrong_password_is_authentication_faile
     h.stop().await;
     Ok(())
 }
+
+/// Issue 12, defect 4: `GET /v1/sources` returned `spec.url` with its `user:token@` verbatim.
+/// No response — source list, one source, its conditions, the config errors, the metrics —
+/// may carry the credentials of a URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_url_never_appear_in_api_responses() -> Result<()> {
+    let secret = "s3cret-t0ken";
+    // Nothing listens on port 1: the fetch fails, and its message names the URL.
+    let leaky = repo_doc(
+        "team-a",
+        "leaky",
+        &format!("http://bob:{secret}@127.0.0.1:1/repo.git"),
+        "",
+    );
+    // Refused by the config loader, whose message quotes the URL.
+    let refused = repo_doc(
+        "team-a",
+        "refused",
+        &format!("ftp://bob:{secret}@127.0.0.1/repo.git"),
+        "",
+    );
+    let mut h = Harness::new(&join_docs(&[leaky, refused]))?;
+    h.start().await?;
+    let view = h
+        .wait_source("team-a", "leaky", "failed", |v| {
+            v.status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == ferry_proto::ConditionStatus::False)
+        })
+        .await?;
+    assert_eq!(view.spec.url, "http://127.0.0.1:1/repo.git");
+    for path in [
+        "/v1/sources",
+        "/v1/sources/team-a/leaky",
+        "/v1/sources/team-a/refused",
+        "/v1/config",
+        "/metrics",
+    ] {
+        let body = h
+            .http
+            .get(format!("{}{path}", h.base()))
+            .send()
+            .await?
+            .text()
+            .await?;
+        assert!(
+            !body.contains(secret) && !body.contains("bob:"),
+            "GET {path} leaks the URL's credentials: {body}"
+        );
+    }
+    let refused = h.source("team-a", "refused").await?;
+    assert_eq!(refused.spec.url, "ftp://127.0.0.1/repo.git");
+    h.stop().await;
+    Ok(())
+}

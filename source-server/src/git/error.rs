@@ -171,6 +171,26 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `text` with the credentials of `url` (its `user:password@` part, and the password alone)
+/// removed: for messages built from errors of libraries that may quote the URL they were given.
+pub fn redact_credentials(text: &str, url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return text.to_string();
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return text.to_string();
+    };
+    let userinfo = &authority[..=at];
+    let mut out = text.replace(userinfo, "");
+    if let Some((_, password)) = authority[..at].split_once(':')
+        && !password.is_empty()
+    {
+        out = out.replace(password, "***");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +203,16 @@ mod tests {
         );
         assert_eq!(redact_url("file:///tmp/a@b/repo"), "file:///tmp/a@b/repo");
         assert_eq!(redact_url("git://h:9418/r"), "git://h:9418/r");
+    }
+
+    #[test]
+    fn credentials_quoted_in_messages_are_removed() {
+        let url = "https://bob:s3cret@example.com/x.git";
+        let msg = "connect to https://bob:s3cret@example.com/x.git: refused (password s3cret)";
+        let clean = redact_credentials(msg, url);
+        assert!(!clean.contains("s3cret") && !clean.contains("bob:"), "{clean}");
+        assert!(clean.contains("https://example.com/x.git"), "{clean}");
+        assert_eq!(redact_credentials("plain", "file:///a@b/r"), "plain");
     }
 
     #[test]

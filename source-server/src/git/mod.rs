@@ -15,7 +15,7 @@ mod watchdog;
 
 use std::time::Duration;
 
-pub use error::{GitError, redact_url};
+pub use error::{GitError, redact_credentials, redact_url};
 pub use mirror::Mirror;
 pub use refs::{DEFAULT_BRANCH, Target};
 

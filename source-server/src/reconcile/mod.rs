@@ -223,7 +223,7 @@ impl Controller {
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
                     kind: "GitRepository".into(),
-                    spec: invalid.spec.clone(),
+                    spec: status::redacted(&invalid.spec),
                     status: invalid_status(key, invalid),
                 };
                 (key.clone(), v)

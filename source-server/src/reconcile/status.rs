@@ -2,7 +2,9 @@
 
 use ferry_proto::api::{ArtifactEvent, SourceView};
 use ferry_proto::condition::{self, Progress, reason, record, remove_condition, set_condition};
-use ferry_proto::{ArtifactRef, Condition, ConditionStatus, GitRepositoryStatus, artifact_path};
+use ferry_proto::{
+    ArtifactRef, Condition, ConditionStatus, GitRepositorySpec, GitRepositoryStatus, artifact_path,
+};
 
 use super::{Inner, Slot};
 use crate::SourceKey;
@@ -15,8 +17,17 @@ pub(super) fn view(key: &SourceKey, slot: &Slot) -> SourceView {
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         kind: "GitRepository".into(),
-        spec: slot.desired.spec.clone(),
+        spec: redacted(&slot.desired.spec),
         status: slot.status.clone(),
+    }
+}
+
+/// `spec` with the credentials of its URL removed: what the API shows (a `user:token@` in
+/// `spec.url` is a secret; the Secret of `secretRef` never leaves the server either).
+pub(super) fn redacted(spec: &GitRepositorySpec) -> GitRepositorySpec {
+    GitRepositorySpec {
+        url: crate::git::redact_url(&spec.url),
+        ..spec.clone()
     }
 }
 
@@ -127,13 +138,14 @@ pub(super) fn succeed(inner: &Inner, src: &DesiredSource, rev: &ferry_proto::Rev
 pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) {
     let key = &src.key;
     let retry = e.retryable();
-    tracing::warn!(reason = %e.reason, error = %e.message, retry, "reconcile failed");
     inner.metrics.failure(key, e.reason);
-    let message = if e.message.contains(&key.to_string()) {
-        e.message.clone()
+    let message = crate::git::redact_credentials(&e.message, &src.spec.url);
+    let message = if message.contains(&key.to_string()) {
+        message
     } else {
-        format!("GitRepository {key}: {}", e.message)
+        format!("GitRepository {key}: {message}")
     };
+    tracing::warn!(reason = %e.reason, error = %message, retry, "reconcile failed");
     inner.update_status(key, |slot| {
         let c = &mut slot.status.conditions;
         let progress = if retry {
