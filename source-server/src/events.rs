@@ -1,25 +1,29 @@
 //! The artifact event feed behind `GET /v1/events`.
 //!
-//! Every new artifact gets a sequence number and goes into a bounded in-memory ring and a
-//! broadcast channel. A subscriber passes the last sequence number it saw (`Last-Event-ID`):
-//! if the ring still holds everything after it, those events are replayed; otherwise — a first
-//! connection, a server restart (numbers start again at 1), or a gap the ring no longer covers —
-//! the subscriber gets a *snapshot*: the current artifact of every source, each stamped with
-//! the latest sequence number. An agent therefore never needs a separate "list then watch"
+//! Every new artifact gets an [`EventId`] — this run's random epoch and a sequence number — and
+//! goes into a bounded in-memory ring and a broadcast channel. A subscriber passes the last id
+//! it saw (`Last-Event-ID`): if it is of this run and the ring still holds everything after it,
+//! those events are replayed; otherwise — a first connection, an id from before a server
+//! restart (another epoch: sequence numbers start again at 1, so the number alone would point
+//! into the wrong history), or a gap the ring no longer covers — the subscriber gets a
+//! *snapshot*: the current artifact of every source, each stamped with the latest id. An agent therefore never needs a separate "list then watch"
 //! step and cannot miss a change between the two.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use ferry_proto::api::ArtifactEvent;
+use ferry_proto::api::{ArtifactEvent, EventId};
 use tokio::sync::broadcast;
 
 /// Events kept for `Last-Event-ID` resume.
 pub const RING_CAPACITY: usize = 1024;
 
+/// An event with its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequenced {
-    pub id: u64,
+    /// This run's epoch and the event's sequence number.
+    pub id: EventId,
+    /// What happened.
     pub event: ArtifactEvent,
 }
 
@@ -30,6 +34,8 @@ struct Ring {
 
 /// Publishes artifact events and lets subscribers resume.
 pub struct EventHub {
+    /// Random per hub (one hub per server run).
+    epoch: u64,
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Sequenced>,
 }
@@ -45,7 +51,10 @@ pub enum Backlog {
     /// Events after the subscriber's `Last-Event-ID`, in order.
     Replay(Vec<Sequenced>),
     /// The subscriber's position is unknown: send every source's current artifact, with this id.
-    Snapshot { id: u64 },
+    Snapshot {
+        /// The latest id (sequence 0 before any event).
+        id: EventId,
+    },
 }
 
 pub struct Subscription {
@@ -57,6 +66,7 @@ impl EventHub {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(RING_CAPACITY);
         Self {
+            epoch: rand::random(),
             ring: Mutex::new(Ring {
                 next_id: 1,
                 events: VecDeque::with_capacity(RING_CAPACITY),
@@ -69,9 +79,10 @@ impl EventHub {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn publish(&self, event: ArtifactEvent) -> u64 {
+    /// Announces `event`; returns its id.
+    pub fn publish(&self, event: ArtifactEvent) -> EventId {
         let mut ring = self.lock();
-        let id = ring.next_id;
+        let id = self.id(ring.next_id);
         ring.next_id += 1;
         let ev = Sequenced { id, event };
         if ring.events.len() == RING_CAPACITY {
@@ -83,27 +94,41 @@ impl EventHub {
         id
     }
 
-    /// The id of the newest event (0 before any).
-    pub fn latest_id(&self) -> u64 {
-        self.lock().next_id - 1
+    fn id(&self, seq: u64) -> EventId {
+        EventId {
+            epoch: self.epoch,
+            seq,
+        }
     }
 
-    pub fn subscribe(&self, last_event_id: Option<u64>) -> Subscription {
+    /// The id of the newest event (sequence 0 before any).
+    pub fn latest_id(&self) -> EventId {
+        self.id(self.lock().next_id - 1)
+    }
+
+    /// Subscribes a client that last saw `last_event_id`.
+    pub fn subscribe(&self, last_event_id: Option<EventId>) -> Subscription {
         let ring = self.lock();
         let live = self.tx.subscribe();
         let latest = ring.next_id - 1;
-        let oldest = ring.events.front().map_or(ring.next_id, |e| e.id);
+        let oldest = ring.events.front().map_or(ring.next_id, |e| e.id.seq);
         let backlog = match last_event_id {
-            // Resumable when nothing after `last` has fallen out of the ring, and `last` is
-            // not from the future (an id from before a server restart).
-            Some(last) if last <= latest && last + 1 >= oldest => Backlog::Replay(
-                ring.events
-                    .iter()
-                    .filter(|e| e.id > last)
-                    .cloned()
-                    .collect(),
-            ),
-            _ => Backlog::Snapshot { id: latest },
+            // Resumable when the id is of this run, nothing after it has fallen out of the
+            // ring, and it is not from the future.
+            Some(last)
+                if last.epoch == self.epoch && last.seq <= latest && last.seq + 1 >= oldest =>
+            {
+                Backlog::Replay(
+                    ring.events
+                        .iter()
+                        .filter(|e| e.id.seq > last.seq)
+                        .cloned()
+                        .collect(),
+                )
+            }
+            _ => Backlog::Snapshot {
+                id: self.id(latest),
+            },
         };
         Subscription { backlog, live }
     }
@@ -131,21 +156,44 @@ mod tests {
         for n in 1..=3 {
             hub.publish(event(n));
         }
-        match hub.subscribe(Some(1)).backlog {
+        match hub.subscribe(Some(hub.id(1))).backlog {
             Backlog::Replay(evs) => {
-                assert_eq!(evs.iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+                assert_eq!(evs.iter().map(|e| e.id.seq).collect::<Vec<_>>(), vec![2, 3]);
             }
             Backlog::Snapshot { .. } => panic!("id 1 is resumable"),
         }
-        assert!(matches!(hub.subscribe(Some(3)).backlog, Backlog::Replay(v) if v.is_empty()));
-        // From a previous server life.
+        assert!(
+            matches!(hub.subscribe(Some(hub.id(3))).backlog, Backlog::Replay(v) if v.is_empty())
+        );
+        // From the future.
         assert!(matches!(
-            hub.subscribe(Some(99)).backlog,
-            Backlog::Snapshot { id: 3 }
+            hub.subscribe(Some(hub.id(99))).backlog,
+            Backlog::Snapshot { id } if id == hub.id(3)
         ));
         assert!(matches!(
             hub.subscribe(None).backlog,
-            Backlog::Snapshot { id: 3 }
+            Backlog::Snapshot { id } if id == hub.id(3)
+        ));
+    }
+
+    /// Issue 12, defect 9: ids restarted at 1 with the server, so an agent that had seen event
+    /// 2 of the previous run was replayed only events 3.. of the new run — missing whatever the
+    /// new run announced as 1 and 2. An id of another epoch now gets a snapshot.
+    #[test]
+    fn an_id_from_a_previous_server_run_gets_a_snapshot_not_a_replay() {
+        let before_restart = EventHub::new();
+        for n in 1..=5 {
+            before_restart.publish(event(n));
+        }
+        let seen = before_restart.latest_id();
+        let after_restart = EventHub::new();
+        for n in 1..=7 {
+            after_restart.publish(event(n));
+        }
+        assert_eq!(seen.seq, 5, "a position the new run also has");
+        assert!(matches!(
+            after_restart.subscribe(Some(seen)).backlog,
+            Backlog::Snapshot { id } if id == after_restart.latest_id()
         ));
     }
 
@@ -156,11 +204,11 @@ mod tests {
             hub.publish(event((n % 250) as u8));
         }
         assert!(matches!(
-            hub.subscribe(Some(2)).backlog,
+            hub.subscribe(Some(hub.id(2))).backlog,
             Backlog::Snapshot { .. }
         ));
         assert!(matches!(
-            hub.subscribe(Some(10)).backlog,
+            hub.subscribe(Some(hub.id(10))).backlog,
             Backlog::Replay(v) if v.len() == RING_CAPACITY - 5
         ));
     }
@@ -169,9 +217,9 @@ mod tests {
     async fn live_events_follow_the_backlog() {
         let hub = EventHub::new();
         hub.publish(event(1));
-        let mut sub = hub.subscribe(Some(1));
+        let mut sub = hub.subscribe(Some(hub.id(1)));
         hub.publish(event(2));
         let ev = sub.live.recv().await.expect("live event");
-        assert_eq!(ev.id, 2);
+        assert_eq!(ev.id, hub.id(2));
     }
 }

@@ -5,7 +5,7 @@ mod source_server_support;
 
 use anyhow::Result;
 use ferry_proto::Digest;
-use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent};
+use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, EventId};
 use ferry_tests::upstream::{HttpAuth, SmartHttp, Upstream};
 use source_server_support::*;
 
@@ -155,11 +155,16 @@ async fn push_then_reconcile_delivers_an_sse_event_and_last_event_id_resumes() -
     let resumed = sse.next().await?;
     let ev: ArtifactEvent = serde_json::from_str(&resumed.data)?;
     assert_eq!(ev.revision.commit(), third);
-    let id: u64 = resumed.id.expect("id").parse()?;
-    assert_eq!(id, seen_id.parse::<u64>()? + 1);
+    let id: EventId = resumed.id.expect("id").parse()?;
+    let seen: EventId = seen_id.parse()?;
+    assert_eq!((id.epoch, id.seq), (seen.epoch, seen.seq + 1));
 
-    // An id from a previous server life gets a snapshot instead.
-    let mut sse = SseReader::connect(&h, Some("999999")).await?;
+    // An id from a previous server life (another epoch) gets a snapshot instead.
+    let previous_life = EventId {
+        epoch: seen.epoch.wrapping_add(1),
+        seq: 1,
+    };
+    let mut sse = SseReader::connect(&h, Some(&previous_life.to_string())).await?;
     let ev: ArtifactEvent = serde_json::from_str(&sse.next().await?.data)?;
     assert_eq!(ev.revision.commit(), third);
     h.stop().await;

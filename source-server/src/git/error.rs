@@ -210,7 +210,10 @@ mod tests {
         let url = "https://bob:s3cret@example.com/x.git";
         let msg = "connect to https://bob:s3cret@example.com/x.git: refused (password s3cret)";
         let clean = redact_credentials(msg, url);
-        assert!(!clean.contains("s3cret") && !clean.contains("bob:"), "{clean}");
+        assert!(
+            !clean.contains("s3cret") && !clean.contains("bob:"),
+            "{clean}"
+        );
         assert!(clean.contains("https://example.com/x.git"), "{clean}");
         assert_eq!(redact_credentials("plain", "file:///a@b/r"), "plain");
     }

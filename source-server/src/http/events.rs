@@ -1,6 +1,7 @@
 //! `GET /v1/events`: artifact events as server-sent events.
 //!
-//! Each event is `event: artifact`, `id: <sequence>`, `data: <ArtifactEvent JSON>`. On connect
+//! Each event is `event: artifact`, `id: <epoch>-<sequence>` ([`EventId`]), `data:
+//! <ArtifactEvent JSON>`. On connect
 //! the client first gets either the events after its `Last-Event-ID`, or — first connection,
 //! server restarted, or too far behind — a snapshot: the current artifact of every source,
 //! each with the latest id. A client that falls behind the live feed gets a fresh snapshot.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent};
+use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, EventId};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,7 +28,8 @@ pub(super) async fn stream(
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        // Anything else (an id of an older server version, garbage) gets a snapshot.
+        .and_then(|v| v.parse::<EventId>().ok());
     let sub = c.events().subscribe(last_id);
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
@@ -57,11 +59,11 @@ pub(super) async fn stream(
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-fn snapshot(c: &Controller, id: u64) -> Vec<(u64, ArtifactEvent)> {
+fn snapshot(c: &Controller, id: EventId) -> Vec<(EventId, ArtifactEvent)> {
     c.current_artifacts().into_iter().map(|e| (id, e)).collect()
 }
 
-fn event(id: u64, ev: &ArtifactEvent) -> Event {
+fn event(id: EventId, ev: &ArtifactEvent) -> Event {
     Event::default()
         .event(ARTIFACT_EVENT)
         .id(id.to_string())
