@@ -81,14 +81,19 @@ fn seq(a: &[Value], ind: usize, out: &mut String) {
 }
 
 fn key(k: &str, out: &mut String) {
-    if k.contains('\n') {
-        quoted(k, out);
+    // Keys are go-yaml "simple keys": never folded, never block scalars.
+    let a = Analysis::of(k);
+    if !k.contains('\n') && a.block_plain && !looks_typed(k) {
+        out.push_str(k);
+    } else if !k.contains('\n') && a.single_quoted && !looks_typed(k) && !k.is_empty() {
+        single_quoted(k, None, out);
     } else {
-        string(k, 0, out);
+        double_quoted(k, None, out);
     }
 }
 
-/// Scalars and empty collections; `ind` is the indentation of block-scalar content.
+/// Scalars and empty collections; `ind` is the indentation of continuation lines and of
+/// block-scalar content.
 fn scalar(v: &Value, ind: usize, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
@@ -100,97 +105,273 @@ fn scalar(v: &Value, ind: usize, out: &mut String) {
     }
 }
 
+/// go-yaml v3's choice of style for a string value (`encoder.stringv`, then the emitter's
+/// `select_scalar_style` on the scalar's analysis) and its writers, folding at
+/// [`BEST_WIDTH`] like the emitter does.
 fn string(s: &str, ind: usize, out: &mut String) {
-    if s.contains('\n') && literal_ok(s) {
-        let body = s.trim_end_matches('\n');
-        let trailing = s.len() - body.len();
-        out.push_str(match trailing {
-            0 => "|-",
-            1 => "|",
-            _ => "|+",
-        });
-        for line in s[..s.len() - trailing.min(1)].split('\n') {
-            out.push('\n');
-            if !line.is_empty() {
-                indent(ind, out);
-                out.push_str(line);
-            }
+    let a = Analysis::of(s);
+    if s.contains('\n') {
+        if a.block {
+            literal(s, ind, out);
+        } else {
+            double_quoted(s, Some(ind), out);
         }
+    } else if s.is_empty() || looks_typed(s) {
+        double_quoted(s, Some(ind), out);
+    } else if a.block_plain {
+        plain(s, ind, out);
+    } else if a.single_quoted {
+        single_quoted(s, Some(ind), out);
+    } else {
+        double_quoted(s, Some(ind), out);
+    }
+}
+
+/// go-yaml's emitter (`best_width`): a line is broken at the first single space found
+/// once the column has passed this width.
+const BEST_WIDTH: usize = 80;
+
+/// The column (in characters) at the end of `out`.
+fn column(out: &str) -> usize {
+    let start = out.rfind('\n').map_or(0, |p| p + 1);
+    let line = &out[start..];
+    if line.is_ascii() {
+        line.len()
+    } else {
+        line.chars().count()
+    }
+}
+
+fn break_line(ind: usize, out: &mut String) -> usize {
+    out.push('\n');
+    indent(ind, out);
+    ind
+}
+
+fn plain(s: &str, ind: usize, out: &mut String) {
+    let mut col = column(out);
+    if col + s.len() <= BEST_WIDTH + 1 {
+        // No space can be past the width: the common case, written in one go.
+        out.push_str(s);
         return;
     }
-    if plain_ok(s) {
-        out.push_str(s);
-    } else if s.is_empty() || looks_typed(s) || s.chars().any(|c| c.is_control() || c == '\u{feff}')
-    {
-        quoted(s, out);
-    } else {
-        // go-yaml v3 single-quotes strings that only need quoting for syntax.
-        out.push('\'');
-        out.push_str(&s.replace('\'', "''"));
-        out.push('\'');
-    }
-}
-
-/// Literal blocks cannot start with a space (that would need an indentation indicator) and
-/// cannot carry control characters or trailing spaces faithfully.
-fn literal_ok(s: &str) -> bool {
-    !s.starts_with([' ', '\t', '\n'])
-        && !s
-            .chars()
-            .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}')
-        && !s.split('\n').any(|l| l.ends_with([' ', '\t']))
-}
-
-fn quoted(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() || c == '\u{feff}' => {
-                let n = c as u32;
-                if n <= 0xff {
-                    out.push_str(&format!("\\x{n:02X}"));
-                } else {
-                    out.push_str(&format!("\\u{n:04X}"));
-                }
+    let b = s.as_bytes();
+    let mut spaces = false;
+    for (i, c) in s.char_indices() {
+        if c == ' ' {
+            if !spaces && col > BEST_WIDTH && b.get(i + 1) != Some(&b' ') {
+                col = break_line(ind, out);
+            } else {
+                out.push(' ');
+                col += 1;
             }
-            c => out.push(c),
+            spaces = true;
+        } else {
+            out.push(c);
+            col += 1;
+            spaces = false;
+        }
+    }
+}
+
+/// `ind`: the indentation of continuation lines, `None` where lines may not break (keys).
+fn single_quoted(s: &str, ind: Option<usize>, out: &mut String) {
+    out.push('\'');
+    let mut col = column(out);
+    let b = s.as_bytes();
+    let mut spaces = false;
+    for (i, c) in s.char_indices() {
+        if c == ' ' {
+            if let Some(ind) = ind
+                && !spaces
+                && col > BEST_WIDTH
+                && i > 0
+                && i + 1 < s.len()
+                && b.get(i + 1) != Some(&b' ')
+            {
+                col = break_line(ind, out);
+            } else {
+                out.push(' ');
+                col += 1;
+            }
+            spaces = true;
+        } else {
+            if c == '\'' {
+                out.push('\'');
+                col += 1;
+            }
+            out.push(c);
+            col += 1;
+            spaces = false;
+        }
+    }
+    out.push('\'');
+}
+
+/// `ind` as for [`single_quoted`].
+fn double_quoted(s: &str, ind: Option<usize>, out: &mut String) {
+    out.push('"');
+    let mut col = column(out);
+    let b = s.as_bytes();
+    let mut spaces = false;
+    for (i, c) in s.char_indices() {
+        if !printable(c) || c == '\u{feff}' || is_break(c) || c == '"' || c == '\\' {
+            let esc = match c {
+                '\0' => "\\0".to_string(),
+                '\u{7}' => "\\a".to_string(),
+                '\u{8}' => "\\b".to_string(),
+                '\t' => "\\t".to_string(),
+                '\n' => "\\n".to_string(),
+                '\u{b}' => "\\v".to_string(),
+                '\u{c}' => "\\f".to_string(),
+                '\r' => "\\r".to_string(),
+                '\u{1b}' => "\\e".to_string(),
+                '"' => "\\\"".to_string(),
+                '\\' => "\\\\".to_string(),
+                '\u{85}' => "\\N".to_string(),
+                '\u{a0}' => "\\_".to_string(),
+                '\u{2028}' => "\\L".to_string(),
+                '\u{2029}' => "\\P".to_string(),
+                c if (c as u32) <= 0xff => format!("\\x{:02X}", c as u32),
+                c if (c as u32) <= 0xffff => format!("\\u{:04X}", c as u32),
+                c => format!("\\U{:08X}", c as u32),
+            };
+            col += esc.len();
+            out.push_str(&esc);
+            spaces = false;
+        } else if c == ' ' {
+            if let Some(ind) = ind
+                && !spaces
+                && col > BEST_WIDTH
+                && i > 0
+                && i + 1 < s.len()
+            {
+                col = break_line(ind, out);
+                if b.get(i + 1) == Some(&b' ') {
+                    out.push('\\');
+                    col += 1;
+                }
+            } else {
+                out.push(' ');
+                col += 1;
+            }
+            spaces = true;
+        } else {
+            out.push(c);
+            col += 1;
+            spaces = false;
         }
     }
     out.push('"');
 }
 
-/// May `s` be written as a plain scalar and read back as the same string by YAML 1.1 and 1.2?
-fn plain_ok(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
-        return false;
-    };
-    if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
-        // `-x`, `?x` and `:x` are plain in YAML, but numbers like -1 are caught below.
-        let next = s.chars().nth(1);
-        if !(matches!(first, '-' | '?' | ':') && next.is_some_and(|c| c != ' ')) {
-            return false;
+/// A literal block (`|`), with go-yaml's indentation and chomping indicators.
+fn literal(s: &str, ind: usize, out: &mut String) {
+    out.push('|');
+    if s.starts_with([' ', '\n']) {
+        out.push('2');
+    }
+    let body = s.strip_suffix('\n');
+    match body {
+        None => out.push('-'),
+        Some(b) if b.is_empty() || b.ends_with('\n') => out.push('+'),
+        Some(_) => {}
+    }
+    let text = body.unwrap_or(s);
+    for line in text.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            indent(ind, out);
+            out.push_str(line);
         }
-        if s == "---" || s.starts_with("--- ") {
-            return false;
+    }
+}
+
+/// go-yaml's `is_printable` (what may appear unescaped in a scalar).
+fn printable(c: char) -> bool {
+    matches!(c, '\n' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}') && c != '\u{feff}'
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// go-yaml's `yaml_emitter_analyze_scalar`: which styles can carry the string.
+struct Analysis {
+    block_plain: bool,
+    single_quoted: bool,
+    block: bool,
+}
+
+impl Analysis {
+    fn of(s: &str) -> Analysis {
+        let chars: Vec<char> = s.chars().collect();
+        let blankz = |i: usize| chars.get(i).is_none_or(|&c| c == ' ' || c == '\t' || is_break(c));
+        let mut block_indicators = s.starts_with("---") || s.starts_with("...");
+        let (mut special, mut tabs, mut line_breaks) = (false, false, false);
+        let (mut leading_space, mut leading_break) = (false, false);
+        let (mut trailing_space, mut trailing_break) = (false, false);
+        let (mut break_space, mut space_break) = (false, false);
+        let (mut prev_space, mut prev_break) = (false, false);
+        let mut preceded_by_ws = true;
+        let last = chars.len().saturating_sub(1);
+        for (i, &c) in chars.iter().enumerate() {
+            let followed_by_ws = blankz(i + 1);
+            if i == 0 {
+                if "#,[]{}&*!|>'\"%@`".contains(c) || (matches!(c, '?' | ':' | '-') && followed_by_ws) {
+                    block_indicators = true;
+                }
+            } else if (c == ':' && followed_by_ws) || (c == '#' && preceded_by_ws) {
+                block_indicators = true;
+            }
+            if c == '\t' {
+                tabs = true;
+            } else if !printable(c) {
+                special = true;
+            }
+            if is_break(c) {
+                line_breaks = true;
+            }
+            if c == ' ' {
+                leading_space |= i == 0;
+                trailing_space |= i == last;
+                break_space |= prev_break;
+                prev_space = true;
+                prev_break = false;
+            } else if is_break(c) {
+                leading_break |= i == 0;
+                trailing_break |= i == last;
+                space_break |= prev_space;
+                prev_break = true;
+                prev_space = false;
+            } else {
+                prev_space = false;
+                prev_break = false;
+            }
+            preceded_by_ws = c == ' ' || c == '\t' || is_break(c);
         }
+        let mut a = Analysis {
+            block_plain: !s.is_empty(),
+            single_quoted: true,
+            block: true,
+        };
+        if leading_space || leading_break || trailing_space || trailing_break || line_breaks || block_indicators {
+            a.block_plain = false;
+        }
+        if trailing_space {
+            a.block = false;
+        }
+        if break_space {
+            a.block_plain = false;
+            a.single_quoted = false;
+        }
+        if space_break || tabs || special {
+            a.block_plain = false;
+            a.single_quoted = false;
+            a.block = false;
+        }
+        a
     }
-    if s.starts_with([' ', '\t']) || s.ends_with([' ', '\t', ':']) {
-        return false;
-    }
-    if s.contains(": ") || s.contains(" #") || s.contains(":\t") || s.contains("\t#") {
-        return false;
-    }
-    if s.chars().any(|c| {
-        c.is_control() || c == '\u{feff}' || c == '\u{85}' || c == '\u{2028}' || c == '\u{2029}'
-    }) {
-        return false;
-    }
-    !looks_typed(s)
 }
 
 /// Would a YAML 1.1 or 1.2 resolver read `s` as null, bool, number or timestamp?

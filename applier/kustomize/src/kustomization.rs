@@ -22,10 +22,15 @@ pub struct Kustomization {
     #[serde(rename = "openapi")]
     pub open_api: Option<Value>,
 
+    #[serde(deserialize_with = "nullable")]
     pub resources: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub bases: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub components: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub crds: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub configurations: Vec<String>,
 
     pub namespace: Option<String>,
@@ -33,33 +38,50 @@ pub struct Kustomization {
     pub name_suffix: Option<String>,
     #[serde(deserialize_with = "string_map")]
     pub common_labels: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub labels: Vec<Label>,
     #[serde(deserialize_with = "string_map")]
     pub common_annotations: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub images: Vec<Image>,
+    #[serde(deserialize_with = "nullable")]
     pub image_tags: Vec<Image>,
+    #[serde(deserialize_with = "nullable")]
     pub replicas: Vec<Replica>,
 
     /// Paths or inline YAML documents.
+    #[serde(deserialize_with = "nullable")]
     pub patches_strategic_merge: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub patches_json6902: Vec<Patch>,
+    #[serde(deserialize_with = "nullable")]
     pub patches: Vec<Patch>,
 
+    #[serde(deserialize_with = "nullable")]
     pub config_map_generator: Vec<GeneratorArgs>,
+    #[serde(deserialize_with = "nullable")]
     pub secret_generator: Vec<GeneratorArgs>,
     pub generator_options: Option<GeneratorOptions>,
 
+    #[serde(deserialize_with = "nullable")]
     pub vars: Vec<Var>,
+    #[serde(deserialize_with = "nullable")]
     pub replacements: Vec<ReplacementField>,
     pub sort_options: Option<SortOptions>,
+    #[serde(deserialize_with = "nullable")]
     pub build_metadata: Vec<String>,
 
     // Refused features: parsed so the error can name them precisely.
+    #[serde(deserialize_with = "nullable")]
     pub generators: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub transformers: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub validators: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub helm_charts: Vec<Value>,
     pub helm_globals: Option<Value>,
+    #[serde(deserialize_with = "nullable")]
     pub helm_chart_inflation_generator: Vec<Value>,
 }
 
@@ -71,6 +93,7 @@ pub struct Patch {
     pub patch: Option<String>,
     pub target: Option<Selector>,
     #[serde(default)]
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, bool>,
 }
 
@@ -92,14 +115,18 @@ pub struct Selector {
 pub struct Label {
     #[serde(deserialize_with = "string_map")]
     pub pairs: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub include_selectors: bool,
+    #[serde(deserialize_with = "nullable")]
     pub include_templates: bool,
+    #[serde(deserialize_with = "nullable")]
     pub fields: Vec<crate::fieldspec::FieldSpecDef>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Image {
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     pub new_name: Option<String>,
     pub new_tag: Option<String>,
@@ -110,7 +137,9 @@ pub struct Image {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Replica {
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
+    #[serde(deserialize_with = "nullable")]
     pub count: i64,
 }
 
@@ -120,8 +149,11 @@ pub struct GeneratorArgs {
     pub name: Option<String>,
     pub namespace: Option<String>,
     pub behavior: Option<String>,
+    #[serde(deserialize_with = "nullable")]
     pub literals: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub files: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub envs: Vec<String>,
     pub env: Option<String>,
     pub options: Option<GeneratorOptions>,
@@ -144,6 +176,7 @@ pub struct GeneratorOptions {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Var {
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     pub objref: ObjRef,
     pub fieldref: Option<FieldRef>,
@@ -165,6 +198,7 @@ pub struct ObjRef {
 pub struct FieldRef {
     // Go's JSON decoding is case-insensitive; `fieldpath` is the common spelling in the wild.
     #[serde(alias = "fieldpath")]
+    #[serde(deserialize_with = "nullable")]
     pub field_path: String,
 }
 
@@ -180,6 +214,7 @@ pub enum ReplacementField {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Replacement {
     pub source: Option<SourceSelector>,
+    #[serde(deserialize_with = "nullable")]
     pub targets: Vec<TargetSelector>,
 }
 
@@ -199,7 +234,9 @@ pub struct SourceSelector {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TargetSelector {
     pub select: Option<Selector>,
+    #[serde(deserialize_with = "nullable")]
     pub reject: Vec<Selector>,
+    #[serde(deserialize_with = "nullable")]
     pub field_paths: Vec<String>,
     pub options: Option<FieldOptions>,
 }
@@ -207,9 +244,13 @@ pub struct TargetSelector {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct FieldOptions {
+    #[serde(deserialize_with = "nullable")]
     pub delimiter: String,
+    #[serde(deserialize_with = "nullable")]
     pub index: i64,
+    #[serde(deserialize_with = "nullable")]
     pub encoding: String,
+    #[serde(deserialize_with = "nullable")]
     pub create: bool,
 }
 
@@ -223,8 +264,15 @@ pub struct SortOptions {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LegacySortOptions {
+    #[serde(deserialize_with = "nullable")]
     pub order_first: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
     pub order_last: Vec<String>,
+}
+
+/// Go decodes an explicit `null` (e.g. a bare `patches:`) as the zero value; so does this.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A `map[string]string` as kustomize v5.7.1 decodes it (Go's JSON into a string map): a

@@ -65,10 +65,13 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Seg>, String> {
     raw.into_iter()
         .map(|s| {
             if let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                let (k, v) = inner
-                    .split_once('=')
-                    .ok_or_else(|| format!("list matcher '{s}' must be [key=value]"))?;
-                Ok(Seg::Match(k.to_string(), v.to_string()))
+                // kyaml's SmarterPathSplitter: `[key=value]` matches a list element, a
+                // bracket without `=` is a map key that may hold dots or slashes
+                // (`metadata.annotations.[cert-manager.io/inject-ca-from]`).
+                Ok(match inner.split_once('=') {
+                    Some((k, v)) => Seg::Match(k.to_string(), v.to_string()),
+                    None => Seg::Key(inner.to_string()),
+                })
             } else if s == "*" {
                 Ok(Seg::Any)
             } else if let Ok(i) = s.parse::<usize>() {

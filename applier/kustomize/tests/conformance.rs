@@ -1,7 +1,9 @@
 //! Conformance: every fixture under `tests/fixtures` is built natively and compared with the
 //! output recorded from real kustomize v5.7.1 by `tests/regen.sh` — the same objects (parsed
 //! YAML, field by field) in the same order; fixtures where kustomize fails
-//! (`expected-error.txt`) must fail natively too. Failures print a readable diff.
+//! (`expected-error.txt`) must fail natively too — and then the same bytes, since users diff
+//! `ferry-applier build` against `kustomize build` (key order, quoting, line folding at 80
+//! columns, block scalars). Failures print a readable diff.
 
 use std::path::{Path, PathBuf};
 
@@ -111,6 +113,12 @@ fn check(fixture: &Path, identical: &mut usize) -> Option<String> {
                 diff(&show(expected.get(i)), &show(actual.get(i)))
             ));
         }
+    }
+    if printed != expected_text {
+        return Some(format!(
+            "same objects, different text (- kustomize, + native):\n{}",
+            diff(&expected_text, &printed)
+        ));
     }
     None
 }
