@@ -289,7 +289,8 @@ fn literal(s: &str, ind: usize, out: &mut String) {
 
 /// go-yaml's `is_printable` (what may appear unescaped in a scalar).
 fn printable(c: char) -> bool {
-    matches!(c, '\n' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}') && c != '\u{feff}'
+    matches!(c, '\n' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+        && c != '\u{feff}'
 }
 
 fn is_break(c: char) -> bool {
@@ -306,7 +307,11 @@ struct Analysis {
 impl Analysis {
     fn of(s: &str) -> Analysis {
         let chars: Vec<char> = s.chars().collect();
-        let blankz = |i: usize| chars.get(i).is_none_or(|&c| c == ' ' || c == '\t' || is_break(c));
+        let blankz = |i: usize| {
+            chars
+                .get(i)
+                .is_none_or(|&c| c == ' ' || c == '\t' || is_break(c))
+        };
         let mut block_indicators = s.starts_with("---") || s.starts_with("...");
         let (mut special, mut tabs, mut line_breaks) = (false, false, false);
         let (mut leading_space, mut leading_break) = (false, false);
@@ -318,7 +323,9 @@ impl Analysis {
         for (i, &c) in chars.iter().enumerate() {
             let followed_by_ws = blankz(i + 1);
             if i == 0 {
-                if "#,[]{}&*!|>'\"%@`".contains(c) || (matches!(c, '?' | ':' | '-') && followed_by_ws) {
+                if "#,[]{}&*!|>'\"%@`".contains(c)
+                    || (matches!(c, '?' | ':' | '-') && followed_by_ws)
+                {
                     block_indicators = true;
                 }
             } else if (c == ':' && followed_by_ws) || (c == '#' && preceded_by_ws) {
@@ -355,7 +362,13 @@ impl Analysis {
             single_quoted: true,
             block: true,
         };
-        if leading_space || leading_break || trailing_space || trailing_break || line_breaks || block_indicators {
+        if leading_space
+            || leading_break
+            || trailing_space
+            || trailing_break
+            || line_breaks
+            || block_indicators
+        {
             a.block_plain = false;
         }
         if trailing_space {
