@@ -8,10 +8,11 @@
 //! guarantees one reconcile per object at a time and retries watch failures with backoff.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_proto::kustomization::Kustomization;
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
@@ -22,6 +23,7 @@ use crate::source_client::{SourceWatch, WatchConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    /// The Kustomization could not be read before reconciling it.
     #[error("Kustomization {namespace}/{name}: {source}")]
     Status {
         namespace: String,
@@ -44,9 +46,16 @@ pub async fn run(
 ) {
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let (store, writer) = reflector::store();
+    let metrics = ctx.metrics.clone();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| {
+            // A removed Kustomization's series go with it.
+            if let watcher::Event::Delete(ks) = event {
+                metrics.forget(&ks.name_any());
+            }
+        })
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
     let (trigger, triggers) = mpsc::unbounded();
@@ -82,7 +91,12 @@ fn spec_or_request(ks: &Kustomization) -> Option<u64> {
 /// New artifacts → the Kustomizations that use that source.
 async fn forward_artifacts(mut watch: SourceWatch, shared: Arc<Shared>) {
     while let Some(ev) = watch.next().await {
-        tracing::info!(source = %format!("{}/{}", ev.namespace, ev.name), revision = %ev.revision, digest = %ev.digest, "new artifact");
+        let source = format!("{}/{}", ev.namespace, ev.name);
+        tracing::info!(%source, revision = %ev.revision, digest = %ev.digest, "new artifact");
+        shared
+            .ctx
+            .metrics
+            .observe_announcement(&source, &ev.revision.to_string());
         for ks in shared.store.state() {
             let src = &ks.spec.source_ref;
             let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
@@ -103,7 +117,10 @@ async fn reconcile(ks: Arc<Kustomization>, shared: Arc<Shared>) -> Result<Action
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let latest = match api.get_opt(&name).await {
         Ok(Some(k)) => k,
-        Ok(None) => return Ok(Action::await_change()),
+        Ok(None) => {
+            ctx.metrics.forget(&name);
+            return Ok(Action::await_change());
+        }
         Err(source) => {
             return Err(ControllerError::Status {
                 namespace: ctx.namespace.clone(),
@@ -123,11 +140,16 @@ async fn reconcile(ks: Arc<Kustomization>, shared: Arc<Shared>) -> Result<Action
             }
         }
     }
-    Ok(Action::requeue(outcome.requeue))
+    Ok(match outcome.requeue {
+        Some(after) => Action::requeue(after),
+        // Stalled: the next spec change triggers a reconcile.
+        None => Action::await_change(),
+    })
 }
 
 fn error_policy(ks: Arc<Kustomization>, err: &ControllerError, _shared: Arc<Shared>) -> Action {
-    let (_, retry, _) = reconcile::intervals(&ks);
+    // An invalid spec surfaces as Stalled on the next reconcile; until then retry soon.
+    let retry = reconcile::intervals(&ks).map_or(Duration::from_secs(30), |i| i.retry_interval);
     tracing::warn!(error = %err, "reconcile error; retrying");
     Action::requeue(retry)
 }

@@ -63,3 +63,23 @@ fn main() -> ExitCode {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_text() {
+        let cli = super::Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "ferry-applier {} --{}: no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}

@@ -11,7 +11,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::apply::ChangeSet;
+use crate::apply::{Action, ChangeSet};
+
+const SUCCESS: &str = "success";
+const FAILURE: &str = "failure";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -30,14 +33,24 @@ struct ActionLabels {
     action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    /// `namespace/name`.
+    source: String,
+    revision: String,
+}
+
 /// Cheap to clone; all clones share one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     reconciles: Family<ReconcileLabels, Counter>,
-    duration: Family<NameLabels, Histogram>,
+    duration: Family<ReconcileLabels, Histogram>,
     objects: Family<ActionLabels, Counter>,
     drifted: Family<NameLabels, Gauge>,
+    artifacts: Family<SourceLabels, Counter>,
+    /// The revision last announced per source, whose series is the current one.
+    announced: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Default for Metrics {
@@ -50,7 +63,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ferry_applier");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        let duration = Family::<NameLabels, Histogram>::new_with_constructor(|| {
+        let duration = Family::<ReconcileLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let objects = Family::<ActionLabels, Counter>::default();
@@ -62,7 +75,7 @@ impl Metrics {
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciles",
+            "Duration of reconciles, by Kustomization and result",
             duration.clone(),
         );
         registry.register(
@@ -75,27 +88,59 @@ impl Metrics {
             "Objects whose live state differs from Git (detect mode)",
             drifted.clone(),
         );
+        let artifacts = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "artifact_announcements",
+            "Announcements of a source's artifact heard from the source server, for the source's current revision",
+            artifacts.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
             duration,
             objects,
             drifted,
+            artifacts,
+            announced: Default::default(),
         }
     }
 
     pub fn observe_reconcile(&self, kustomization: &str, took: Duration, ok: bool) {
-        self.reconciles
-            .get_or_create(&ReconcileLabels {
-                kustomization: kustomization.into(),
-                result: if ok { "success" } else { "failure" }.into(),
-            })
-            .inc();
+        let labels = ReconcileLabels {
+            kustomization: kustomization.into(),
+            result: if ok { SUCCESS } else { FAILURE }.into(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
         self.duration
-            .get_or_create(&NameLabels {
-                kustomization: kustomization.into(),
-            })
+            .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Removes every series of `kustomization` (it was deleted): a removed Kustomization must
+    /// not be reported forever.
+    pub fn forget(&self, kustomization: &str) {
+        for result in [SUCCESS, FAILURE] {
+            let labels = ReconcileLabels {
+                kustomization: kustomization.into(),
+                result: result.into(),
+            };
+            self.reconciles.remove(&labels);
+            self.duration.remove(&labels);
+        }
+        for action in [
+            Action::Created,
+            Action::Configured,
+            Action::Unchanged,
+            Action::Skipped,
+        ] {
+            self.objects.remove(&ActionLabels {
+                kustomization: kustomization.into(),
+                action: action.to_string(),
+            });
+        }
+        self.drifted.remove(&NameLabels {
+            kustomization: kustomization.into(),
+        });
     }
 
     pub fn observe_changes(&self, kustomization: &str, changes: &ChangeSet) {
@@ -115,6 +160,26 @@ impl Metrics {
                 kustomization: kustomization.into(),
             })
             .set(n as i64);
+    }
+
+    /// The source server announced `revision` for `source` (`namespace/name`); only the
+    /// current revision of each source keeps a series.
+    pub fn observe_announcement(&self, source: &str, revision: &str) {
+        let mut announced = self.announced.lock().expect("metrics lock poisoned");
+        if let Some(old) = announced.insert(source.to_string(), revision.to_string())
+            && old != revision
+        {
+            self.artifacts.remove(&SourceLabels {
+                source: source.into(),
+                revision: old,
+            });
+        }
+        self.artifacts
+            .get_or_create(&SourceLabels {
+                source: source.into(),
+                revision: revision.into(),
+            })
+            .inc();
     }
 
     /// The text exposition format.
@@ -151,7 +216,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{Action, Change, ObjectId};
+    use crate::apply::{Change, ObjectId};
 
     #[test]
     fn exposes_reconciles_and_objects() {
@@ -185,5 +250,24 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(
+            text.contains(
+                r#"ferry_applier_reconcile_duration_seconds_count{kustomization="apps",result="success"} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_removed_kustomization_leaves_no_series() {
+        let m = Metrics::new();
+        m.observe_reconcile("gone", Duration::from_millis(20), false);
+        m.observe_reconcile("kept", Duration::from_millis(20), true);
+        m.set_drifted("gone", 2);
+        assert!(m.encode().contains(r#"kustomization="gone""#));
+        m.forget("gone");
+        let text = m.encode();
+        assert!(!text.contains(r#"kustomization="gone""#), "{text}");
+        assert!(text.contains(r#"kustomization="kept""#), "{text}");
     }
 }

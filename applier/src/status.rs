@@ -62,10 +62,20 @@ pub fn failed(
     c.observed_generation = generation;
     set_condition(&mut st.conditions, c);
     remove_condition(&mut st.conditions, RECONCILING);
+    remove_condition(&mut st.conditions, STALLED);
     st.observed_generation = generation;
     if let Some(r) = attempted_revision {
         st.last_attempted_revision = Some(r.to_string());
     }
+}
+
+/// Retrying cannot help (an invalid spec): Ready=False and Stalled=True with Flux reason `why`,
+/// until the spec changes. Like [`failed`], the last applied revision and the inventory stay.
+pub fn stalled(st: &mut KustomizationStatus, generation: Option<i64>, why: &str, message: &str) {
+    failed(st, generation, why, message, None);
+    let mut c = Condition::new(STALLED, ConditionStatus::True, why, message);
+    c.observed_generation = generation;
+    set_condition(&mut st.conditions, c);
 }
 
 /// Suspended: nothing is applied until `spec.suspend` is cleared.
@@ -116,33 +126,61 @@ pub fn up_to_date(st: &KustomizationStatus, generation: Option<i64>, digest: &Di
         && is_ready(Some(st))
 }
 
-/// Writes `st` as the status of `name`. Absent optional fields are sent as `null` so the merge
-/// patch removes them (a cleared drift report must disappear).
+/// Why the status was not written. Either way the status on the server is left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status did not serialise to a JSON object; writing anything else would erase the
+    /// inventory prune relies on, so nothing is written.
+    #[error("Kustomization {name}: status cannot be serialised: {why}")]
+    Serialize { name: String, why: String },
+    /// The API server refused the status patch.
+    #[error("Kustomization {name}: writing status: {source}")]
+    Patch {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The merge patch that makes the server's status exactly `st`: absent optional fields are sent
+/// as `null` so the patch removes them (a cleared drift report must disappear). A status that
+/// does not serialise to an object is an error, never an empty patch.
+pub fn patch_body<S: serde::Serialize>(name: &str, st: &S) -> Result<Value, StatusError> {
+    let serialize = |why: String| StatusError::Serialize {
+        name: name.to_string(),
+        why,
+    };
+    let value = serde_json::to_value(st).map_err(|e| serialize(e.to_string()))?;
+    let Value::Object(mut map) = value else {
+        return Err(serialize(format!("expected an object, got {value}")));
+    };
+    for key in [
+        "observedGeneration",
+        "lastAppliedRevision",
+        "lastAttemptedRevision",
+        "lastAppliedDigest",
+        "inventory",
+        "drift",
+    ] {
+        map.entry(key).or_insert(Value::Null);
+    }
+    map.entry("conditions").or_insert(json!([]));
+    Ok(json!({ "status": map }))
+}
+
+/// Writes `st` as the status of `name` (see [`patch_body`]).
 pub async fn write(
     api: &Api<Kustomization>,
     name: &str,
     st: &KustomizationStatus,
-) -> Result<(), kube::Error> {
-    let mut value = serde_json::to_value(st).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut value {
-        for key in [
-            "observedGeneration",
-            "lastAppliedRevision",
-            "lastAttemptedRevision",
-            "lastAppliedDigest",
-            "inventory",
-            "drift",
-        ] {
-            map.entry(key).or_insert(Value::Null);
-        }
-        map.entry("conditions").or_insert(json!([]));
-    }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": value })),
-    )
-    .await?;
+) -> Result<(), StatusError> {
+    let body = patch_body(name, st)?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map_err(|source| StatusError::Patch {
+            name: name.to_string(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -216,6 +254,42 @@ mod tests {
         assert!(
             !has_applied(&ks, &digest()),
             "failed: the announcement retries now"
+        );
+    }
+
+    /// Defect 7: a status that fails to serialise used to become `{}` with every field
+    /// (the inventory included) nulled by the patch: prune would have lost its record.
+    #[test]
+    fn a_status_that_does_not_serialise_is_an_error_not_an_empty_patch() {
+        struct Unserialisable;
+        impl serde::Serialize for Unserialisable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("broken"))
+            }
+        }
+        let err = patch_body("app", &Unserialisable).expect_err("must not produce a patch");
+        assert!(
+            matches!(&err, StatusError::Serialize { name, why } if name == "app" && why.contains("broken")),
+            "{err}"
+        );
+        let err = patch_body("app", &"not an object").expect_err("must be an object");
+        assert!(matches!(err, StatusError::Serialize { .. }), "{err}");
+
+        let mut st = KustomizationStatus::default();
+        succeeded(
+            &mut st,
+            Some(1),
+            "main@sha1:abc",
+            digest(),
+            Inventory::default(),
+        );
+        let body = patch_body("app", &st).expect("a real status serialises");
+        assert_eq!(body["status"]["lastAppliedRevision"], "main@sha1:abc");
+        assert!(body["status"]["inventory"].is_object(), "{body}");
+        assert_eq!(
+            body["status"]["drift"],
+            Value::Null,
+            "cleared fields are removed"
         );
     }
 

@@ -58,3 +58,26 @@ fn diff_requires_the_kustomization_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--kustomization"), "{err}");
 }
+
+#[test]
+fn log_format_accepts_only_text_or_json() {
+    let out = applier()
+        .args([
+            "run",
+            "--namespace",
+            "team-a",
+            "--source-server",
+            "http://127.0.0.1:9",
+            "--log-format",
+            "yaml",
+        ])
+        .env_remove("FERRY_LOG_FORMAT")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("yaml") && err.contains("text") && err.contains("json"),
+        "{err}"
+    );
+}

@@ -73,8 +73,13 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
     env.drift_replicas("my-app", 4).await?;
     // The agent has heard of the new commit, and two intervals (2 s) have passed since.
     let revision = format!("main@sha1:{commit}");
-    env.wait_agent_lines(&["new artifact", &revision], 0, 1, LIMIT)
-        .await?;
+    env.wait_agent_metric(
+        "ferry_applier_artifact_announcements_total",
+        &[("source", "team-a/app"), ("revision", &revision)],
+        1.0,
+        LIMIT,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let d = env
         .get("apps/v1", "Deployment", "my-app")

@@ -4,6 +4,8 @@
 
 mod e2e_support;
 
+const RECONCILES: &str = "ferry_applier_reconciles_total";
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -169,8 +171,9 @@ async fn seed_scenario() -> Result<()> {
         "{obj:?}"
     );
     // Three more reconciles (each renders, then compares): still the edited values.
-    let rendered = env.agent_lines(&["rendered"]);
-    env.wait_agent_lines(&["rendered"], rendered, 3, LIMIT)
+    let ok = [("kustomization", "app"), ("result", "success")];
+    let reconciled = env.agent_metric(RECONCILES, &ok).await?;
+    env.wait_agent_metric(RECONCILES, &ok, reconciled + 3.0, LIMIT)
         .await?;
     let d = env
         .get("apps/v1", "Deployment", "my-app")

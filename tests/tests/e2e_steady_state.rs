@@ -46,16 +46,20 @@ fn write_app(env: &Env, tag: &str, extra: usize, more: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Lines the agent logged for successful reconciles so far.
-fn applied_count(env: &Env) -> usize {
-    env.agent_lines(&[" applied ", "summary"])
+/// Successful reconciles of Kustomization `app` so far, from the agent's metrics.
+async fn applied_count(env: &Env) -> Result<f64> {
+    env.agent_metric(
+        "ferry_applier_reconciles_total",
+        &[("kustomization", "app"), ("result", "success")],
+    )
+    .await
 }
 
-/// Waits until the agent logged `n` more successful reconciles.
+/// Waits until the agent has done `n` more successful reconciles.
 async fn reconciles(env: &Env, n: usize) -> Result<()> {
-    let target = applied_count(env) + n;
+    let target = applied_count(env).await? + n as f64;
     env.wait_for(&format!("{n} more reconciles"), LIMIT, || async {
-        Ok((applied_count(env) >= target).then_some(()))
+        Ok((applied_count(env).await? >= target).then_some(()))
     })
     .await
 }
@@ -290,12 +294,18 @@ async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
 
     // The source stream's announcement of the artifact may trigger one more reconcile when it
     // lands while the first is still running: let that happen before the drift.
-    env.wait_agent_lines(&["new artifact"], 0, 1, LIMIT).await?;
-    let mut settled = applied_count(&env);
+    env.wait_agent_metric(
+        "ferry_applier_artifact_announcements_total",
+        &[("source", "team-a/app")],
+        1.0,
+        LIMIT,
+    )
+    .await?;
+    let mut settled = applied_count(&env).await?;
     let mut quiet = false;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = applied_count(&env);
+        let now = applied_count(&env).await?;
         quiet = now == settled;
         if quiet {
             break;
@@ -309,7 +319,7 @@ async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(replicas().await?, Some(5));
     assert_eq!(
-        applied_count(&env),
+        applied_count(&env).await?,
         settled,
         "a reconcile ran without a reason"
     );

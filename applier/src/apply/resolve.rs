@@ -45,6 +45,8 @@ pub struct Resolver {
     /// whole resource list on every call, and a reconcile resolves every object.
     resolved: std::sync::Mutex<HashMap<GroupVersionKind, Resolved>>,
     refreshing: Mutex<u64>,
+    /// When discovery last ran.
+    refreshed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Resolver {
@@ -54,6 +56,7 @@ impl Resolver {
             cache: RwLock::new(None),
             resolved: Default::default(),
             refreshing: Mutex::new(0),
+            refreshed_at: Default::default(),
         }
     }
 
@@ -80,6 +83,24 @@ impl Resolver {
             return Ok(d.clone());
         }
         self.refresh_after(seen).await
+    }
+
+    /// Runs discovery again when the snapshot is older than `min_age` (a kind was not found
+    /// in it); `None` when it is younger, so the answer would not change.
+    pub async fn refresh_if_older(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<Option<Arc<Discovery>>, ApplyError> {
+        let seen = *self.refreshing.lock().await;
+        let fresh = self
+            .refreshed_at
+            .lock()
+            .expect("resolver lock poisoned")
+            .is_some_and(|at| at.elapsed() < min_age);
+        if fresh {
+            return Ok(None);
+        }
+        self.refresh_after(seen).await.map(Some)
     }
 
     /// Forgets the cached discovery (after CRDs changed).
@@ -138,6 +159,8 @@ impl Resolver {
         *cache = Some(discovery.clone());
         self.forget_resolved();
         drop(cache);
+        *self.refreshed_at.lock().expect("resolver lock poisoned") =
+            Some(std::time::Instant::now());
         *generation += 1;
         Ok(discovery)
     }

@@ -13,22 +13,26 @@ use kube::Api;
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// The namespace of the Kustomization (the agent's namespace).
     #[arg(long, env = "FERRY_NAMESPACE")]
     pub namespace: String,
     /// The Kustomization to diff.
     #[arg(long)]
     pub kustomization: String,
+    /// Source server base URL, e.g. http://ferry-source-server.ferry-system:9090.
     #[arg(long, env = "FERRY_SOURCE_SERVER")]
     pub source_server: String,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "FERRY_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Artifact cache directory (shared with the agent's when on the same machine).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 
 /// Returns whether there are differences.
 pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
-    super::run::init_logs("text");
+    super::run::init_logs(super::run::LogFormat::Text);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,7 +53,10 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
         let st = ks.status.clone().unwrap_or_default();
         let desired = ferry_applier::reconcile::desired(&ks, &ctx, &st)
             .await
-            .map_err(|(f, _)| anyhow::anyhow!("{}: {}", f.reason, f.message))?;
+            .map_err(|(e, _)| {
+                let e = ferry_applier::reconcile::ReconcileError::from(e);
+                anyhow::anyhow!("{}: {e}", e.reason())
+            })?;
         writeln!(
             out,
             "Kustomization {}/{} at {} ({})",

@@ -27,15 +27,24 @@ pub struct RunArgs {
     /// the system temp dir.
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 0.0.0.0:8080.
     #[arg(long, env = "FERRY_METRICS_ADDR")]
-    pub metrics_addr: Option<String>,
-    /// Log format: `text` or `json`.
-    #[arg(long, default_value = "text", env = "FERRY_LOG_FORMAT")]
-    pub log_format: String,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FERRY_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
-pub fn init_logs(format: &str) {
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: redirected logs (files, `kubectl logs`) stay plain text.
@@ -43,7 +52,7 @@ pub fn init_logs(format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
@@ -94,12 +103,12 @@ pub async fn context(
         metrics: Metrics::new(),
         artifacts: Default::default(),
         // One entry per Kustomization in steady state; a few more cover a revision change.
-        renders: ferry_applier::render::RenderMemo::new(8),
+        renders: Arc::new(ferry_applier::render::RenderMemo::new(8)),
     })
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    init_logs(&args.log_format);
+    init_logs(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,7 +123,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         )
         .await?;
         if let Some(addr) = &args.metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr)
+            let listener = tokio::net::TcpListener::bind(*addr)
                 .await
                 .with_context(|| format!("metrics address {addr}"))?;
             tracing::info!(addr = %listener.local_addr()?, "serving metrics");

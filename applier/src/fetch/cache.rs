@@ -52,30 +52,42 @@ impl Cache {
         self.dir.join(format!("{}{SUFFIX}", digest.hex()))
     }
 
-    /// The cached bytes, marking the entry as just used; `None` when absent.
-    pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, CacheError> {
+    /// The path of the entry for `digest`, marking it as just used; `None` when absent. The
+    /// caller streams it (it is verified on every read, so it is never read whole).
+    pub fn lookup(&self, digest: &Digest) -> Result<Option<PathBuf>, CacheError> {
         let path = self.path(digest);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+        match std::fs::metadata(&path) {
+            Ok(_) => {
                 self.touch(&path);
-                Ok(Some(bytes))
+                Ok(Some(path))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(err(&path)(e)),
         }
     }
 
-    /// Stores `bytes` under `digest` atomically (temp file + fsync + rename).
-    pub fn write(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
-        let path = self.path(digest);
-        let mut tmp = tempfile::Builder::new()
+    /// A new temp file next to the entries, for a download in progress: it becomes an entry
+    /// with [`Cache::persist`] once verified, and disappears when dropped otherwise.
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, CacheError> {
+        tempfile::Builder::new()
             .prefix(TMP_PREFIX)
             .tempfile_in(&self.dir)
-            .map_err(err(&self.dir))?;
-        tmp.write_all(bytes).map_err(err(tmp.path()))?;
+            .map_err(err(&self.dir))
+    }
+
+    /// Makes the verified temp file `tmp` the entry for `digest` (fsync + rename).
+    pub fn persist(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<(), CacheError> {
+        let path = self.path(digest);
         tmp.as_file().sync_all().map_err(err(&path))?;
         tmp.persist(&path).map_err(|e| err(&path)(e.error))?;
         Ok(())
+    }
+
+    /// Stores `bytes` under `digest` atomically (temp file + fsync + rename).
+    pub fn write(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(bytes).map_err(err(tmp.path()))?;
+        self.persist(tmp, digest)
     }
 
     /// Deletes an entry (e.g. one that failed verification). Absent is fine.
@@ -178,6 +190,11 @@ struct Entry {
 mod tests {
     use super::*;
 
+    fn read(cache: &Cache, d: &Digest) -> Option<Vec<u8>> {
+        let path = cache.lookup(d).expect("lookup")?;
+        Some(std::fs::read(path).expect("read"))
+    }
+
     fn age(cache: &Cache, d: &Digest, secs_ago: u64) {
         let f = std::fs::File::options()
             .write(true)
@@ -192,19 +209,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = Cache::open(dir.path(), 1 << 20).expect("open");
         let d = Digest::of(b"a");
-        assert_eq!(cache.read(&d).expect("read"), None);
+        assert_eq!(read(&cache, &d), None);
         cache.write(&d, b"bytes").expect("write");
         assert!(
             cache
                 .path(&d)
                 .ends_with(format!("sha256/{}.tar.gz", d.hex()))
         );
-        assert_eq!(
-            cache.read(&d).expect("read").as_deref(),
-            Some(&b"bytes"[..])
-        );
+        assert_eq!(read(&cache, &d).as_deref(), Some(&b"bytes"[..]));
         cache.remove(&d).expect("remove");
-        assert_eq!(cache.read(&d).expect("read"), None);
+        assert_eq!(read(&cache, &d), None);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sha256"))
             .expect("dir")
             .collect();
@@ -223,13 +237,13 @@ mod tests {
         // `a` is the oldest but in use; `b` goes instead.
         let evicted = cache.evict(&HashSet::from([a])).expect("evict");
         assert_eq!(evicted, vec![b]);
-        assert!(cache.read(&a).expect("read").is_some());
+        assert!(read(&cache, &a).is_some());
         assert_eq!(cache.size().expect("size"), 200);
 
         // Reading `a` makes it the most recent: `c` is next in line.
         cache.write(&b, &[0u8; 100]).expect("write");
         age(&cache, &b, 50);
-        cache.read(&a).expect("read");
+        read(&cache, &a);
         let evicted = cache.evict(&HashSet::new()).expect("evict");
         assert_eq!(evicted, vec![c]);
     }

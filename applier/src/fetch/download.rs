@@ -35,12 +35,18 @@ impl Backoff {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    /// The server answered with an error status.
     #[error("GET {url}: HTTP {status}")]
     Status { url: String, status: u16 },
+    /// No answer, or the body broke off.
     #[error("GET {url}: {why}")]
     Transport { url: String, why: String },
+    /// The body is bigger than the advertised size allows.
     #[error("GET {url}: body is larger than the {limit}-byte cap")]
     TooLarge { url: String, limit: u64 },
+    /// The body could not be written to the local temp file.
+    #[error("GET {url}: writing the body to the cache: {why}")]
+    Write { url: String, why: String },
 }
 
 impl DownloadError {
@@ -48,7 +54,7 @@ impl DownloadError {
         match self {
             DownloadError::Status { status, .. } => *status >= 500 || *status == 429,
             DownloadError::Transport { .. } => true,
-            DownloadError::TooLarge { .. } => false,
+            DownloadError::TooLarge { .. } | DownloadError::Write { .. } => false,
         }
     }
 
@@ -58,17 +64,19 @@ impl DownloadError {
     }
 }
 
-/// GETs `url`, retrying per `backoff`, and returns at most `cap` bytes of body.
+/// GETs `url`, retrying per `backoff`, and writes at most `cap` bytes of body to `out`
+/// (from its start on every try).
 pub async fn download(
     http: &reqwest::Client,
     url: &str,
     cap: u64,
     backoff: &Backoff,
-) -> Result<Vec<u8>, DownloadError> {
+    mut out: tokio::fs::File,
+) -> Result<(), DownloadError> {
     let mut attempt = 0;
     loop {
-        match download_once(http, url, cap).await {
-            Ok(body) => return Ok(body),
+        match download_once(http, url, cap, &mut out).await {
+            Ok(()) => return Ok(()),
             Err(e) if e.retryable() && attempt + 1 < backoff.attempts => {
                 let delay = backoff.delay(attempt);
                 tracing::warn!(%url, error = %e, attempt, ?delay, "artifact download failed; retrying");
@@ -84,7 +92,9 @@ async fn download_once(
     http: &reqwest::Client,
     url: &str,
     cap: u64,
-) -> Result<Vec<u8>, DownloadError> {
+    out: &mut tokio::fs::File,
+) -> Result<(), DownloadError> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     let transport = |e: reqwest::Error| DownloadError::Transport {
         url: url.to_string(),
         why: error_chain(&e),
@@ -104,16 +114,24 @@ async fn download_once(
     if resp.content_length().is_some_and(|n| n > cap) {
         return Err(too_large());
     }
-    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(cap) as usize);
+    let local = |e: std::io::Error| DownloadError::Write {
+        url: url.to_string(),
+        why: e.to_string(),
+    };
+    out.set_len(0).await.map_err(local)?;
+    out.seek(std::io::SeekFrom::Start(0)).await.map_err(local)?;
+    let mut written = 0u64;
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(transport)?;
-        if body.len() as u64 + chunk.len() as u64 > cap {
+        written += chunk.len() as u64;
+        if written > cap {
             return Err(too_large());
         }
-        body.extend_from_slice(&chunk);
+        out.write_all(&chunk).await.map_err(local)?;
     }
-    Ok(body)
+    out.flush().await.map_err(local)?;
+    Ok(())
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); include the chain.

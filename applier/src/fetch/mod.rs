@@ -176,10 +176,10 @@ impl Fetcher {
         let cache = self.cache.clone();
         let (max, limits) = (self.cfg.max_artifact_size, self.cfg.tree_limits.clone());
         let out = tokio::task::spawn_blocking(move || {
-            let Some(gz) = cache.read(&digest)? else {
+            let Some(path) = cache.lookup(&digest)? else {
                 return Ok(None);
             };
-            match verify(&gz, digest, max, &limits) {
+            match verify(|| std::fs::File::open(&path), digest, max, &limits) {
                 Ok(tree) => Ok(Some(tree)),
                 Err(e) => {
                     tracing::warn!(%digest, error = %e, "cached artifact is corrupt; removing it and fetching again");
@@ -237,18 +237,36 @@ impl Fetcher {
         );
         // Deflate never grows data by more than a few bytes per 16 KiB block, plus headers.
         let cap = a.size + a.size / 64 + 4096;
-        let gz = download::download(&self.http, &url, cap, &self.cfg.backoff)
-            .await
-            .map_err(|source| FetchError::Download { digest, source })?;
+        // The body goes to a temp file in the cache, never memory: verification streams it,
+        // and only verified bytes become a cache entry.
+        let tmp = self
+            .cache
+            .temp_file()
+            .map_err(|source| FetchError::Cache { digest, source })?;
+        let file = tmp.as_file().try_clone().map_err(|e| FetchError::Cache {
+            digest,
+            source: CacheError {
+                path: tmp.path().to_path_buf(),
+                source: e,
+            },
+        })?;
+        download::download(
+            &self.http,
+            &url,
+            cap,
+            &self.cfg.backoff,
+            tokio::fs::File::from_std(file),
+        )
+        .await
+        .map_err(|source| FetchError::Download { digest, source })?;
         let cache = self.cache.clone();
         let (size, limits) = (a.size, self.cfg.tree_limits.clone());
         let mut keep: HashSet<Digest> = self.live_digests();
         keep.insert(digest);
         let tree = tokio::task::spawn_blocking(move || {
-            let tree = verify(&gz, digest, size, &limits)?;
-            // Only verified bytes are cached; a cache failure costs a re-download later, not
-            // this reconcile.
-            if let Err(e) = cache.write(&digest, &gz) {
+            let tree = verify(|| tmp.reopen(), digest, size, &limits)?;
+            // A cache failure costs a re-download later, not this reconcile.
+            if let Err(e) = cache.persist(tmp, &digest) {
                 tracing::warn!(%digest, error = %e, "could not cache artifact");
             }
             match cache.evict(&keep) {

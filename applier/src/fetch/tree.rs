@@ -60,8 +60,13 @@ pub struct ArtifactTree {
 }
 
 impl ArtifactTree {
-    /// Reads `tar` (already digest-verified) into memory, refusing unsafe or oversized entries.
-    pub fn from_tar(digest: Digest, tar: &[u8], limits: &TreeLimits) -> Result<Self, TreeError> {
+    /// Reads the tar stream `tar` (already digest-verified) into memory, entry by entry,
+    /// refusing unsafe or oversized entries: only the files' contents are kept.
+    pub fn from_reader<R: Read>(
+        digest: Digest,
+        tar: R,
+        limits: &TreeLimits,
+    ) -> Result<Self, TreeError> {
         let mut archive = tar::Archive::new(tar);
         let entries = archive
             .entries()
@@ -308,7 +313,7 @@ pub(crate) mod tests {
 
     fn read(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Result<ArtifactTree, TreeError> {
         let tar = raw_tar(entries);
-        ArtifactTree::from_tar(Digest::of(&tar), &tar, &TreeLimits::default())
+        ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &TreeLimits::default())
     }
 
     const F: tar::EntryType = tar::EntryType::Regular;
@@ -370,7 +375,8 @@ pub(crate) mod tests {
             max_file_size: 1024,
             ..TreeLimits::default()
         };
-        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("too big");
+        let err =
+            ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("too big");
         assert!(
             matches!(err, TreeError::FileTooLarge { size: 2048, .. }),
             "{err}"
@@ -384,7 +390,8 @@ pub(crate) mod tests {
             max_entries: 10,
             ..TreeLimits::default()
         };
-        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("too many");
+        let err =
+            ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("too many");
         assert_eq!(err, TreeError::TooManyEntries { limit: 10 });
 
         // A tar bomb of many files each under the per-file limit.
@@ -398,7 +405,8 @@ pub(crate) mod tests {
             max_total_size: 5000,
             ..TreeLimits::default()
         };
-        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &limits).expect_err("total");
+        let err =
+            ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("total");
         assert_eq!(err, TreeError::TooLarge { limit: 5000 });
     }
 
@@ -414,7 +422,7 @@ pub(crate) mod tests {
     fn truncated_tar_is_malformed_not_a_partial_tree() {
         let mut tar = raw_tar(&[(b"a.yaml", F, &[b'a'; 4096])]);
         tar.truncate(1024);
-        let err = ArtifactTree::from_tar(Digest::of(&tar), &tar, &TreeLimits::default())
+        let err = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &TreeLimits::default())
             .expect_err("truncated");
         assert!(matches!(err, TreeError::Malformed(_)), "{err}");
     }

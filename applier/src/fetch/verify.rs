@@ -1,9 +1,13 @@
-//! From `.tar.gz` bytes to a verified tree: decompress no further than the advertised size,
-//! check the size and the sha256 of the uncompressed tar, then read the entries in memory. The
-//! same path runs for fresh downloads and for cache hits, so a corrupt cache file is caught
-//! exactly like a tampered download.
+//! From `.tar.gz` bytes to a verified tree, streaming, in two passes over the compressed bytes
+//! (a file on disk for downloads and cache hits): the first decompresses no further than the
+//! bound and hashes the tar without keeping it; only when the digest matches does the second
+//! read the entries into the tree, re-hashing as it goes so the tree is exactly the bytes that
+//! were verified. Memory is the tree alone — never the compressed bytes, the tar and the files at
+//! once — and nothing unverified is kept: a gzip bomb, a tampered or truncated artifact costs
+//! one read buffer. The same path runs for fresh downloads and for cache hits, so a corrupt cache
+//! file is caught exactly like a tampered download.
 
-use std::io::Read;
+use std::io::{self, Read};
 
 use ferry_proto::{Digest, Hasher};
 
@@ -12,18 +16,26 @@ use super::tree::{ArtifactTree, TreeError, TreeLimits};
 /// Why bytes are not the artifact they claim to be.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
+    /// The source server advertises a size above the agent's limit; nothing was downloaded.
     #[error("artifact {digest} advertises {size} bytes, above the {limit}-byte limit")]
     AdvertisedTooLarge {
         digest: Digest,
         size: u64,
         limit: u64,
     },
+    /// The gzip stream expands past the bound (a gzip bomb, or a lying advertised size).
     #[error("artifact {digest} decompresses to more than {bound} bytes")]
     TooLarge { digest: Digest, bound: u64 },
+    /// The compressed bytes are not a complete gzip stream.
     #[error("artifact {digest}: corrupt or truncated gzip: {why}")]
     Gzip { digest: Digest, why: String },
+    /// The compressed bytes could not be read (the downloaded or cached file).
+    #[error("artifact {digest}: reading the compressed bytes: {why}")]
+    Read { digest: Digest, why: String },
+    /// The tar's sha256 is not the digest the artifact is named by.
     #[error("artifact digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// The verified tar holds something unsafe or beyond the tree limits.
     #[error("artifact {digest}: {source}")]
     Tree {
         digest: Digest,
@@ -32,40 +44,123 @@ pub enum VerifyError {
     },
 }
 
-/// Decompresses `gz` to at most `bound` bytes (the advertised size for a download, the
-/// configured maximum for a cache read), verifies the tar's digest is `digest`, and reads it.
-/// The digest is the integrity check; the bound only stops a gzip bomb early, so a tar
-/// smaller than the bound is fine when its digest matches.
-pub fn verify(
-    gz: &[u8],
+/// Verifies the gzipped tar that `open` yields (called once per pass, each time from the
+/// start) against `digest`, decompressing at most `bound` bytes (the advertised size for a
+/// download, the configured maximum for a cache read), and reads it into a tree. The digest is
+/// the integrity check; the bound only stops a gzip bomb early, so a tar smaller than the bound
+/// is fine when its digest matches.
+pub fn verify<R: Read>(
+    mut open: impl FnMut() -> io::Result<R>,
     digest: Digest,
     bound: u64,
     limits: &TreeLimits,
 ) -> Result<ArtifactTree, VerifyError> {
-    // One byte past the bound is enough to know the stream is too big, without letting a
-    // gzip bomb expand any further.
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .take(bound.saturating_add(1))
-        .read_to_end(&mut tar)
-        .map_err(|e| VerifyError::Gzip {
+    let read_err = |e: io::Error| VerifyError::Read {
+        digest,
+        why: e.to_string(),
+    };
+    let mut first = Tar::new(open().map_err(read_err)?, digest, bound);
+    io::copy(&mut first, &mut io::sink()).map_err(|e| first.error(e))?;
+    first.check()?;
+
+    let mut second = Tar::new(open().map_err(read_err)?, digest, bound);
+    let parsed = ArtifactTree::from_reader(digest, &mut second, limits);
+    // The tar format ends before the stream does (padding): the rest is part of the digest.
+    let drained = io::copy(&mut second, &mut io::sink());
+    let tree = match (parsed, drained) {
+        (Ok(tree), Ok(_)) => tree,
+        // A stream failure (the file changed under us) explains a parse failure.
+        (_, Err(e)) => return Err(second.error(e)),
+        (Err(source), Ok(_)) => {
+            second.check()?;
+            return Err(second
+                .stream_error()
+                .unwrap_or(VerifyError::Tree { digest, source }));
+        }
+    };
+    second.check()?;
+    Ok(tree)
+}
+
+/// The uncompressed tar of a gzip stream, hashed and counted as it is read, and cut one byte
+/// past the bound (enough to know the stream is too big without expanding a bomb further).
+struct Tar<R: Read> {
+    gz: io::Take<flate2::read::GzDecoder<R>>,
+    hasher: Hasher,
+    read: u64,
+    digest: Digest,
+    bound: u64,
+    /// The first error of the gzip stream, kept because the tar reader reports it as its own.
+    failed: Option<String>,
+}
+
+impl<R: Read> Tar<R> {
+    fn new(gz: R, digest: Digest, bound: u64) -> Self {
+        Self {
+            gz: flate2::read::GzDecoder::new(gz).take(bound.saturating_add(1)),
+            hasher: Hasher::new(),
+            read: 0,
             digest,
+            bound,
+            failed: None,
+        }
+    }
+
+    fn too_large(&self) -> bool {
+        self.read > self.bound
+    }
+
+    fn stream_error(&self) -> Option<VerifyError> {
+        if self.too_large() {
+            return Some(VerifyError::TooLarge {
+                digest: self.digest,
+                bound: self.bound,
+            });
+        }
+        self.failed.as_ref().map(|why| VerifyError::Gzip {
+            digest: self.digest,
+            why: why.clone(),
+        })
+    }
+
+    fn error(&self, e: io::Error) -> VerifyError {
+        self.stream_error().unwrap_or(VerifyError::Gzip {
+            digest: self.digest,
             why: e.to_string(),
+        })
+    }
+
+    /// After the whole stream was read: the size and the digest.
+    fn check(&mut self) -> Result<(), VerifyError> {
+        if let Some(e) = self.stream_error() {
+            return Err(e);
+        }
+        let actual = std::mem::replace(&mut self.hasher, Hasher::new()).finish();
+        if actual != self.digest {
+            return Err(VerifyError::DigestMismatch {
+                expected: self.digest,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Tar<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.too_large() {
+            return Err(io::Error::other("decompressed size is above the bound"));
+        }
+        let n = self.gz.read(buf).inspect_err(|e| {
+            self.failed.get_or_insert_with(|| e.to_string());
         })?;
-    if tar.len() as u64 > bound {
-        return Err(VerifyError::TooLarge { digest, bound });
+        self.read += n as u64;
+        if self.too_large() {
+            return Err(io::Error::other("decompressed size is above the bound"));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
-    let mut h = Hasher::new();
-    h.update(&tar);
-    let got = h.finish();
-    if got != digest {
-        return Err(VerifyError::DigestMismatch {
-            expected: digest,
-            actual: got,
-        });
-    }
-    ArtifactTree::from_tar(digest, &tar, limits)
-        .map_err(|source| VerifyError::Tree { digest, source })
 }
 
 /// Gzips `data` (tests and the CLI's local mode build artifacts with it).
@@ -88,6 +183,11 @@ mod tests {
         (tar, d, n)
     }
 
+    /// Each pass reads the same bytes from the start.
+    fn bytes<'a>(b: &'a [u8]) -> impl FnMut() -> io::Result<&'a [u8]> + 'a {
+        move || Ok(b)
+    }
+
     fn limits() -> TreeLimits {
         TreeLimits::default()
     }
@@ -95,18 +195,18 @@ mod tests {
     #[test]
     fn accepts_the_artifact_it_was_promised() {
         let (tar, d, n) = sample();
-        let t = verify(&gzip(&tar), d, n, &limits()).expect("valid");
+        let t = verify(bytes(&gzip(&tar)), d, n, &limits()).expect("valid");
         assert_eq!(t.get("a.yaml"), Some(&b"kind: ConfigMap"[..]));
         assert_eq!(t.digest(), d);
         // A generous bound (size unknown, e.g. a cache read) is fine: the digest decides.
-        verify(&gzip(&tar), d, n * 100, &limits()).expect("bound is only a bound");
+        verify(bytes(&gzip(&tar)), d, n * 100, &limits()).expect("bound is only a bound");
     }
 
     #[test]
     fn digest_mismatch_is_refused() {
         let (tar, _, n) = sample();
         let other = Digest::of(b"something else");
-        let err = verify(&gzip(&tar), other, n, &limits()).expect_err("tampered");
+        let err = verify(bytes(&gzip(&tar)), other, n, &limits()).expect_err("tampered");
         assert!(matches!(err, VerifyError::DigestMismatch { expected, .. } if expected == other));
     }
 
@@ -114,9 +214,9 @@ mod tests {
     fn truncated_gzip_is_refused() {
         let (tar, d, n) = sample();
         let gz = gzip(&tar);
-        let err = verify(&gz[..gz.len() - 12], d, n, &limits()).expect_err("truncated");
+        let err = verify(bytes(&gz[..gz.len() - 12]), d, n, &limits()).expect_err("truncated");
         assert!(matches!(err, VerifyError::Gzip { .. }), "{err}");
-        let err = verify(b"not gzip at all", d, n, &limits()).expect_err("junk");
+        let err = verify(bytes(b"not gzip at all"), d, n, &limits()).expect_err("junk");
         assert!(matches!(err, VerifyError::Gzip { .. }), "{err}");
     }
 
@@ -125,7 +225,7 @@ mod tests {
         // 16 MiB of zeros compress to ~16 KiB; the server claims 10 KiB.
         let bomb = gzip(&vec![0u8; 16 << 20]);
         let d = Digest::of(b"x");
-        let err = verify(&bomb, d, 10 * 1024, &limits()).expect_err("bomb");
+        let err = verify(bytes(&bomb), d, 10 * 1024, &limits()).expect_err("bomb");
         assert_eq!(
             err,
             VerifyError::TooLarge {
@@ -139,7 +239,7 @@ mod tests {
     fn a_verified_tar_with_a_symlink_is_still_refused() {
         let tar = raw_tar(&[(b"link", tar::EntryType::Symlink, b"")]);
         let d = Digest::of(&tar);
-        let err = verify(&gzip(&tar), d, tar.len() as u64, &limits()).expect_err("symlink");
+        let err = verify(bytes(&gzip(&tar)), d, tar.len() as u64, &limits()).expect_err("symlink");
         assert!(matches!(err, VerifyError::Tree { .. }), "{err}");
     }
 }

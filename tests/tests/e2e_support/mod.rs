@@ -123,6 +123,11 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -175,6 +180,8 @@ pub struct Env {
     pub agent_kubeconfig: Option<PathBuf>,
     /// Extra arguments for `ferry-applier run`.
     pub agent_args: Vec<String>,
+    /// Where the agent serves `/metrics`.
+    pub agent_metrics_port: u16,
 }
 
 impl Env {
@@ -209,6 +216,7 @@ impl Env {
             sources: vec![("app".into(), "main".into())],
             agent_kubeconfig: None,
             agent_args: vec![],
+            agent_metrics_port: free_port()?,
         })
     }
 
@@ -251,6 +259,11 @@ impl Env {
 
     /// (Re)starts the agent for [`NS`] (cache kept across restarts).
     pub fn start_agent(&mut self) -> Result<()> {
+        self.start_agent_with_env(&[])
+    }
+
+    /// Like [`Env::start_agent`], with extra environment variables.
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let dir = self.work.path();
         let mut cmd = Command::new(bin("ferry-applier")?);
         cmd.args(["run", "--namespace", NS, "--source-server"])
@@ -263,8 +276,13 @@ impl Env {
             )
             .arg("--cache-dir")
             .arg(dir.join("agent-cache"))
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", self.agent_metrics_port),
+            ])
             .args(&self.agent_args)
-            .env("RUST_LOG", "info,ferry_applier=debug");
+            .env("RUST_LOG", "info,ferry_applier=debug")
+            .envs(env.iter().copied());
         self.agent = Some(Proc::spawn(
             "ferry-applier",
             &mut cmd,
@@ -279,30 +297,45 @@ impl Env {
         }
     }
 
-    /// Lines of the running agent's log that contain every one of `needles`.
-    pub fn agent_lines(&self, needles: &[&str]) -> usize {
-        let log = self
-            .agent
-            .as_ref()
-            .map(|a| a.log_text())
-            .unwrap_or_default();
-        log.lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .count()
+    /// The sum of the agent's metric `name` over the series whose labels include every one of
+    /// `labels` (0 when there is none yet, or the agent does not answer yet).
+    pub async fn agent_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.agent_metrics_port);
+        let Ok(resp) = reqwest::get(&url).await else {
+            return Ok(0.0);
+        };
+        let text = resp.text().await?;
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let mut sum = 0.0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ").context("a metric line")?,
+                None => ("", rest.trim_start()),
+            };
+            if rest.starts_with([' ', '{']) && wanted.iter().all(|w| labels.contains(w.as_str())) {
+                sum += value
+                    .trim()
+                    .parse::<f64>()
+                    .with_context(|| line.to_string())?;
+            }
+        }
+        Ok(sum)
     }
 
-    /// Waits until the agent has logged `n` more lines containing every one of `needles`
-    /// than `before` (a count from [`Env::agent_lines`]).
-    pub async fn wait_agent_lines(
+    /// Waits until [`Env::agent_metric`] reaches `at_least`.
+    pub async fn wait_agent_metric(
         &self,
-        needles: &[&str],
-        before: usize,
-        n: usize,
+        name: &str,
+        labels: &[(&str, &str)],
+        at_least: f64,
         limit: Duration,
     ) -> Result<()> {
-        let what = format!("{n} more agent log lines with {needles:?}");
+        let what = format!("agent metric {name}{labels:?} >= {at_least}");
         self.wait_for(&what, limit, || async {
-            Ok((self.agent_lines(needles) >= before + n).then_some(()))
+            Ok((self.agent_metric(name, labels).await? >= at_least).then_some(()))
         })
         .await
     }
@@ -354,6 +387,15 @@ impl Env {
         )
         .await
         .with_context(|| format!("applying Kustomization {name}"))?;
+        Ok(())
+    }
+
+    /// Deletes Kustomization `name` (no finalizer: gone at once).
+    pub async fn delete_kustomization(&self, name: &str) -> Result<()> {
+        let api: Api<Kustomization> = Api::namespaced(self.client.clone(), NS);
+        api.delete(name, &Default::default())
+            .await
+            .with_context(|| format!("deleting Kustomization {name}"))?;
         Ok(())
     }
 

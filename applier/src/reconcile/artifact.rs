@@ -1,0 +1,96 @@
+//! The artifact stage: which artifact a Kustomization's source serves now. The source server
+//! answers; while it is unreachable, the last artifact seen for the source (or, after a
+//! restart, the one the status says was applied) keeps reconciles working from the cache.
+
+use ferry_proto::kustomization::{Kustomization, KustomizationStatus};
+use ferry_proto::{ArtifactRef, Digest};
+
+use super::Context;
+use crate::source_client::SourceClientError;
+
+/// Why the source's artifact is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// `sourceRef.kind` names a kind of source the agent does not support.
+    #[error("sourceRef.kind {kind:?} is not supported (GitRepository)")]
+    UnsupportedKind { kind: String },
+    /// The source exists but has not produced an artifact yet.
+    #[error("source GitRepository/{namespace}/{name} has no artifact yet")]
+    NotReady { namespace: String, name: String },
+    /// The source server could not say, and no earlier artifact is known.
+    #[error("source GitRepository/{namespace}/{name}: {source}")]
+    Source {
+        namespace: String,
+        name: String,
+        #[source]
+        source: SourceClientError,
+    },
+}
+
+/// The source's current artifact, or the last one known when the source server is unreachable.
+pub async fn current(
+    ks: &Kustomization,
+    ctx: &Context,
+    st: &KustomizationStatus,
+) -> Result<ArtifactRef, ArtifactError> {
+    let src = &ks.spec.source_ref;
+    if src.kind != "GitRepository" {
+        return Err(ArtifactError::UnsupportedKind {
+            kind: src.kind.clone(),
+        });
+    }
+    let ns = src
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ctx.namespace.clone());
+    let key = (ns.clone(), src.name.clone());
+    match ctx.sources.current_artifact(&ns, &src.name).await {
+        Ok(Some(a)) => {
+            if let Ok(mut m) = ctx.artifacts.lock() {
+                m.insert(key, a.clone());
+            }
+            Ok(a)
+        }
+        Ok(None) => Err(ArtifactError::NotReady {
+            namespace: ns,
+            name: src.name.clone(),
+        }),
+        Err(e) => {
+            let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
+            if let Some(a) = known.filter(|_| !e.is_not_found()) {
+                tracing::warn!(error = %e, "source server unavailable; using the last known artifact");
+                return Ok(a);
+            }
+            if !e.is_not_found()
+                && let Some(a) = from_status(st, ctx)
+            {
+                tracing::warn!(error = %e, "source server unavailable; using the last applied artifact");
+                return Ok(a);
+            }
+            Err(ArtifactError::Source {
+                namespace: ns,
+                name: src.name.clone(),
+                source: e,
+            })
+        }
+    }
+}
+
+/// After a restart with the source server down, the status still says which artifact was
+/// applied; the fetcher's cache may have it.
+fn from_status(st: &KustomizationStatus, ctx: &Context) -> Option<ArtifactRef> {
+    let digest: Digest = st.last_applied_digest?;
+    let revision = st.last_applied_revision.as_deref()?.parse().ok()?;
+    Some(ArtifactRef {
+        digest,
+        size: ctx.fetcher.config().max_artifact_size,
+        compressed_size: None,
+        revision,
+        url: format!(
+            "{}{}",
+            ctx.sources.base_url(),
+            ferry_proto::artifact_path(&digest)
+        ),
+        last_update_time: chrono::Utc::now(),
+    })
+}
