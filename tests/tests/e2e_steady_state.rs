@@ -10,7 +10,7 @@ mod e2e_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, free_port, image, seed_spec, write_seed};
+use e2e_support::{Env, NS, image, seed_spec, write_seed};
 use ferry_testcluster::faults::FaultRule;
 use serde_json::Value;
 
@@ -79,8 +79,7 @@ fn requests(env: &Env, resource: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() -> Result<()> {
     let mut env = Env::new().await?;
-    let metrics = format!("127.0.0.1:{}", free_port()?);
-    env.agent_args = vec!["--metrics-addr".into(), metrics.clone()];
+    let metrics = format!("127.0.0.1:{}", env.agent_metrics_port);
     write_app(&env, "v1.0.0", 0, &[])?;
     env.upstream.commit_push("seed")?;
     env.start_source()?;
@@ -184,7 +183,9 @@ async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() ->
         "{text}"
     );
     assert!(
-        value(r#"ferry_applier_reconcile_duration_seconds_count{kustomization="app"}"#) >= 5.0,
+        value(
+            r#"ferry_applier_reconcile_duration_seconds_count{kustomization="app",result="success"}"#
+        ) >= 5.0,
         "{text}"
     );
     Ok(())
