@@ -179,14 +179,14 @@ fn hostile_artifacts() -> Vec<Hostile> {
 /// The source server's API for one source `app` whose artifact is `gz`.
 async fn serve(port: u16, h: &Hostile) -> Result<tokio::task::JoinHandle<()>> {
     let base = format!("http://127.0.0.1:{port}");
-    let artifact = ArtifactRef {
-        digest: h.digest,
-        size: h.size,
-        compressed_size: Some(h.gz.len() as u64),
-        revision: "main@sha1:0123456789abcdef0123456789abcdef01234567".parse()?,
-        url: format!("{base}{}", ferry_proto::artifact_path(&h.digest)),
-        last_update_time: chrono::Utc::now(),
-    };
+    let artifact: ArtifactRef = serde_json::from_value(json!({
+        "digest": h.digest,
+        "size": h.size,
+        "compressedSize": h.gz.len(),
+        "revision": "main@sha1:0123456789abcdef0123456789abcdef01234567",
+        "url": format!("{base}{}", ferry_proto::artifact_path(&h.digest)),
+        "lastUpdateTime": "2026-01-01T00:00:00Z",
+    }))?;
     let view = SourceView {
         namespace: NS.into(),
         name: "app".into(),
