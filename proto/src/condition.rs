@@ -39,7 +39,7 @@ pub mod reason {
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     /// A failure that is retried with backoff (Flux's `ProgressingWithRetry`).
     pub const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
-    /// The artifact exceeds one of the artifact limits both server and agents enforce.
+    /// The artifact exceeds one of the [`crate::ArtifactLimits`] (server and agents alike).
     pub const ARTIFACT_TOO_LARGE: &str = "ArtifactTooLarge";
     /// The tree has a path that cannot be represented safely.
     pub const UNSAFE_PATH: &str = "UnsafePath";

@@ -16,6 +16,7 @@ pub mod crds;
 pub mod digest;
 pub mod duration;
 pub mod kustomization;
+pub mod limits;
 pub mod merge;
 pub mod revision;
 pub mod selector;
@@ -30,6 +31,7 @@ pub use kustomization::{
     Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,
     KustomizationStatus, NamespacedObjectKindReference, PostBuild, SubstituteReference,
 };
+pub use limits::{ArtifactLimits, LimitError};
 pub use revision::{Revision, RevisionError};
 pub use source::{
     GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ferry_proto::ArtifactLimits;
+use ferry_proto::limits;
 use ferry_source_server::server::{self, ServeOptions};
 
 #[derive(Parser)]
@@ -16,8 +18,44 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format.
-    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FERRY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Bounds on one artifact: the same flags, with the same defaults, as the agent's. A
+/// repository beyond them is `Ready=False` (`ArtifactTooLarge`) rather than served to agents
+/// that would refuse it.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Largest uncompressed artifact (canonical tar), in bytes.
+    #[arg(long, env = "FERRY_MAX_ARTIFACT_SIZE", default_value_t = limits::DEFAULT_MAX_TOTAL_SIZE)]
+    max_artifact_size: u64,
+    /// Largest single file in an artifact, in bytes.
+    #[arg(long, env = "FERRY_MAX_FILE_SIZE", default_value_t = limits::DEFAULT_MAX_FILE_SIZE)]
+    max_file_size: u64,
+    /// Most entries (files and directories) in an artifact.
+    #[arg(long, env = "FERRY_MAX_ARTIFACT_ENTRIES", default_value_t = limits::DEFAULT_MAX_ENTRIES)]
+    max_artifact_entries: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> ArtifactLimits {
+        ArtifactLimits {
+            max_total_size: self.max_artifact_size,
+            max_file_size: self.max_file_size,
+            max_entries: self.max_artifact_entries,
+            ..ArtifactLimits::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -34,14 +72,17 @@ enum Command {
         /// Directory for the bare Git mirrors.
         #[arg(long, env = "FERRY_CACHE", default_value = "./ferry-cache")]
         cache: PathBuf,
+        /// Address the HTTP API listens on.
         #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
         /// Base URL put into artifact URLs (default: http://<listen address>).
         #[arg(long, env = "FERRY_PUBLIC_URL")]
         public_url: Option<String>,
         /// Artifacts kept per source besides the current one.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, env = "FERRY_KEEP", default_value_t = 2)]
         keep: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
@@ -54,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    if cli.log_format == "json" {
+    if cli.log_format == LogFormat::Json {
         fmt.json().init();
     } else {
         fmt.init();
@@ -70,11 +111,13 @@ async fn main() -> anyhow::Result<()> {
             listen,
             public_url,
             keep,
+            limits,
         } => {
             let mut opts = ServeOptions::new(config, storage, cache);
             opts.listen = listen;
             opts.public_url = public_url;
             opts.keep = keep;
+            opts.limits = limits.limits();
             let running = server::start(opts)
                 .await
                 .context("starting the source server")?;

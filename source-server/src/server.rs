@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_proto::ArtifactLimits;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -31,6 +32,8 @@ pub struct ServeOptions {
     pub backoff_max: Duration,
     /// `AWS_*` settings for S3 storage; `None` reads the process environment.
     pub storage_env: Option<Vec<(String, String)>>,
+    /// Bounds on one artifact; keep equal to the agents' (`ferry_proto::limits`).
+    pub limits: ArtifactLimits,
 }
 
 impl ServeOptions {
@@ -46,23 +49,35 @@ impl ServeOptions {
             backoff_base: defaults.backoff_base,
             backoff_max: defaults.backoff_max,
             storage_env: None,
+            limits: ArtifactLimits::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The artifact storage could not be opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The config file could not be loaded.
     #[error(transparent)]
     Config(#[from] LoadError),
+    /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
+        /// The address.
         addr: SocketAddr,
+        /// The bind failure.
         source: std::io::Error,
     },
+    /// The mirror cache directory could not be created.
     #[error("creating mirror cache {dir}: {source}")]
-    Cache { dir: String, source: std::io::Error },
+    Cache {
+        /// The directory.
+        dir: String,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -105,7 +120,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             dir: opts.cache.display().to_string(),
             source,
         })?;
-        Arc::new(GitBackend::new(opts.cache.clone()))
+        Arc::new(GitBackend::with_limits(
+            opts.cache.clone(),
+            opts.limits.clone(),
+        ))
     };
     start_with_backend(opts, backend).await
 }

@@ -319,6 +319,30 @@ fn sourceignore_spec_ignore_and_default_excludes() -> Result<()> {
     Ok(())
 }
 
+/// Issue 12, defect 5: the server's limits (100 MiB per file, 2 GiB, 200k entries) were far
+/// above the agents' (16 MiB, 128 MiB, 20k): a repository in between was Ready on the server
+/// and failed on every agent. The defaults are now one set, and the server refuses with the
+/// message an agent gives (`ferry_proto::LimitError`).
+#[test]
+fn the_server_refuses_by_default_what_agents_refuse_with_the_same_message() -> Result<()> {
+    let up = Upstream::new()?;
+    let size = ferry_proto::limits::DEFAULT_MAX_FILE_SIZE + 1;
+    up.write("big/values.yaml", vec![b'#'; size as usize])?;
+    up.commit_push("a file agents refuse")?;
+    let cache = tempfile::tempdir()?;
+    let (mirror, rev) = mirror_of(&up.file_url(), cache.path(), "agent-limits")?;
+    let err = build_artifact(&mirror, &rev, None, &Limits::default())
+        .expect_err("agents refuse a file over 16 MiB, so the server must not serve it");
+    let agents_say = ferry_proto::LimitError::FileTooLarge {
+        path: "big/values.yaml".into(),
+        size,
+        limit: ferry_proto::limits::DEFAULT_MAX_FILE_SIZE,
+    };
+    assert!(matches!(&err, ArtifactError::Limit { source, .. } if *source == agents_say));
+    assert!(err.to_string().ends_with(&agents_say.to_string()), "{err}");
+    Ok(())
+}
+
 #[test]
 fn limits_reject_oversized_content_naming_the_file() -> Result<()> {
     let up = Upstream::new()?;
@@ -333,7 +357,7 @@ fn limits_reject_oversized_content_naming_the_file() -> Result<()> {
         ..Limits::default()
     };
     let err = build_artifact(&mirror, &rev, None, &tight).expect_err("file over limit");
-    assert!(matches!(err, ArtifactError::Limit(_)));
+    assert!(matches!(err, ArtifactError::Limit { .. }));
     let msg = err.to_string();
     assert!(
         msg.contains("data/huge.bin") && msg.contains(&rev.to_string()),

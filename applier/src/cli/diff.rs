@@ -28,6 +28,8 @@ pub struct DiffArgs {
     /// Artifact cache directory (shared with the agent's when on the same machine).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::run::LimitArgs,
 }
 
 /// Returns whether there are differences.
@@ -43,6 +45,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             &args.source_server,
             args.kubeconfig.as_ref(),
             args.cache_dir.as_ref(),
+            args.limits.limits(),
         )
         .await?;
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &args.namespace);

@@ -11,6 +11,7 @@ use ferry_applier::fetch::{Fetcher, FetcherConfig};
 use ferry_applier::metrics::Metrics;
 use ferry_applier::reconcile::Context;
 use ferry_applier::source_client::SourceClient;
+use ferry_proto::{ArtifactLimits, limits};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -33,6 +34,34 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FERRY_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on one artifact: the same flags, with the same defaults, as the source server's
+/// (`ferry_proto::limits`), so what the server serves the agent accepts.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest uncompressed artifact (canonical tar), in bytes.
+    #[arg(long, env = "FERRY_MAX_ARTIFACT_SIZE", default_value_t = limits::DEFAULT_MAX_TOTAL_SIZE)]
+    pub max_artifact_size: u64,
+    /// Largest single file in an artifact, in bytes.
+    #[arg(long, env = "FERRY_MAX_FILE_SIZE", default_value_t = limits::DEFAULT_MAX_FILE_SIZE)]
+    pub max_file_size: u64,
+    /// Most entries (files and directories) in an artifact.
+    #[arg(long, env = "FERRY_MAX_ARTIFACT_ENTRIES", default_value_t = limits::DEFAULT_MAX_ENTRIES)]
+    pub max_artifact_entries: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> ArtifactLimits {
+        ArtifactLimits {
+            max_total_size: self.max_artifact_size,
+            max_file_size: self.max_file_size,
+            max_entries: self.max_artifact_entries,
+            ..ArtifactLimits::default()
+        }
+    }
 }
 
 /// How log lines are written to stderr.
@@ -84,13 +113,17 @@ pub async fn context(
     source_server: &str,
     kubeconfig: Option<&PathBuf>,
     cache_dir: Option<&PathBuf>,
+    limits: ArtifactLimits,
 ) -> anyhow::Result<Context> {
     let client = client(kubeconfig).await?;
     let cache_dir = cache_dir
         .cloned()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
-    let fetcher = Fetcher::new(FetcherConfig::new(source_server, &cache_dir))
-        .with_context(|| format!("artifact cache {}", cache_dir.display()))?;
+    let fetcher = Fetcher::new(FetcherConfig {
+        limits,
+        ..FetcherConfig::new(source_server, &cache_dir)
+    })
+    .with_context(|| format!("artifact cache {}", cache_dir.display()))?;
     let sources = SourceClient::new(source_server)
         .with_context(|| format!("source server {source_server}"))?;
     Ok(Context {
@@ -120,6 +153,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             &args.source_server,
             args.kubeconfig.as_ref(),
             args.cache_dir.as_ref(),
+            args.limits.limits(),
         )
         .await?;
         if let Some(addr) = &args.metrics_addr {

@@ -15,7 +15,7 @@ mod verify;
 pub use cache::{Cache, CacheError};
 pub(crate) use download::error_chain;
 pub use download::{Backoff, DownloadError};
-pub use tree::{ArtifactTree, TreeError, TreeLimits};
+pub use tree::{ArtifactTree, TreeError};
 pub use verify::{VerifyError, gzip, verify};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use ferry_proto::{ArtifactRef, Digest, artifact_path};
+use ferry_proto::{ArtifactLimits, ArtifactRef, Digest, artifact_path};
 
 /// Settings of a [`Fetcher`].
 #[derive(Clone, Debug)]
@@ -34,9 +34,9 @@ pub struct FetcherConfig {
     pub cache_dir: PathBuf,
     /// Bound on the cache's total size; least recently used entries go first.
     pub max_cache_bytes: u64,
-    /// Largest uncompressed artifact accepted, whatever the server advertises.
-    pub max_artifact_size: u64,
-    pub tree_limits: TreeLimits,
+    /// Bounds on one artifact (the source server's too: `ferry_proto::limits`);
+    /// `max_total_size` holds whatever the server advertises.
+    pub limits: ArtifactLimits,
     pub backoff: Backoff,
     /// Deadline for one HTTP request.
     pub request_timeout: Duration,
@@ -51,8 +51,7 @@ impl FetcherConfig {
             server: server.into(),
             cache_dir: cache_dir.into(),
             max_cache_bytes: 512 * 1024 * 1024,
-            max_artifact_size: 128 * 1024 * 1024,
-            tree_limits: TreeLimits::default(),
+            limits: ArtifactLimits::default(),
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(60),
             keep_in_memory: 4,
@@ -174,7 +173,8 @@ impl Fetcher {
     /// it is still intact (and a caller that does not know the size can still use it).
     async fn read_cache(&self, digest: Digest) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
         let cache = self.cache.clone();
-        let (max, limits) = (self.cfg.max_artifact_size, self.cfg.tree_limits.clone());
+        let limits = self.cfg.limits.clone();
+        let max = limits.max_total_size;
         let out = tokio::task::spawn_blocking(move || {
             let Some(path) = cache.lookup(&digest)? else {
                 return Ok(None);
@@ -222,11 +222,11 @@ impl Fetcher {
 
     async fn download(&self, a: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
         let digest = a.digest;
-        if a.size > self.cfg.max_artifact_size {
+        if a.size > self.cfg.limits.max_total_size {
             return Err(VerifyError::AdvertisedTooLarge {
                 digest,
                 size: a.size,
-                limit: self.cfg.max_artifact_size,
+                limit: self.cfg.limits.max_total_size,
             }
             .into());
         }
@@ -260,7 +260,7 @@ impl Fetcher {
         .await
         .map_err(|source| FetchError::Download { digest, source })?;
         let cache = self.cache.clone();
-        let (size, limits) = (a.size, self.cfg.tree_limits.clone());
+        let (size, limits) = (a.size, self.cfg.limits.clone());
         let mut keep: HashSet<Digest> = self.live_digests();
         keep.insert(digest);
         let tree = tokio::task::spawn_blocking(move || {

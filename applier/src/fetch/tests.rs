@@ -179,7 +179,7 @@ async fn fetches_verifies_caches_and_then_survives_the_server_going_down() {
     drop(tree);
     f.forget_memory();
     let mut vague = a.clone();
-    vague.size = f.config().max_artifact_size;
+    vague.size = f.config().limits.max_total_size;
     let (_, origin) = f.get_with_origin(&vague).await.expect("cache");
     assert_eq!(origin, Origin::Cache);
     assert!(

@@ -6,31 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use ferry_proto::Digest;
-
-/// Bounds on an artifact's content.
-#[derive(Clone, Debug)]
-pub struct TreeLimits {
-    /// Largest single file.
-    pub max_file_size: u64,
-    /// Most entries (files and directories).
-    pub max_entries: usize,
-    /// Sum of all file sizes.
-    pub max_total_size: u64,
-    /// Longest path, in bytes.
-    pub max_path_len: usize,
-}
-
-impl Default for TreeLimits {
-    fn default() -> Self {
-        Self {
-            max_file_size: 16 * 1024 * 1024,
-            max_entries: 20_000,
-            max_total_size: 128 * 1024 * 1024,
-            max_path_len: 4096,
-        }
-    }
-}
+use ferry_proto::{ArtifactLimits, Digest, LimitError};
 
 /// Why a tar was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,12 +15,9 @@ pub enum TreeError {
     BadPath { path: String, why: &'static str },
     #[error("tar entry {path:?} is a {kind}; only regular files and directories are allowed")]
     BadType { path: String, kind: String },
-    #[error("tar entry {path:?} is {size} bytes, more than the {limit}-byte per-file limit")]
-    FileTooLarge { path: String, size: u64, limit: u64 },
-    #[error("artifact has more than {limit} entries")]
-    TooManyEntries { limit: usize },
-    #[error("artifact files total more than {limit} bytes")]
-    TooLarge { limit: u64 },
+    /// Over one of the artifact limits: the message the source server gives for the same tree.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("tar entry {path:?} appears twice or clashes with a directory of the same name")]
     Duplicate { path: String },
     #[error("malformed tar: {0}")]
@@ -65,7 +38,7 @@ impl ArtifactTree {
     pub fn from_reader<R: Read>(
         digest: Digest,
         tar: R,
-        limits: &TreeLimits,
+        limits: &ArtifactLimits,
     ) -> Result<Self, TreeError> {
         let mut archive = tar::Archive::new(tar);
         let entries = archive
@@ -74,15 +47,11 @@ impl ArtifactTree {
         let mut files = BTreeMap::new();
         let mut dirs = BTreeSet::new();
         let mut total = 0u64;
-        let mut count = 0usize;
+        let mut count = 0u64;
         for entry in entries {
             let mut entry = entry.map_err(|e| TreeError::Malformed(e.to_string()))?;
             count += 1;
-            if count > limits.max_entries {
-                return Err(TreeError::TooManyEntries {
-                    limit: limits.max_entries,
-                });
-            }
+            limits.check_entries(count)?;
             let raw = entry.path_bytes().into_owned();
             let path = normalise(&raw, limits.max_path_len)?;
             let kind = entry.header().entry_type();
@@ -111,19 +80,9 @@ impl ArtifactTree {
                 .header()
                 .size()
                 .map_err(|e| TreeError::Malformed(e.to_string()))?;
-            if size > limits.max_file_size {
-                return Err(TreeError::FileTooLarge {
-                    path,
-                    size,
-                    limit: limits.max_file_size,
-                });
-            }
+            limits.check_file(&path, size)?;
             total += size;
-            if total > limits.max_total_size {
-                return Err(TreeError::TooLarge {
-                    limit: limits.max_total_size,
-                });
-            }
+            limits.check_total(total)?;
             let mut data = Vec::with_capacity(size as usize);
             // The header's size was checked above; `take` keeps a lying header from reading more.
             (&mut entry)
@@ -163,7 +122,10 @@ impl ArtifactTree {
         let mut out = BTreeMap::new();
         let mut dirs = BTreeSet::new();
         for (p, d) in files {
-            let path = normalise(p.as_ref().as_bytes(), TreeLimits::default().max_path_len)?;
+            let path = normalise(
+                p.as_ref().as_bytes(),
+                ArtifactLimits::default().max_path_len,
+            )?;
             let mut prefix = path.as_str();
             while let Some((parent, _)) = prefix.rsplit_once('/') {
                 dirs.insert(parent.to_string());
@@ -313,7 +275,7 @@ pub(crate) mod tests {
 
     fn read(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Result<ArtifactTree, TreeError> {
         let tar = raw_tar(entries);
-        ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &TreeLimits::default())
+        ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &ArtifactLimits::default())
     }
 
     const F: tar::EntryType = tar::EntryType::Regular;
@@ -371,14 +333,17 @@ pub(crate) mod tests {
     #[test]
     fn refuses_oversize_files_too_many_entries_and_too_much_in_total() {
         let tar = raw_tar(&[(b"big", F, &[b'a'; 2048])]);
-        let limits = TreeLimits {
+        let limits = ArtifactLimits {
             max_file_size: 1024,
-            ..TreeLimits::default()
+            ..ArtifactLimits::default()
         };
         let err =
             ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("too big");
         assert!(
-            matches!(err, TreeError::FileTooLarge { size: 2048, .. }),
+            matches!(
+                err,
+                TreeError::Limit(LimitError::FileTooLarge { size: 2048, .. })
+            ),
             "{err}"
         );
 
@@ -386,13 +351,16 @@ pub(crate) mod tests {
         let entries: Vec<(&[u8], tar::EntryType, &[u8])> =
             names.iter().map(|n| (n.as_bytes(), F, &b"x"[..])).collect();
         let tar = raw_tar(&entries);
-        let limits = TreeLimits {
+        let limits = ArtifactLimits {
             max_entries: 10,
-            ..TreeLimits::default()
+            ..ArtifactLimits::default()
         };
         let err =
             ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("too many");
-        assert_eq!(err, TreeError::TooManyEntries { limit: 10 });
+        assert_eq!(
+            err,
+            TreeError::Limit(LimitError::TooManyEntries { limit: 10 })
+        );
 
         // A tar bomb of many files each under the per-file limit.
         let data = vec![b'a'; 1000];
@@ -401,13 +369,13 @@ pub(crate) mod tests {
             .map(|n| (n.as_bytes(), F, data.as_slice()))
             .collect();
         let tar = raw_tar(&entries);
-        let limits = TreeLimits {
+        let limits = ArtifactLimits {
             max_total_size: 5000,
-            ..TreeLimits::default()
+            ..ArtifactLimits::default()
         };
         let err =
             ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &limits).expect_err("total");
-        assert_eq!(err, TreeError::TooLarge { limit: 5000 });
+        assert_eq!(err, TreeError::Limit(LimitError::TooLarge { limit: 5000 }));
     }
 
     #[test]
@@ -422,7 +390,7 @@ pub(crate) mod tests {
     fn truncated_tar_is_malformed_not_a_partial_tree() {
         let mut tar = raw_tar(&[(b"a.yaml", F, &[b'a'; 4096])]);
         tar.truncate(1024);
-        let err = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &TreeLimits::default())
+        let err = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &ArtifactLimits::default())
             .expect_err("truncated");
         assert!(matches!(err, TreeError::Malformed(_)), "{err}");
     }

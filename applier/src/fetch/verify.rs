@@ -9,9 +9,9 @@
 
 use std::io::{self, Read};
 
-use ferry_proto::{Digest, Hasher};
+use ferry_proto::{ArtifactLimits, Digest, Hasher};
 
-use super::tree::{ArtifactTree, TreeError, TreeLimits};
+use super::tree::{ArtifactTree, TreeError};
 
 /// Why bytes are not the artifact they claim to be.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn verify<R: Read>(
     mut open: impl FnMut() -> io::Result<R>,
     digest: Digest,
     bound: u64,
-    limits: &TreeLimits,
+    limits: &ArtifactLimits,
 ) -> Result<ArtifactTree, VerifyError> {
     let read_err = |e: io::Error| VerifyError::Read {
         digest,
@@ -188,8 +188,8 @@ mod tests {
         move || Ok(b)
     }
 
-    fn limits() -> TreeLimits {
-        TreeLimits::default()
+    fn limits() -> ArtifactLimits {
+        ArtifactLimits::default()
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn from_status(st: &KustomizationStatus, ctx: &Context) -> Option<ArtifactRef> {
     let revision = st.last_applied_revision.as_deref()?.parse().ok()?;
     Some(ArtifactRef {
         digest,
-        size: ctx.fetcher.config().max_artifact_size,
+        size: ctx.fetcher.config().limits.max_total_size,
         compressed_size: None,
         revision,
         url: format!(

@@ -13,38 +13,15 @@ mod tar;
 mod walk;
 
 use ferry_proto::condition::reason;
-use ferry_proto::{Digest, Revision, SkippedEntry};
+use ferry_proto::{Digest, LimitError, Revision, SkippedEntry};
 
 pub use ignore::{DEFAULT_EXCLUDES, SOURCEIGNORE};
 
 use crate::git::Mirror;
 
-/// Bounds on what one artifact may contain (Git content is untrusted).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest single file, in bytes.
-    pub max_file_size: u64,
-    /// Largest uncompressed tar, in bytes.
-    pub max_total_size: u64,
-    /// Most entries (files and directories).
-    pub max_entries: u64,
-    /// Longest path, in bytes.
-    pub max_path_len: usize,
-    /// Deepest directory nesting.
-    pub max_depth: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_file_size: 100 << 20,
-            max_total_size: 2 << 30,
-            max_entries: 200_000,
-            max_path_len: 4096,
-            max_depth: 128,
-        }
-    }
-}
+/// Bounds on what one artifact may contain: the agents' limits, so the server never serves
+/// what they would refuse.
+pub use ferry_proto::ArtifactLimits as Limits;
 
 /// A built artifact.
 #[derive(Clone, Debug)]
@@ -61,16 +38,40 @@ pub struct BuiltArtifact {
     pub entries: u64,
 }
 
+/// Why an artifact could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{0}")]
-    Limit(String),
+    /// The tree exceeds an artifact limit (the message agents would give).
+    #[error("{context}{source}")]
+    Limit {
+        /// Where, e.g. `revision main@sha1:…: ` (empty or ending in `: `).
+        context: String,
+        /// Which limit.
+        source: LimitError,
+    },
+    /// A tree entry's name cannot be represented safely.
     #[error("unsafe path in tree: {0}")]
     UnsafePath(String),
+    /// Reading Git objects failed.
     #[error("{context}: {detail}")]
-    Git { context: String, detail: String },
+    Git {
+        /// What was being read.
+        context: String,
+        /// gix's error.
+        detail: String,
+    },
+    /// Writing or compressing the tar failed.
     #[error("{0}")]
     Io(String),
+}
+
+impl From<LimitError> for ArtifactError {
+    fn from(source: LimitError) -> Self {
+        ArtifactError::Limit {
+            context: String::new(),
+            source,
+        }
+    }
 }
 
 impl ArtifactError {
@@ -84,7 +85,7 @@ impl ArtifactError {
     /// A `Ready=False` condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            ArtifactError::Limit(_) => reason::ARTIFACT_TOO_LARGE,
+            ArtifactError::Limit { .. } => reason::ARTIFACT_TOO_LARGE,
             ArtifactError::UnsafePath(_) => reason::UNSAFE_PATH,
             ArtifactError::Git { .. } | ArtifactError::Io(_) => reason::ARTIFACT_FAILED,
         }
@@ -100,7 +101,10 @@ pub fn build_artifact(
     limits: &Limits,
 ) -> Result<BuiltArtifact, ArtifactError> {
     build_from_repo(&mirror.repo(), rev.commit(), ignore, limits).map_err(|e| match e {
-        ArtifactError::Limit(m) => ArtifactError::Limit(format!("revision {rev}: {m}")),
+        ArtifactError::Limit { context, source } => ArtifactError::Limit {
+            context: format!("revision {rev}: {context}"),
+            source,
+        },
         ArtifactError::UnsafePath(m) => ArtifactError::UnsafePath(format!("revision {rev}: {m}")),
         ArtifactError::Git { context, detail } => ArtifactError::Git {
             context: format!("revision {rev}: {context}"),

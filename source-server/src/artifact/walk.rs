@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use ferry_proto::SkippedEntry;
+use ferry_proto::{LimitError, SkippedEntry};
 use gix::bstr::{BString, ByteSlice};
 use gix::object::tree::EntryKind;
 
@@ -44,11 +44,11 @@ impl<W: Write> Walk<'_, W> {
         depth: usize,
     ) -> Result<(), ArtifactError> {
         if depth > self.limits.max_depth {
-            return Err(ArtifactError::Limit(format!(
-                "directory {:?} is nested deeper than {} levels",
-                dir.as_bstr(),
-                self.limits.max_depth
-            )));
+            return Err(LimitError::TooDeep {
+                path: dir.to_str_lossy().into_owned(),
+                limit: self.limits.max_depth,
+            }
+            .into());
         }
         let tree_obj = self
             .repo
@@ -139,28 +139,18 @@ impl<W: Write> Walk<'_, W> {
 
     fn add(&mut self, name: &[u8], kind: Kind, data: &[u8]) -> Result<(), ArtifactError> {
         self.entries += 1;
-        if self.entries > self.limits.max_entries {
-            return Err(ArtifactError::Limit(format!(
-                "more than {} entries (at {:?})",
-                self.limits.max_entries,
-                name.as_bstr()
-            )));
-        }
+        self.limits.check_entries(self.entries)?;
         if name.len() > self.limits.max_path_len {
-            return Err(ArtifactError::Limit(format!(
-                "path {:?} is longer than {} bytes",
-                name.as_bstr(),
-                self.limits.max_path_len
-            )));
+            let cut = &name[..self.limits.max_path_len];
+            return Err(LimitError::PathTooLong {
+                path: cut.to_str_lossy().into_owned(),
+                limit: self.limits.max_path_len,
+            }
+            .into());
         }
         self.tar_size += entry_len(name.len(), data.len() as u64);
-        if self.tar_size + 1024 > self.limits.max_total_size {
-            return Err(ArtifactError::Limit(format!(
-                "the tar would exceed {} bytes (at {:?})",
-                self.limits.max_total_size,
-                name.as_bstr()
-            )));
-        }
+        // The two zero blocks that end every tar count too.
+        self.limits.check_total(self.tar_size + 1024)?;
         self.tar
             .append(name, kind, data)
             .map_err(|e| ArtifactError::Io(format!("writing {:?}: {e}", name.as_bstr())))
@@ -174,10 +164,12 @@ impl<W: Write> Walk<'_, W> {
             .map_err(|e| ArtifactError::git(format!("looking up {:?}", name.as_bstr()), e))?;
         let size = header.size();
         if size > limit || size > MAX_ENTRY_SIZE {
-            return Err(ArtifactError::Limit(format!(
-                "file {:?} is {size} bytes, over the {limit}-byte limit",
-                name.as_bstr()
-            )));
+            return Err(LimitError::FileTooLarge {
+                path: name.to_str_lossy().into_owned(),
+                size,
+                limit: limit.min(MAX_ENTRY_SIZE),
+            }
+            .into());
         }
         let blob = self
             .repo
