@@ -393,7 +393,7 @@ fn looks_typed(s: &str) -> bool {
         "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y",
         "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
         ".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf", "+.INF", ".nan",
-        ".NaN", ".NAN", "<<", "=",
+        ".NaN", ".NAN", "<<",
     ];
     if WORDS.contains(&s) {
         return true;

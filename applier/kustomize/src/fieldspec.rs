@@ -28,6 +28,8 @@ pub struct FieldSpecDef {
 pub struct FieldSpec {
     pub gvk: Gvk,
     pub path: Vec<String>,
+    /// Per path segment: written with a `[]` suffix (a list kustomize never creates).
+    pub seq: Vec<bool>,
     pub raw_path: String,
     pub create: bool,
 }
@@ -41,6 +43,10 @@ impl From<&FieldSpecDef> for FieldSpec {
                 kind: d.kind.clone(),
             },
             path: split_path(&d.path),
+            seq: split_path_raw(&d.path)
+                .iter()
+                .map(|s| s.ends_with("[]"))
+                .collect(),
             raw_path: d.path.clone(),
             create: d.create,
         }
@@ -63,6 +69,14 @@ impl FieldSpec {
 
 /// Splits on `/`, honouring `\/` escapes; a `[]` suffix only marks a list.
 pub fn split_path(path: &str) -> Vec<String> {
+    split_path_raw(path)
+        .into_iter()
+        .map(|s| s.strip_suffix("[]").map(str::to_string).unwrap_or(s))
+        .collect()
+}
+
+/// [`split_path`] keeping the `[]` suffixes.
+fn split_path_raw(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = path.chars().peekable();
@@ -77,10 +91,8 @@ pub fn split_path(path: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.strip_suffix("[]").map(str::to_string).unwrap_or(s))
-        .collect()
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// What to create at the end of the path when it is missing and the spec allows creation.
@@ -97,12 +109,13 @@ pub fn visit(
     create: Option<Create>,
     f: &mut dyn FnMut(&mut Value) -> Result<(), String>,
 ) -> Result<(), String> {
-    visit_at(obj, &spec.path, spec.create, create, f)
+    visit_at(obj, &spec.path, &spec.seq, spec.create, create, f)
 }
 
 fn visit_at(
     node: &mut Value,
     path: &[String],
+    seq: &[bool],
     may_create: bool,
     create: Option<Create>,
     f: &mut dyn FnMut(&mut Value) -> Result<(), String>,
@@ -113,13 +126,25 @@ fn visit_at(
     match node {
         Value::Array(items) => {
             for item in items {
-                visit_at(item, path, may_create, create, f)?;
+                visit_at(item, path, seq, may_create, create, f)?;
             }
             Ok(())
         }
         Value::Object(map) => {
             let key = &path[0];
             let last = path.len() == 1;
+            if seq.first() == Some(&true) {
+                // kustomize only looks a `name[]` field up, never creates it; a null there
+                // becomes an empty list.
+                return match map.get_mut(key.as_str()) {
+                    None => Ok(()),
+                    Some(child) if child.is_null() => {
+                        *child = Value::Array(Vec::new());
+                        Ok(())
+                    }
+                    Some(child) => visit_at(child, &path[1..], &seq[1..], may_create, create, f),
+                };
+            }
             let kind = match (may_create, create, last) {
                 (true, Some(c), true) => Some(c),
                 (true, Some(_), false) => Some(Create::Map),
@@ -140,7 +165,7 @@ fn visit_at(
             if child.is_null() && kind == Some(Create::Map) {
                 *child = Value::Object(Map::new());
             }
-            visit_at(child, &path[1..], may_create, create, f)
+            visit_at(child, &path[1..], seq.get(1..).unwrap_or(&[]), may_create, create, f)
         }
         Value::Null => Ok(()),
         _ => Err(format!(

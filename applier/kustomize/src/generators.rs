@@ -152,22 +152,14 @@ pub fn generate(
             }
             match kind {
                 Kind::Secret => {
-                    data.insert(
-                        k,
-                        Value::String(base64::engine::general_purpose::STANDARD.encode(&v)),
-                    );
+                    data.insert(k, Value::String(encode_base64(&v)));
                 }
                 Kind::ConfigMap => match String::from_utf8(v) {
                     Ok(s) => {
                         data.insert(k, Value::String(s));
                     }
                     Err(e) => {
-                        binary.insert(
-                            k,
-                            Value::String(
-                                base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
-                            ),
-                        );
+                        binary.insert(k, Value::String(encode_base64(e.as_bytes())));
                     }
                 },
             }
@@ -193,7 +185,9 @@ pub fn generate(
             }),
         );
         obj.insert("metadata".into(), Value::Object(meta));
-        if !data.is_empty() {
+        // kyaml's LoadMapIntoSecretData creates `data` even when there is nothing to put in
+        // it; the ConfigMap loader only creates the fields it fills.
+        if !data.is_empty() || kind == Kind::Secret {
             obj.insert("data".into(), Value::Object(data));
         }
         if !binary.is_empty() {
@@ -218,6 +212,22 @@ pub fn generate(
         out.push(r);
     }
     Ok(out)
+}
+
+/// kyaml's `encodeBase64`: standard base64, and when it is 70 characters or longer, cut
+/// into lines of 70, each ending in a newline (the last one too).
+fn encode_base64(bytes: &[u8]) -> String {
+    const LINE: usize = 70;
+    let enc = base64::engine::general_purpose::STANDARD.encode(bytes);
+    if enc.len() < LINE {
+        return enc;
+    }
+    let mut out = String::with_capacity(enc.len() + enc.len() / LINE + 1);
+    for chunk in enc.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out
 }
 
 fn string_map(m: &BTreeMap<String, String>) -> Value {
@@ -309,7 +319,9 @@ pub fn absorb(
                 r.name_suffixes = old.name_suffixes.clone();
                 r.origin = old.origin.clone();
                 r.generated = old.generated;
-                r.needs_hash = old.needs_hash;
+                // CopyMergeMetaDataFieldsFrom keeps the needs-hash annotation only when both
+                // the merged-into object and the merging generator have it.
+                r.needs_hash &= old.needs_hash;
                 r.behavior = Behavior::Create;
                 resources.resources[*idx] = r;
             }
