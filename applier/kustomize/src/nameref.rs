@@ -33,8 +33,11 @@ impl Candidate {
         }
     }
 
+    /// kustomize's `previousNameMatches` / `previousIdSelectedByGvk` look at previous ids
+    /// only: an object no transformer renamed (or re-namespaced) is never a referral, so
+    /// nothing that refers to it changes (not even a subject's missing namespace).
     fn any_id(&self, f: impl Fn(&ResId) -> bool) -> bool {
-        self.prev.iter().any(&f) || f(&self.id)
+        self.prev.iter().any(&f)
     }
 
     /// Original namespace, `""` read as `default` (kustomize's effective namespace).
