@@ -165,7 +165,14 @@ fn visit_at(
             if child.is_null() && kind == Some(Create::Map) {
                 *child = Value::Object(Map::new());
             }
-            visit_at(child, &path[1..], seq.get(1..).unwrap_or(&[]), may_create, create, f)
+            visit_at(
+                child,
+                &path[1..],
+                seq.get(1..).unwrap_or(&[]),
+                may_create,
+                create,
+                f,
+            )
         }
         Value::Null => Ok(()),
         _ => Err(format!(

@@ -283,6 +283,7 @@ fn apply_strategic(
         return Ok(false);
     };
     res.obj = merged;
+    drop_walked_nulls(&mut res.obj, schema);
     if !options.allow_kind_change {
         res.map_mut().insert("kind".into(), Value::String(kind));
     }
@@ -297,6 +298,48 @@ fn apply_strategic(
         res.set_namespace(&namespace);
     }
     Ok(true)
+}
+
+/// kyaml's merge walks every map of the patched object and drops the fields whose value is
+/// an empty null (`key:` with nothing after it; a written `null` or `~` survives there, but
+/// the engine's values no longer tell the two apart, so both go). It walks into the items of
+/// associative lists (a merge key in the schema, or items carrying one of kyaml's
+/// associative keys), never into other lists.
+fn drop_walked_nulls(v: &mut Value, ty: Option<&'static schema::TypeDef>) {
+    let Value::Object(m) = v else { return };
+    m.retain(|_, x| !x.is_null());
+    for (k, x) in m.iter_mut() {
+        let field = ty.and_then(|t| t.field(k));
+        let child_ty = field.and_then(|f| f.ty);
+        match x {
+            Value::Object(_) => drop_walked_nulls(x, child_ty),
+            Value::Array(items) => {
+                let by_schema =
+                    field.is_some_and(|f| matches!(f.smp, schema::SmpList::MergeByKey(_)));
+                if by_schema || items.iter().any(has_associative_key) {
+                    for item in items {
+                        drop_walked_nulls(item, child_ty);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// kyaml's `AssociativeSequenceKeys`: list items holding one of these merge by it.
+fn has_associative_key(item: &Value) -> bool {
+    const KEYS: [&str; 7] = [
+        "mountPath",
+        "devicePath",
+        "ip",
+        "type",
+        "topologyKey",
+        "name",
+        "containerPort",
+    ];
+    item.as_object()
+        .is_some_and(|m| KEYS.iter().any(|k| m.contains_key(*k)))
 }
 
 fn apply_json(
