@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """Helpers for applier/bench/run.sh (standard library only).
 
-  gen DIR N_CONFIGMAPS N_DEPLOYMENTS     write the benchmark manifests + kustomization.yaml
+  gen DIR N_CONFIGMAPS N_DEPLOYMENTS [CHANGE]
+                                         write the benchmark manifests + kustomization.yaml
   free-port                              print a free loopback TCP port
   wait-artifact URL NS NAME TIMEOUT      wait until the source server has an artifact; print revision
   create-ready KUBECONFIG NS NAME SOURCE INTERVAL TIMEOUT [SOURCE_NS]
                                          create the Kustomization with one POST, watch it until
                                          Ready=True; print start-ns, ready-ns and revision
-  wait-settled KUBECONFIG NS TIMEOUT     wait until every Deployment in NS has its status
+  wait-settled KUBECONFIG NS TIMEOUT     wait until every Deployment in NS has its status (and,
+                                         on a real control plane, every ReplicaSet its Pods)
+  flow KUBECONFIG TRIGGER KS_PATH REV TIMEOUT
+                                         trigger a source (ferry:URL or flux:PATH), watch the
+                                         Kustomization at KS_PATH until Ready at REV; print
+                                         start-ns ready-ns
+  git-http ROOT PORT_FILE                serve ROOT's repositories by Git smart HTTP on loopback
+  kube-pem KUBECONFIG DIR                write the kubeconfig's CA/client PEMs; print the server
   count-objects KUBECONFIG NS            ConfigMaps + Deployments in NS
   proc PID                               cpu_ticks cpu_ns rss_kib hwm_kib of a process
   reconcile-seconds METRICS_URL          sum and count of the agent's reconcile durations
@@ -24,19 +32,23 @@ import re
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 
 
-def gen(root, n_cm, n_dep):
+def gen(root, n_cm, n_dep, change=None):
+    """CHANGE, if given, is written into an annotation of every object (a commit that changes
+    all of them without rolling out the Deployments)."""
     apps = os.path.join(root, "apps")
     os.makedirs(apps, exist_ok=True)
+    ann = f"  annotations:\n    bench.ferry.dev/change: \"{change}\"\n" if change is not None else ""
     resources = []
     for i in range(n_cm):
         name = f"cm-{i:04d}"
         data = "\n".join(f"  key{k}: value-{i}-{k}-{'x' * 24}" for k in range(8))
         with open(os.path.join(apps, f"{name}.yaml"), "w") as f:
             f.write(
-                f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+                f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{ann}"
                 f"  labels:\n    app.kubernetes.io/part-of: bench\n    shard: s{i % 10}\n"
                 f"data:\n{data}\n"
             )
@@ -49,7 +61,7 @@ def gen(root, n_cm, n_dep):
 kind: Deployment
 metadata:
   name: {name}
-  labels:
+{ann}  labels:
     app: {name}
     app.kubernetes.io/part-of: bench
 spec:
@@ -99,19 +111,74 @@ def free_port():
 
 
 def kube(kubeconfig):
-    """(server URL, headers) from the test server's kubeconfig."""
+    """(server URL, headers) from a kubeconfig: the test server's (bearer token) or
+    tests/scripts/real-cluster.sh's (CA and client certificate data, see `tls`)."""
     text = open(kubeconfig).read()
     server = re.search(r"server:\s*(\S+)", text).group(1).strip("'\"")
     token = re.search(r"token:\s*(\S+)", text)
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = "Bearer " + token.group(1).strip("'\"")
+    _TLS.setdefault(server, _tls_context(text))
     return server, headers
+
+
+# One TLS context per API server URL (None for plain HTTP), used by every request to it.
+_TLS = {}
+
+
+def _tls_context(text):
+    """The kubeconfig's CA and client certificate as an SSL context (ssl needs files)."""
+    import base64
+    import ssl
+    import tempfile
+
+    pems = {}
+    for field in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+        m = re.search(field + r":\s*(\S+)", text)
+        if m:
+            pems[field] = base64.b64decode(m.group(1))
+    if "certificate-authority-data" not in pems:
+        return None
+    ctx = ssl.create_default_context(cadata=pems["certificate-authority-data"].decode())
+    if "client-certificate-data" in pems:
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = os.path.join(d, "client.crt"), os.path.join(d, "client.key")
+            for path, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
+                with open(path, "wb") as f:
+                    f.write(pems[field])
+            ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def urlopen(req, timeout):
+    url = req.full_url if isinstance(req, urllib.request.Request) else req
+    ctx = next((c for s, c in _TLS.items() if url.startswith(s)), None)
+    return urllib.request.urlopen(req, timeout=timeout, context=ctx)
+
+
+def kube_pem(kubeconfig, out):
+    """Writes the kubeconfig's ca.crt, client.crt, client.key into OUT; prints the server URL."""
+    import base64
+
+    text = open(kubeconfig).read()
+    os.makedirs(out, exist_ok=True)
+    for field, name in (("certificate-authority-data", "ca.crt"),
+                        ("client-certificate-data", "client.crt"),
+                        ("client-key-data", "client.key")):
+        m = re.search(field + r":\s*(\S+)", text)
+        if not m:
+            print(f"{kubeconfig}: no {field}", file=sys.stderr)
+            return 1
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(base64.b64decode(m.group(1)))
+    print(re.search(r"server:\s*(\S+)", text).group(1).strip("'\""))
+    return 0
 
 
 def get_json(url, headers=None, timeout=10):
     req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    with urlopen(req, timeout=timeout) as r:
         return json.load(r)
 
 
@@ -151,14 +218,13 @@ def create_ready(kubeconfig, ns, name, source, interval, timeout, source_ns=None
     req = urllib.request.Request(base, data=body, method="POST",
                                  headers={**headers, "Content-Type": "application/json"})
     start = time.time_ns()
-    with urllib.request.urlopen(req, timeout=30) as r:
+    with urlopen(req, timeout=30) as r:
         created = json.load(r)
     rv = created["metadata"]["resourceVersion"]
     watch = (f"{base}?watch=true&fieldSelector=metadata.name%3D{name}"
              f"&resourceVersion={rv}&timeoutSeconds={int(timeout)}")
     last = "no status"
-    with urllib.request.urlopen(urllib.request.Request(watch, headers=headers),
-                                timeout=timeout) as events:
+    with urlopen(urllib.request.Request(watch, headers=headers), timeout=timeout) as events:
         for line in events:
             ev = json.loads(line)
             st = (ev.get("object") or {}).get("status") or {}
@@ -173,19 +239,138 @@ def create_ready(kubeconfig, ns, name, source, interval, timeout, source_ns=None
 
 
 def wait_settled(kubeconfig, ns, timeout):
-    """Waits until every Deployment in NS has its (simulated) status for its generation, so
-    the test server's workload stand-in is done writing before the next measurement."""
+    """Waits until every Deployment in NS has its status for its generation (the test server's
+    workload stand-in, or the real deployment controller), and on a real control plane until
+    every ReplicaSet has created its Pods, so the controllers are done writing before the next
+    measurement."""
     server, headers = kube(kubeconfig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = get_json(f"{server}/apis/apps/v1/namespaces/{ns}/deployments", headers,
                          timeout=60).get("items") or []
-        if all((d.get("status") or {}).get("observedGeneration") == d["metadata"].get("generation")
-               for d in items):
+        done = all((d.get("status") or {}).get("observedGeneration") == d["metadata"].get("generation")
+                   for d in items)
+        if done and items:
+            try:
+                sets = get_json(f"{server}/apis/apps/v1/namespaces/{ns}/replicasets", headers,
+                                timeout=60).get("items") or []
+            except urllib.error.HTTPError as e:  # the test server has no ReplicaSets
+                sets = [] if e.code == 404 else None
+            done = sets is not None and len(sets) >= len(items) and all(
+                (r.get("status") or {}).get("replicas", 0) == (r.get("spec") or {}).get("replicas", 0)
+                for r in sets)
+        if done:
             return 0
-        time.sleep(0.1)
+        time.sleep(0.2)
     print(f"Deployments in {ns} not settled after {timeout}s", file=sys.stderr)
     return 1
+
+
+def flow(kubeconfig, trigger, ks_path, revision, timeout):
+    """From a source trigger to the Kustomization at KS_PATH (its API path) being Ready=True with
+    a lastAppliedRevision containing REVISION, seen on a watch. TRIGGER is `ferry:URL` (POST to the
+    source server's reconcile endpoint, as a webhook would) or `flux:PATH` (the
+    reconcile.fluxcd.io/requestedAt annotation on the GitRepository at PATH, as `flux reconcile`
+    and Flux's webhook receiver do). Prints start-ns ready-ns."""
+    server, headers = kube(kubeconfig)
+    base, name = ks_path.rsplit("/", 1)
+    rv = get_json(server + ks_path, headers)["metadata"]["resourceVersion"]
+    watch = (f"{server}{base}?watch=true&fieldSelector=metadata.name%3D{name}"
+             f"&resourceVersion={rv}&timeoutSeconds={int(timeout)}")
+    events = urlopen(urllib.request.Request(watch, headers=headers), timeout=timeout)
+    kind, _, target = trigger.partition(":")
+    start = time.time_ns()
+    if kind == "ferry":
+        urllib.request.urlopen(urllib.request.Request(target, data=b"", method="POST"), timeout=10).read()
+    else:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{start}"
+        body = json.dumps({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}})
+        urlopen(urllib.request.Request(server + target, data=body.encode(), method="PATCH", headers={
+            **headers, "Content-Type": "application/merge-patch+json"}), timeout=10).read()
+    last = "no event"
+    with events:
+        for line in events:
+            ev = json.loads(line)
+            st = (ev.get("object") or {}).get("status") or {}
+            ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
+            if ready and ready[0].get("status") == "True" and revision in (st.get("lastAppliedRevision") or ""):
+                print(start, time.time_ns())
+                return 0
+            if ready:
+                last = (f"Ready={ready[0].get('status')} {ready[0].get('reason')}: "
+                        f"{ready[0].get('message', '')[:300]} (applied {st.get('lastAppliedRevision')})")
+    print(f"{ks_path} not Ready at {revision} after {timeout}s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def git_http(root, port_file):
+    """Git's smart HTTP protocol for the repositories under ROOT on a free loopback port (written
+    to PORT_FILE), through `git http-backend` (CGI). Flux's GitRepository takes only http(s) and
+    ssh URLs, so both systems fetch the benchmark repository from here."""
+    import http.server
+    import shutil
+    import subprocess
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.cgi()
+
+        def do_POST(self):
+            self.cgi()
+
+        def cgi(self):
+            path, _, query = self.path.partition("?")
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        break
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "GIT_PROJECT_ROOT": root, "GIT_HTTP_EXPORT_ALL": "1",
+                "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+                "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1",
+            }
+            for h in ("Content-Encoding", "Git-Protocol"):
+                if self.headers.get(h):
+                    env["HTTP_" + h.upper().replace("-", "_")] = self.headers[h]
+            out = subprocess.run([shutil.which("git") or "git", "http-backend"], input=body,
+                                 env=env, capture_output=True).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            if not _:
+                head, _, payload = out.partition(b"\n\n")
+            status, headers = 200, []
+            for line in head.decode("latin-1").splitlines():
+                k, _, v = line.partition(":")
+                if k.lower() == "status":
+                    status = int(v.split()[0])
+                elif k:
+                    headers.append((k, v.strip()))
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    os.rename(port_file + ".tmp", port_file)
+    server.serve_forever()
 
 
 def count_objects(kubeconfig, ns):
@@ -274,7 +459,7 @@ def phases(path, start_ns):
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "gen":
-        gen(args[0], int(args[1]), int(args[2]))
+        gen(args[0], int(args[1]), int(args[2]), args[3] if len(args) > 3 else None)
     elif cmd == "free-port":
         free_port()
     elif cmd == "wait-artifact":
@@ -284,6 +469,12 @@ def main(argv):
                             args[6] if len(args) > 6 else None)
     elif cmd == "wait-settled":
         return wait_settled(args[0], args[1], float(args[2]))
+    elif cmd == "flow":
+        return flow(args[0], args[1], args[2], args[3], float(args[4]))
+    elif cmd == "git-http":
+        git_http(args[0], args[1])
+    elif cmd == "kube-pem":
+        return kube_pem(args[0], args[1])
     elif cmd == "count-objects":
         count_objects(args[0], args[1])
     elif cmd == "proc":

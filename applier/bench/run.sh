@@ -3,13 +3,24 @@
 #
 #   applier/bench/run.sh [configmaps] [deployments]        (default 700 + 300 = 1000 objects)
 #
-# Starts ferry-testcluster (in-memory API server), ferry-source-server (a GitRepository on a
-# generated file:// repo) and `ferry-applier run` for namespace bench-agent, then measures:
+# Starts ferry-testcluster (in-memory API server) — or, with BENCH_CLUSTER=real, the real
+# control plane (tests/scripts/real-cluster.sh start: etcd, kube-apiserver,
+# kube-controller-manager) —, ferry-source-server (a GitRepository on a generated file:// repo)
+# and `ferry-applier run` for namespace bench-agent, then measures:
 #   a. first apply of all objects: agent (Kustomization created by one POST → the watch event
 #      with Ready=True and lastAppliedRevision) vs `kubectl apply --server-side` (the whole
 #      kubectl process) of the same rendered YAML (`ferry-applier build`), each into a fresh
 #      namespace of the same server; BENCH_ROUNDS rounds (default 5), each a fresh agent process
 #      for a fresh namespace, medians reported. Target: agent ≥ 5× faster.
+#      On the real control plane also the limit: the same applies from a minimal client
+#      (applier/bench/limit, Go standard library: PATCH application/apply-patch+yaml, N in
+#      flight) into another fresh namespace; N (and HTTP/2 vs HTTP/1.1) is the best of a sweep
+#      over BENCH_LIMIT_N (default "4 16 32 64", HTTP/2) and BENCH_LIMIT_N1 ("16 64", HTTP/1.1)
+#      before the rounds (BENCH_LIMIT_BEST=32/h2 skips the sweep); each round then measures the
+#      limit too, before kubectl, between kubectl and the agent, or last, in turn. Reported:
+#      agent time ÷ limit. Deployments are applied without waiting for them (no nodes: `wait` is
+#      off, as in every round here), and each namespace is left to the controllers
+#      (ReplicaSets, Pods) until they are done before the next measurement.
 #   b. CPU of a reconcile with nothing changed: the Kustomization's interval (BENCH_INTERVAL,
 #      default 10s) triggers it. The agent's CPU (utime+stime from /proc/PID/stat, and the exact
 #      sum of its threads' schedstat run time) is sampled right after one interval reconcile
@@ -21,10 +32,12 @@
 #      (after the measured reconciles): VmRSS and VmHWM from /proc/PID/status.
 #      Targets ≤ 15 MiB idle, ≤ 40 MiB with 1000 objects.
 #
-# Env: CARGO_TARGET_DIR (default <repo>/target), BENCH_NO_BUILD=1 (use existing binaries),
+# Env: BENCH_CLUSTER (test | real; real needs `tests/scripts/real-cluster.sh build` and Go),
+# BENCH_LIMIT_N, CARGO_TARGET_DIR (default <repo>/target), BENCH_NO_BUILD=1 (use existing binaries),
 # BENCH_BIN_DIR (where the binaries are; default $CARGO_TARGET_DIR/release; implies no build),
 # FERRY_KUBECTL (default <repo>/.tools/bin/kubectl), BENCH_INTERVAL, BENCH_RECONCILES (3),
-# BENCH_ROUNDS (5),
+# BENCH_ROUNDS (5; 3 on the real control plane, where each namespace's 600 Pods take the
+# controller manager ~1 min at its default 20 requests/s),
 # BENCH_MALLOC_CONF (default: the MALLOC_CONF deploy/agent sets; empty = jemalloc's defaults),
 # BENCH_KEEP=1 (keep the work dir with all logs), BENCH_PERF=1 (perf record the agent during
 # the no-change reconciles; report in the work dir, implies BENCH_KEEP).
@@ -40,9 +53,17 @@ KUBECTL=${FERRY_KUBECTL:-$ROOT/.tools/bin/kubectl}
 INTERVAL=${BENCH_INTERVAL:-10s}
 RECONCILES=${BENCH_RECONCILES:-3}
 ROUNDS=${BENCH_ROUNDS:-5}
+[ "${BENCH_CLUSTER:-test}" = real ] && ROUNDS=${BENCH_ROUNDS:-3}
 [ -n "${BENCH_PERF:-}" ] && BENCH_KEEP=1
 NS_AGENT=bench-agent
 NS_KUBECTL=bench-kubectl
+NS_LIMIT=bench-limit
+CLUSTER=${BENCH_CLUSTER:-test}
+case $CLUSTER in test | real) ;; *) echo "BENCH_CLUSTER must be test or real, not $CLUSTER" >&2; exit 2 ;; esac
+LIMIT_N=${BENCH_LIMIT_N:-4 16 32 64}
+LIMIT_N1=${BENCH_LIMIT_N1:-16 64}
+SETTLE=60
+[ "$CLUSTER" = real ] && SETTLE=300
 
 [ -x "$KUBECTL" ] || { echo "kubectl not found at $KUBECTL: run tests/scripts/install-tools.sh or set FERRY_KUBECTL" >&2; exit 1; }
 
@@ -57,6 +78,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
+  [ "$CLUSTER" = real ] && [ -d "$WORK/cluster" ] && "$ROOT/tests/scripts/real-cluster.sh" stop "$WORK/cluster"
   if [ -n "${BENCH_KEEP:-}" ] || [ $rc -ne 0 ]; then
     echo "work dir kept: $WORK" >&2
   else
@@ -82,7 +104,9 @@ if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${BENCH_BIN_DIR:-}" ]; then
     -p ferry-applier -p ferry-testcluster -p ferry-source-server \
     --bin ferry-applier --bin ferry-testcluster --bin ferry-source-server
 fi
-for b in ferry-applier ferry-testcluster ferry-source-server; do
+NEEDED="ferry-applier ferry-source-server"
+[ "$CLUSTER" = test ] && NEEDED="$NEEDED ferry-testcluster"
+for b in $NEEDED; do
   [ -x "$BIN/$b" ] || { echo "$BIN/$b missing (unset BENCH_NO_BUILD to build it)" >&2; exit 1; }
 done
 
@@ -100,16 +124,52 @@ git -C "$WORK/repo" commit -q -m "bench: $N objects"
 RENDERED=$(grep -c '^kind:' "$WORK/rendered.yaml" || true)
 [ "$RENDERED" -eq "$N" ] || fail "rendered $RENDERED objects, expected $N"
 
-# --- test API server, CRD, namespaces -----------------------------------------------------
-"$BIN/ferry-testcluster" --listen 127.0.0.1:0 --kubeconfig-out "$WORK/kubeconfig" \
-  > "$WORK/testcluster.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/kubeconfig" ] && break; sleep 0.1; done
-[ -s "$WORK/kubeconfig" ] || fail "ferry-testcluster wrote no kubeconfig"
+# --- API server, CRD, namespaces ----------------------------------------------------------
+if [ "$CLUSTER" = real ]; then
+  echo "starting the real control plane …" >&2
+  "$ROOT/tests/scripts/real-cluster.sh" start "$WORK/cluster" > "$WORK/real-cluster.log" 2>&1 \
+    || fail "real-cluster.sh start: $(tail -n 5 "$WORK/real-cluster.log")"
+  cp "$WORK/cluster/kubeconfig" "$WORK/kubeconfig"
+else
+  "$BIN/ferry-testcluster" --listen 127.0.0.1:0 --kubeconfig-out "$WORK/kubeconfig" \
+    > "$WORK/testcluster.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$WORK/kubeconfig" ] && break; sleep 0.1; done
+  [ -s "$WORK/kubeconfig" ] || fail "ferry-testcluster wrote no kubeconfig"
+fi
 k apply -f "$ROOT/deploy/crds/apply.ferry.dev_kustomizations.yaml" > /dev/null
+k wait --for condition=established --timeout 60s crd/kustomizations.apply.ferry.dev > /dev/null
 k create namespace "$NS_AGENT" > /dev/null
 k create namespace "$NS_KUBECTL" > /dev/null
 k get --raw /apis > /dev/null # kubectl's discovery cache is warm for the timed apply
+
+# --- the limit's client and its sweep ------------------------------------------------------
+LIMIT_ALL=()
+if [ "$CLUSTER" = real ]; then
+  (cd "$ROOT/applier/bench/limit" && GOFLAGS=-mod=mod go build -o "$WORK/limit" .) || fail "go build limit"
+  k create --dry-run=client -o json -f "$WORK/rendered.yaml" > "$WORK/objects.json" || fail "kubectl -o json"
+  LIMIT_SERVER=$($HELPER kube-pem "$WORK/kubeconfig" "$WORK/pem") || fail "kube-pem"
+  limit() { # NS N [-http1] → ms
+    "$WORK/limit" -server "$LIMIT_SERVER" -ca "$WORK/pem/ca.crt" -cert "$WORK/pem/client.crt" \
+      -key "$WORK/pem/client.key" -objects "$WORK/objects.json" -namespace "$1" -n "$2" ${3:-}
+  }
+  SWEEP=()
+  for cfg in ${BENCH_LIMIT_BEST:-$(for n in $LIMIT_N; do echo "$n/h2"; done) $(for n in $LIMIT_N1; do echo "$n/h1"; done)}; do
+    n=${cfg%/*}
+    ns="$NS_LIMIT-sweep-$n-${cfg#*/}"
+    k create namespace "$ns" > /dev/null
+    ms_=$(limit "$ns" "$n" "$([ "${cfg#*/}" = h1 ] && echo -http1)") || fail "limit $cfg"
+    got=$($HELPER count-objects "$WORK/kubeconfig" "$ns")
+    [ "$got" -eq "$N" ] || fail "limit applied $got objects, expected $N"
+    $HELPER wait-settled "$WORK/kubeconfig" "$ns" $SETTLE || fail "Deployments in $ns never settled"
+    echo "limit sweep: N=$n ${cfg#*/}: $ms_ ms" >&2
+    SWEEP+=("$cfg=$ms_")
+  done
+  BEST=$(printf '%s\n' "${SWEEP[@]}" | sort -t= -k2 -n | head -n 1 | cut -d= -f1)
+  BEST_N=${BEST%/*}
+  BEST_FLAG=$([ "${BEST#*/}" = h1 ] && echo -http1 || true)
+  echo "limit: best N=$BEST_N ${BEST#*/}" >&2
+fi
 
 # --- source server -------------------------------------------------------------------------
 SRC_PORT=$($HELPER free-port)
@@ -161,8 +221,19 @@ echo "agent idle: RSS $IDLE_RSS KiB" >&2
 # Rounds 2..N come first, each with a fresh agent (a new process for a new namespace, cold as a
 # real first apply; its Kustomization takes the main namespace's GitRepository); the main
 # agent's round is last, and its reconciles (b) and memory (c) are measured after it.
-first_apply_round() { # NS_KUBECTL NS_AGENT → KMS AMS (ms) and T (start, ns)
-  local nk=$1 na=$2 got
+limit_round() { # NS → LMS
+  local nl=$1 got
+  k create namespace "$nl" > /dev/null
+  LMS=$(limit "$nl" "$BEST_N" $BEST_FLAG) || fail "limit into $nl"
+  got=$($HELPER count-objects "$WORK/kubeconfig" "$nl")
+  [ "$got" -eq "$N" ] || fail "limit applied $got objects in $nl, expected $N"
+  $HELPER wait-settled "$WORK/kubeconfig" "$nl" $SETTLE || fail "Deployments in $nl never settled"
+  LIMIT_ALL+=("$LMS")
+}
+first_apply_round() { # NS_KUBECTL NS_AGENT [ROUND] → KMS AMS (ms) and T (start, ns)
+  local nk=$1 na=$2 round=${3:-0} got
+  # On the real control plane the limit runs in the round too, first, second or last in turn.
+  if [ "$CLUSTER" = real ] && [ $((round % 3)) -eq 0 ]; then limit_round "$NS_LIMIT-$round"; fi
   echo "round: kubectl apply --server-side of $N objects into $nk, then the agent's into $na …" >&2
   T=$(now_ns)
   k apply --server-side -n "$nk" -f "$WORK/rendered.yaml" > "$WORK/kubectl-apply.log" 2>&1 \
@@ -172,13 +243,15 @@ first_apply_round() { # NS_KUBECTL NS_AGENT → KMS AMS (ms) and T (start, ns)
   [ "$got" -eq "$N" ] || fail "kubectl applied $got objects, expected $N"
   # The test server's workload stand-in writes each Deployment's status 300 ms after its
   # creation; let it finish, so the next measurement does not share the server with it.
-  $HELPER wait-settled "$WORK/kubeconfig" "$nk" 60 || fail "Deployments in $nk never settled"
+  $HELPER wait-settled "$WORK/kubeconfig" "$nk" $SETTLE || fail "Deployments in $nk never settled"
+  if [ "$CLUSTER" = real ] && [ $((round % 3)) -eq 1 ]; then limit_round "$NS_LIMIT-$round"; fi
   read -r T READY_AT APPLIED_REV < <($HELPER create-ready "$WORK/kubeconfig" "$na" bench bench \
     "$INTERVAL" 600 "$NS_AGENT") || fail "agent first apply in $na"
   AMS=$(ms "$T" "$READY_AT")
   got=$($HELPER count-objects "$WORK/kubeconfig" "$na")
   [ "$got" -eq "$N" ] || fail "agent applied $got objects in $na, expected $N"
-  $HELPER wait-settled "$WORK/kubeconfig" "$na" 60 || fail "Deployments in $na never settled"
+  $HELPER wait-settled "$WORK/kubeconfig" "$na" $SETTLE || fail "Deployments in $na never settled"
+  if [ "$CLUSTER" = real ] && [ $((round % 3)) -eq 2 ]; then limit_round "$NS_LIMIT-$round"; fi
   KUBECTL_ALL+=("$KMS")
   AGENT_ALL+=("$AMS")
 }
@@ -195,11 +268,11 @@ for r in $(seq 2 "$ROUNDS"); do
   PIDS+=($EXTRA)
   sleep 2 # connected and watching, as the main agent is
   kill -0 $EXTRA 2>/dev/null || fail "agent for $NS_AGENT-$r exited"
-  first_apply_round "$NS_KUBECTL-$r" "$NS_AGENT-$r"
+  first_apply_round "$NS_KUBECTL-$r" "$NS_AGENT-$r" "$r"
   kill $EXTRA
   wait $EXTRA 2>/dev/null || true
 done
-first_apply_round "$NS_KUBECTL" "$NS_AGENT"
+first_apply_round "$NS_KUBECTL" "$NS_AGENT" 1
 read -r FETCH_MS APPLY_MS < <($HELPER phases "$WORK/agent.log" "$T")
 read -r KUBECTL_MS AGENT_MS RATIO RATIOS < <(python3 - "${KUBECTL_ALL[*]}" "${AGENT_ALL[*]}" <<'PY'
 import statistics, sys
@@ -210,6 +283,17 @@ print(f"{statistics.median(k):.0f} {statistics.median(a):.0f} {statistics.median
       ",".join(f"{x:.2f}" for x in r))
 PY
 )
+
+if [ "$CLUSTER" = real ]; then
+  read -r LIMIT_MS OVER_LIMIT OVER_ALL < <(python3 - "${LIMIT_ALL[*]}" "${AGENT_ALL[*]}" <<'PY'
+import statistics, sys
+l = [float(x) for x in sys.argv[1].split()]
+a = [float(x) for x in sys.argv[2].split()]
+r = [y / max(x, 1) for x, y in zip(l, a)]
+print(f"{statistics.median(l):.0f} {statistics.median(r):.2f}", ",".join(f"{x:.2f}" for x in r))
+PY
+)
+fi
 
 # --- b. no-change reconciles (interval) ----------------------------------------------------
 APPLIED='"message":"applied"'
@@ -252,12 +336,24 @@ mib() { python3 -c "print(f'{$1 / 1024:.1f}')"; }
 verdict() { python3 -c "print('ok' if $1 else 'MISSED')"; }
 echo
 echo "Ferry applier benchmark: $N objects ($N_CM ConfigMaps + $N_DEP Deployments), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$CLUSTER" = real ]; then
+  echo "API server: the real control plane ($("$KUBECTL" --kubeconfig "$WORK/kubeconfig" version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), etcd, kube-controller-manager; no nodes)"
+  echo "limit sweep (ms): ${SWEEP[*]}"
+else
+  echo "API server: ferry-testcluster"
+fi
 printf '%-58s %12s %10s %s\n' "measure" "value" "target" "verdict"
+if [ "$CLUSTER" = real ]; then
+  printf '%-58s %12s %10s %s\n' "a. limit: minimal client, N=$BEST_N ${BEST#*/} (ms, median)" "$LIMIT_MS" "" "rounds: ${LIMIT_ALL[*]}"
+fi
 printf '%-58s %12s %10s %s\n' "a. kubectl apply --server-side, first apply (ms, median)" "$KUBECTL_MS" "" "rounds: ${KUBECTL_ALL[*]}"
 printf '%-58s %12s %10s %s\n' "a. agent first apply, Kustomization → Ready (ms, median)" "$AGENT_MS" "" "rounds: ${AGENT_ALL[*]}"
 printf '%-58s %12s %10s\n' "a.   main agent: until the artifact was fetched (log)" "$FETCH_MS" ""
 printf '%-58s %12s %10s\n' "a.   main agent: until the 'applied' log line (log)" "$APPLY_MS" ""
 printf '%-58s %12s %10s %s\n' "a. speed-up kubectl / agent (×, median of the rounds)" "$RATIO" "≥ 5" "$(verdict "$RATIO >= 5") (rounds: ${RATIOS//,/ })"
+if [ "$CLUSTER" = real ]; then
+  printf '%-58s %12s %10s %s\n' "a. agent ÷ limit (×, median of the rounds)" "$OVER_LIMIT" "" "rounds: ${OVER_ALL//,/ }"
+fi
 printf '%-58s %12s %10s\n' "b. no-change reconcile wall time (agent metric, ms)" "$RECONCILE_MS" ""
 printf '%-58s %12s %10s %s\n' "b. no-change reconcile CPU, utime+stime (ms)" "$CPU_TICKS_MS" "≤ 50" "$(verdict "$CPU_TICKS_MS <= 50")"
 printf '%-58s %12s %10s %s\n' "b. no-change reconcile CPU, schedstat (ms)" "$CPU_NS_MS" "≤ 50" "$(verdict "$CPU_NS_MS <= 50")"

@@ -1,0 +1,3 @@
+module ferry.dev/bench/limit
+
+go 1.24
