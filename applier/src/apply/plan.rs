@@ -60,8 +60,14 @@ struct Prepared {
 /// while parsing, so listing 1000 objects allocates little.
 #[derive(Deserialize)]
 struct MetaList {
-    #[serde(default)]
+    /// The real kube-apiserver sends `"items": null` for an empty metadata-only LIST
+    /// (`PartialObjectMetadataList`), e.g. of Deployments in a fresh namespace.
+    #[serde(default, deserialize_with = "null_as_empty")]
     items: Vec<MetaItem>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MetaItem>, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -384,4 +390,24 @@ fn is_immutable(status: &kube::core::Status) -> bool {
         && (status.message.contains("field is immutable")
             || status.message.contains("is immutable")
             || status.message.contains("may not change once set"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetaList;
+
+    /// What kube-apiserver v1.35 answers to a metadata-only LIST of an empty collection: the
+    /// agent's first apply into a fresh namespace failed on it ("invalid type: null, expected a
+    /// sequence").
+    #[test]
+    fn an_empty_metadata_list_with_null_items_is_empty() {
+        let body = r#"{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"3289"},"items":null}"#;
+        let list: MetaList =
+            serde_json::from_str(body).expect("the real server's empty list parses");
+        assert!(list.items.is_empty());
+        let list: MetaList =
+            serde_json::from_str(r#"{"items":[{"metadata":{"name":"a","resourceVersion":"1"}}]}"#)
+                .expect("a list with one item parses");
+        assert_eq!(list.items.len(), 1);
+    }
 }
