@@ -145,7 +145,8 @@ async fn source_server_outage_keeps_state_and_recovers() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_and_dropped_watches_are_retried() -> Result<()> {
-    let mut env = Env::new().await?;
+    // Injected 500s and dropped watches: the test server's fault rules.
+    let mut env = Env::on_test_server().await?;
     write_seed(&env.upstream, "app", "v1.0.0")?;
     env.upstream.commit_push("seed")?;
     let faults = env.cluster.faults();
@@ -185,7 +186,8 @@ async fn api_errors_and_dropped_watches_are_retried() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_apply_converges_after_restart() -> Result<()> {
     const N: usize = 300;
-    let mut env = Env::new().await?;
+    // Slowed writes (a fault rule) make the kill land mid-apply: the test server.
+    let mut env = Env::on_test_server().await?;
     for i in 0..N {
         env.upstream.write(
             &format!("many/cm-{i:03}.yaml"),

@@ -15,11 +15,14 @@ const LIMIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_reports_health_check_failed_until_the_rollout_finishes() -> Result<()> {
     let mut env = Env::new().await?;
+    // Its Pods never become Ready (on the real cluster the node stand-in reads the annotation
+    // from each Pod; the test server from the template).
     let stuck = deployment_yaml("v1.0.0").replacen(
-        "  labels:\n    app: my-app\n",
-        "  labels:\n    app: my-app\n  annotations:\n    ferry.dev/test-never-ready: \"true\"\n",
+        "      labels:\n        app: my-app\n",
+        "      labels:\n        app: my-app\n      annotations:\n        ferry.dev/test-never-ready: \"true\"\n",
         1,
     );
+    assert_ne!(stuck, deployment_yaml("v1.0.0"), "the template annotated");
     env.upstream.write("app/deployment.yaml", &stuck)?;
     env.upstream
         .commit_push("a deployment that never becomes ready")?;
@@ -58,7 +61,7 @@ async fn wait_reports_health_check_failed_until_the_rollout_finishes() -> Result
         .await?
         .context("deployment")?;
     assert!(
-        d.pointer("/metadata/annotations/ferry.dev~1test-never-ready")
+        d.pointer("/spec/template/metadata/annotations/ferry.dev~1test-never-ready")
             .is_none(),
         "{d}"
     );

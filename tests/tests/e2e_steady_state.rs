@@ -78,7 +78,8 @@ fn requests(env: &Env, resource: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() -> Result<()> {
-    let mut env = Env::new().await?;
+    // Counts requests with the test server's audit.
+    let mut env = Env::on_test_server().await?;
     let metrics = format!("127.0.0.1:{}", env.agent_metrics_port);
     write_app(&env, "v1.0.0", 0, &[])?;
     env.upstream.commit_push("seed")?;
@@ -193,7 +194,8 @@ async fn an_unchanged_reconcile_only_lists_and_an_edit_costs_one_comparison() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_that_cannot_be_created_changes_no_existing_object() -> Result<()> {
-    let mut env = Env::new().await?;
+    // Refused writes are an injected fault: the test server.
+    let mut env = Env::on_test_server().await?;
     write_app(&env, "v1.0.0", 0, &[])?;
     env.upstream.commit_push("seed")?;
     env.start_source()?;

@@ -1,6 +1,7 @@
 //! The agent runs with the credentials `deploy/agent` gives it — a ServiceAccount bound to a Role
-//! in its own namespace — on a TLS test cluster that enforces RBAC. It applies the seed there;
-//! the same token is refused everywhere else.
+//! in its own namespace — on a cluster that enforces RBAC (with `FERRY_CLUSTER=real` the real
+//! control plane, whose token is a real ServiceAccount token from the TokenRequest API). It
+//! applies the seed there; the same token is refused everywhere else.
 
 mod e2e_support;
 
@@ -8,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_support::{Env, NS, bin, seed_spec, write_seed};
-use ferry_testcluster::ClusterOptions;
 use ferry_tests::tools::Client;
 use serde_json::{Value, json};
 
@@ -16,11 +16,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_needs_only_its_namespace_role() -> Result<()> {
-    let mut env = Env::with_cluster(ClusterOptions {
-        tls: true,
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let mut env = Env::with_rbac().await?;
     let admin = Client::kubectl(env.cluster.kubeconfig_path())?;
 
     // Install the agent's RBAC exactly as shipped (rendered by the agent's own kustomize).

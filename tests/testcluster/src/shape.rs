@@ -61,10 +61,14 @@ fn metadata_only(v: Value) -> Value {
                 "metadata".into(),
                 m.remove("metadata").unwrap_or_else(|| json!({})),
             );
-            out.insert(
-                "items".into(),
-                Value::Array(items.into_iter().map(partial).collect()),
-            );
+            // Like kube-apiserver: an empty metadata-only list has `"items": null` (a nil Go
+            // slice); full lists say `[]`.
+            let items = if items.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(items.into_iter().map(partial).collect())
+            };
+            out.insert("items".into(), items);
             Value::Object(out)
         }
         _ => partial(Value::Object(m)),
@@ -111,5 +115,14 @@ mod tests {
             "metadata": {"name": "a"}, "data": {"k": "v"}}));
         assert_eq!(one["kind"], "PartialObjectMetadata");
         assert!(one.get("data").is_none());
+    }
+
+    #[test]
+    fn an_empty_metadata_list_has_null_items_like_kube_apiserver() {
+        let list = json!({"kind": "ConfigMapList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "9"}, "items": []});
+        let out = Shape::Metadata.render(list);
+        assert_eq!(out["kind"], "PartialObjectMetadataList");
+        assert_eq!(out["items"], serde_json::Value::Null);
     }
 }

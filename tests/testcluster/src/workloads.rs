@@ -1,9 +1,10 @@
 //! A stand-in for the workload controllers: Deployments, StatefulSets, DaemonSets, ReplicaSets
 //! and Jobs get the `status` real controllers would report once their pods run (observed
 //! generation, replica counts, `Available`/`Progressing` or `Complete` conditions), after a
-//! delay. An object annotated `ferry.dev/test-never-ready: "true"` instead gets a status that
-//! says "rolling out, nothing available" and never becomes ready, so health-check timeouts can
-//! be tested; `ferry.dev/test-ready-after: "3s"` (or `"500ms"`) overrides the delay.
+//! delay. An object annotated `ferry.dev/test-never-ready: "true"` (on itself or on its Pod
+//! template, where the real cluster's node stand-in reads it from the Pods) instead gets a
+//! status that says "rolling out, nothing available" and never becomes ready, so health-check
+//! timeouts can be tested; `ferry.dev/test-ready-after: "3s"` (or `"500ms"`) overrides the delay.
 //! No pods or ReplicaSets are created.
 
 use std::sync::Arc;
@@ -172,7 +173,9 @@ fn schedule(store: &Store, key: &str, obj: &Arc<Value>, delay: Duration) {
     if settled(key, obj) {
         return;
     }
-    let never = annotation(obj, NEVER_READY) == Some("true");
+    let template = obj.pointer("/spec/template").unwrap_or(&Value::Null);
+    let never = annotation(obj, NEVER_READY) == Some("true")
+        || annotation(template, NEVER_READY) == Some("true");
     let wait = if never {
         Duration::ZERO
     } else {

@@ -1,5 +1,8 @@
 //! Shared harness of the `e2e_*` tests: a real Git upstream, the real source server and agent
-//! binaries as separate processes, and the Kubernetes API test server.
+//! binaries as separate processes, and a Kubernetes API: the test server by default, the real
+//! control plane ([`RealCluster`]) with `FERRY_CLUSTER=real` (each test gets its own). Tests that
+//! need what only the test server has (fault injection, request audit) ask for it with
+//! [`Env::on_test_server`].
 //!
 //! The binaries must be built first (`cargo build -p ferry-applier -p ferry-source-server`);
 //! they are looked up next to the test executable (or in `FERRY_BIN_DIR`), and a missing or
@@ -13,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use ferry_proto::kustomization::Kustomization;
+use ferry_testcluster::audit::Audit;
 use ferry_testcluster::cluster::{ClusterOptions, TestCluster};
+use ferry_testcluster::faults::Faults;
+use ferry_tests::realcluster::{self, RealCluster};
 use ferry_tests::upstream::Upstream;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -165,9 +171,55 @@ pub fn deployment_yaml(tag: &str) -> String {
     )
 }
 
+/// The Kubernetes API a test runs against.
+pub enum Cluster {
+    Test(TestCluster),
+    Real(RealCluster),
+}
+
+impl Cluster {
+    pub fn kubeconfig_path(&self) -> &Path {
+        match self {
+            Cluster::Test(c) => c.kubeconfig_path(),
+            Cluster::Real(c) => c.kubeconfig_path(),
+        }
+    }
+
+    pub fn client(&self) -> Result<kube::Client> {
+        Ok(match self {
+            Cluster::Test(c) => c.client()?,
+            Cluster::Real(c) => c.client()?,
+        })
+    }
+
+    pub fn is_real(&self) -> bool {
+        matches!(self, Cluster::Real(_))
+    }
+
+    /// The test server, for tests built with [`Env::on_test_server`] or [`Env::with_cluster`].
+    pub fn test_server(&self) -> &TestCluster {
+        match self {
+            Cluster::Test(c) => c,
+            Cluster::Real(_) => {
+                panic!("this test needs the test server: build its Env with Env::on_test_server")
+            }
+        }
+    }
+
+    /// Fault-injection rules (test server only).
+    pub fn faults(&self) -> &Faults {
+        self.test_server().faults()
+    }
+
+    /// Requests answered per verb and resource (test server only).
+    pub fn audit(&self) -> &Audit {
+        self.test_server().audit()
+    }
+}
+
 /// Everything one e2e test runs against.
 pub struct Env {
-    pub cluster: TestCluster,
+    pub cluster: Cluster,
     pub client: kube::Client,
     pub upstream: Upstream,
     pub work: tempfile::TempDir,
@@ -185,19 +237,56 @@ pub struct Env {
 }
 
 impl Env {
-    /// API server with the CRDs and namespace [`NS`], an empty upstream; nothing running yet.
+    /// API server (the real one with `FERRY_CLUSTER=real`) with the CRDs and namespace
+    /// [`NS`], an empty upstream; nothing running yet.
     pub async fn new() -> Result<Self> {
+        if realcluster::requested() {
+            Self::with(Cluster::Real(RealCluster::start().await?)).await
+        } else {
+            Self::on_test_server().await
+        }
+    }
+
+    /// Like [`Env::new`], always on the test server: for tests that inject faults or count
+    /// requests.
+    pub async fn on_test_server() -> Result<Self> {
         Self::with_cluster(ClusterOptions::default()).await
     }
 
-    /// Like [`Env::new`] with cluster options (e.g. TLS + RBAC).
+    /// Like [`Env::new`] on a cluster that authenticates and enforces RBAC: the real one with
+    /// `FERRY_CLUSTER=real`, else the test server with TLS.
+    pub async fn with_rbac() -> Result<Self> {
+        if realcluster::requested() {
+            return Self::new().await;
+        }
+        Self::with_cluster(ClusterOptions {
+            tls: true,
+            ..ClusterOptions::default()
+        })
+        .await
+    }
+
+    /// Like [`Env::new`] on the test server with `opts`.
     pub async fn with_cluster(opts: ClusterOptions) -> Result<Self> {
-        let cluster = TestCluster::start(opts).await?;
+        Self::with(Cluster::Test(TestCluster::start(opts).await?)).await
+    }
+
+    async fn with(cluster: Cluster) -> Result<Self> {
         let client = cluster.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &Kustomization::crd())
             .await
             .context("creating the Kustomization CRD")?;
+        // The real server serves a CRD's resource only once it is Established.
+        let name = Kustomization::crd_name();
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            kube::runtime::wait::await_condition(crds.clone(), name, established),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not Established after 30s"))?
+        .with_context(|| format!("waiting for CRD {name}"))?;
         let nss: Api<Namespace> = Api::all(client.clone());
         nss.create(
             &PostParams::default(),
