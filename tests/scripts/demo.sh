@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Ferry's main job, end to end, on this machine: a local Git repo with the seed example
 # (Deployment my-app + Service), the source server mirroring it, a Kubernetes API (the cluster
-# in $KUBECONFIG when set, else Ferry's API test server), and an agent for one namespace.
+# in $KUBECONFIG when set; with FERRY_REAL_CLUSTER=1 a real kube-apiserver +
+# kube-controller-manager + etcd from tests/scripts/real-cluster.sh, built from the Go module
+# proxy on first use, with a node stand-in; else Ferry's API test server), and an agent for one
+# namespace.
 # Prints each step: the artifact digest, the objects applied, a tag bump, and drift reverted.
 # Everything it starts is stopped on exit; nothing outside a temp dir is written.
 set -euo pipefail
@@ -39,6 +42,9 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [[ -f "$work/cluster/apiserver.pid" ]]; then
+    "$repo/tests/scripts/real-cluster.sh" stop "$work/cluster"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -99,6 +105,15 @@ echo "committed $(git_ rev-parse --short HEAD): app/{deployment,service,kustomiz
 if [[ -n "${KUBECONFIG:-}" ]]; then
   step "Kubernetes: using the cluster in KUBECONFIG=$KUBECONFIG"
   kubeconfig=$KUBECONFIG
+elif [[ -n "${FERRY_REAL_CLUSTER:-}" ]]; then
+  step "Kubernetes: starting a real control plane (kube-apiserver, kube-controller-manager, etcd)"
+  command -v go >/dev/null || die "FERRY_REAL_CLUSTER needs Go to build the control plane"
+  "$repo/tests/scripts/real-cluster.sh" build >/dev/null
+  kubeconfig=$("$repo/tests/scripts/real-cluster.sh" start "$work/cluster")
+  # Pods need a node: the stand-in binds them and reports them running.
+  "$bin/ferry-node-standin" --kubeconfig "$kubeconfig" >"$work/nodes.log" 2>&1 &
+  pids+=($!)
+  "$kubectl" --kubeconfig "$kubeconfig" version | grep Server
 else
   step "Kubernetes: starting Ferry's API test server"
   kubeconfig="$work/kubeconfig"

@@ -44,7 +44,10 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
     let dry = kubectl
         .ok(&["apply", "--server-side", "--dry-run=server", "-k", &agent])
         .await;
-    assert!(dry.contains("deployment.apps/ferry-agent serverside-applied (server dry run)"), "{dry}");
+    assert!(
+        dry.contains("deployment.apps/ferry-agent serverside-applied (server dry run)"),
+        "{dry}"
+    );
     let absent = kubectl
         .run(&["-n", NS, "get", "deployment", "ferry-agent"])
         .await;

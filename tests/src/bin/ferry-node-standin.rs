@@ -20,7 +20,9 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     ferry_testcluster::cluster::install_crypto_provider();
     let kc = Kubeconfig::read_from(&args.kubeconfig)

@@ -107,7 +107,11 @@ impl RealCluster {
             })?;
         if !out.status.success() {
             return Err(RealClusterError::Script {
-                command: format!("{} start {}", script().display(), cluster.dir.path().display()),
+                command: format!(
+                    "{} start {}",
+                    script().display(),
+                    cluster.dir.path().display()
+                ),
                 status: out.status.to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             });

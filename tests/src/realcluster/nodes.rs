@@ -91,10 +91,15 @@ async fn register(client: &Client) -> Result<(), kube::Error> {
             "kubernetes.io/arch": "amd64", "node.ferry.dev/stand-in": "true"}},
     });
     nodes
-        .patch(NODE, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&node))
+        .patch(
+            NODE,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&node),
+        )
         .await?;
     let t = now();
-    let capacity = json!({"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"});
+    let capacity =
+        json!({"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"});
     let status = json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
         "status": {
@@ -111,7 +116,11 @@ async fn register(client: &Client) -> Result<(), kube::Error> {
         },
     });
     nodes
-        .patch_status(NODE, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&status))
+        .patch_status(
+            NODE,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&status),
+        )
         .await?;
     renew_lease(client).await
 }
@@ -125,7 +134,11 @@ async fn renew_lease(client: &Client) -> Result<(), kube::Error> {
         "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": renew},
     });
     leases
-        .patch(NODE, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&lease))
+        .patch(
+            NODE,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&lease),
+        )
         .await?;
     Ok(())
 }
