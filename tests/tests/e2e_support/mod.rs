@@ -174,7 +174,7 @@ pub fn deployment_yaml(tag: &str) -> String {
 /// The Kubernetes API a test runs against.
 pub enum Cluster {
     Test(TestCluster),
-    Real(RealCluster),
+    Real(Box<RealCluster>),
 }
 
 impl Cluster {
@@ -241,7 +241,7 @@ impl Env {
     /// [`NS`], an empty upstream; nothing running yet.
     pub async fn new() -> Result<Self> {
         if realcluster::requested() {
-            Self::with(Cluster::Real(RealCluster::start().await?)).await
+            Self::with(Cluster::Real(Box::new(RealCluster::start().await?))).await
         } else {
             Self::on_test_server().await
         }
