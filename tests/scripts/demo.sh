@@ -26,8 +26,8 @@ wait_until() {
   die "timed out after ${limit}s waiting for $what"
 }
 
-step "Building ferry-applier, ferry-source-server and ferry-testcluster"
-cargo build --quiet -p ferry-applier -p ferry-source-server -p ferry-testcluster --bins
+step "Building ferry-applier, ferry-source-server, ferry-testcluster and ferry-node-standin"
+cargo build --quiet -p ferry-applier -p ferry-source-server -p ferry-testcluster -p ferry-tests --bins
 bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
 kubectl="${FERRY_KUBECTL:-$repo/.tools/bin/kubectl}"
 if [[ ! -x "$kubectl" ]]; then
