@@ -2,7 +2,7 @@
 //! `crds_are_up_to_date` test fails when it is stale (`FERRY_UPDATE_CRDS=1` rewrites it).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 /// Every CRD Ferry installs, with the file name it has under `deploy/crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {

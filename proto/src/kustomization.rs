@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,7 @@ use crate::{Condition, Digest};
 /// Desired state: render `path` of the source's artifact and apply it.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "apply.ferry.dev",
     version = "v1",
     kind = "Kustomization",
@@ -421,7 +422,7 @@ mod tests {
 
     #[test]
     fn crd_is_namespaced_apply_ferry_dev_v1_with_flux_fields() {
-        use kube::CustomResourceExt;
+        use kube_core::CustomResourceExt;
         let crd = Kustomization::crd();
         assert_eq!(crd.spec.group, "apply.ferry.dev");
         assert_eq!(crd.spec.scope, "Namespaced");

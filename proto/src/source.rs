@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ impl GitRepositorySpec {
 /// Desired state of a mirrored Git repository.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "source.ferry.dev",
     version = "v1",
     kind = "GitRepository",
