@@ -82,6 +82,10 @@ pub enum Error {
     #[error("{at}: may not add resource with an already registered id: {id}")]
     Conflict { at: Location, id: String },
 
+    /// A tree past the engine's bounds (nesting depth, kustomizations built, objects).
+    #[error("{file}: {msg}")]
+    TooLarge { file: String, msg: String },
+
     /// A cycle between kustomizations (a base that includes itself).
     #[error("cycle detected: '{dir}' is already being built ({chain})")]
     Cycle { dir: String, chain: String },

@@ -75,15 +75,60 @@ struct Builder<'a> {
     warnings: RefCell<Vec<String>>,
     /// Directories being built, for cycle detection.
     stack: RefCell<Vec<RelPath>>,
+    /// Kustomizations (bases, components, the root) built so far, counting repeats.
+    visits: std::cell::Cell<usize>,
 }
 
-/// Builds the kustomization in `dir` (relative to the root of `fs`).
+/// Bounds on hostile trees. A chain of bases deeper than this would only come from a
+/// generator gone wrong (real trees nest a handful of levels), and each level costs native
+/// stack. Kustomizations built in total, repeats included, bound the work of 2^N diamonds
+/// that hold few objects; objects per build bound their memory.
+pub const MAX_DEPTH: usize = 100;
+pub const MAX_KUSTOMIZATIONS: usize = 2_000;
+pub const MAX_OBJECTS: usize = 20_000;
+
+/// Stops a build whose objects pass [`MAX_OBJECTS`], checked as each base is merged so the
+/// excess is at most one base's worth.
+fn check_objects(ra: &Accumulator, ctx: &KustCtx<'_>) -> Result<()> {
+    if ra.resources.len() > MAX_OBJECTS {
+        return Err(Error::TooLarge {
+            file: ctx.file.to_string(),
+            msg: format!("renders more than {MAX_OBJECTS} objects"),
+        });
+    }
+    Ok(())
+}
+
+/// Stack for a build: each nested kustomization takes tens of KiB of it in debug builds, so
+/// [`MAX_DEPTH`] levels would not fit the 2 MiB of a test or tokio worker thread. Only the
+/// pages a build touches are committed.
+const BUILD_STACK: usize = 64 << 20;
+
+/// Builds the kustomization in `dir` (relative to the root of `fs`), on a thread of its own
+/// with a stack sized for [`MAX_DEPTH`].
 pub fn build(fs: &dyn FileSystem, dir: &RelPath, opts: &BuildOptions) -> Result<Output> {
+    std::thread::scope(|s| {
+        match std::thread::Builder::new()
+            .name("kustomize-build".into())
+            .stack_size(BUILD_STACK)
+            .spawn_scoped(s, || build_here(fs, dir, opts))
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had (resource limits): build on this one; MAX_DEPTH still holds.
+            Err(_) => build_here(fs, dir, opts),
+        }
+    })
+}
+
+fn build_here(fs: &dyn FileSystem, dir: &RelPath, opts: &BuildOptions) -> Result<Output> {
     let b = Builder {
         fs,
         opts,
         warnings: RefCell::new(Vec::new()),
         stack: RefCell::new(Vec::new()),
+        visits: std::cell::Cell::new(0),
     };
     let (file, kust) = b.load(dir, None)?;
     let ctx = b.ctx(dir, &file);
@@ -250,6 +295,30 @@ impl<'a> Builder<'a> {
                 chain,
             });
         }
+        let depth = self.stack.borrow().len();
+        if depth >= MAX_DEPTH {
+            return Err(Error::TooLarge {
+                file: file.to_string(),
+                msg: format!(
+                    "bases nest deeper than {MAX_DEPTH} kustomizations (built from {})",
+                    self.stack
+                        .borrow()
+                        .first()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        self.visits.set(self.visits.get() + 1);
+        if self.visits.get() > MAX_KUSTOMIZATIONS {
+            return Err(Error::TooLarge {
+                file: file.to_string(),
+                msg: format!(
+                    "more than {MAX_KUSTOMIZATIONS} kustomizations built in one build (bases \
+                     included repeatedly, e.g. diamonds of diamonds)"
+                ),
+            });
+        }
         self.stack.borrow_mut().push(dir.clone());
         let result = self.accumulate_inner(dir, file, kust, &mut ra);
         self.stack.borrow_mut().pop();
@@ -401,7 +470,8 @@ impl<'a> Builder<'a> {
                     ));
                 }
                 let sub = self.accumulate(&p, &sfile, &skust, Accumulator::default())?;
-                ra.merge(sub, &ctx.loc(field), index)
+                ra.merge(sub, &ctx.loc(field), index)?;
+                check_objects(ra, ctx)
             }
             None => Err(Error::NotFound {
                 at: ctx.loc(field),

@@ -100,13 +100,17 @@ fn mutate(seed: &[u8], others: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
 }
 
 fn replay(target: &str, body: fn(&[u8])) {
+    replay_n(target, body, mutations_per_seed());
+}
+
+fn replay_n(target: &str, body: fn(&[u8]), mutations: usize) {
     let seeds = seeds(target);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut runs = 0;
     for seed in &seeds {
         body(seed);
         runs += 1;
-        for _ in 0..mutations_per_seed() {
+        for _ in 0..mutations {
             body(&mutate(seed, &seeds, &mut rng));
             runs += 1;
         }
@@ -136,4 +140,10 @@ fn builds_survive_the_corpus() {
 #[test]
 fn strategic_merge_survives_the_corpus() {
     replay("strategic_merge", bodies::strategic_merge);
+}
+
+#[test]
+fn deep_and_wide_trees_stay_bounded() {
+    // Inputs that reach a bound cost up to a second each in debug builds: fewer mutations.
+    replay_n("nested_tree", bodies::nested_tree, mutations_per_seed() / 5);
 }

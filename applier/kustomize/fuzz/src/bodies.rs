@@ -97,3 +97,45 @@ pub fn strategic_merge(data: &[u8]) {
 fn first_doc(text: &str) -> Option<Value> {
     yaml::parse_documents(text).ok()?.into_iter().next()
 }
+
+/// Deep and wide kustomization trees, described by the first bytes of the input: levels
+/// (`data[0..2]`, up to 65535), bases per level (`data[2] % 4 + 1`, each with its own name
+/// prefix, so every level multiplies the objects — diamonds), ConfigMaps at the bottom
+/// (`data[3]`); the rest is appended to every level's kustomization. The build must end in an
+/// output or an error — never a stack overflow or an unbounded allocation.
+pub fn nested_tree(data: &[u8]) {
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0) as usize;
+    let levels = (byte(0) << 8 | byte(1)).max(1);
+    let fan = byte(2) % 4 + 1;
+    let objects = byte(3);
+    let extra = String::from_utf8_lossy(data.get(4..).unwrap_or_default());
+    let mut fs = MemFs::new();
+    let mut insert = |path: String, text: String| {
+        fs.insert(&path, text.into_bytes())
+            .expect("generated paths are valid");
+    };
+    for level in 0..levels {
+        let mut k = String::from("resources:\n");
+        if level + 1 == levels {
+            k.push_str("- objects.yaml\n");
+            let docs: Vec<String> = (0..objects)
+                .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\n"))
+                .collect();
+            insert(format!("l{level}/objects.yaml"), docs.join("---\n"));
+        } else {
+            for b in 0..fan {
+                k.push_str(&format!("- b{b}\n"));
+                insert(
+                    format!("l{level}/b{b}/kustomization.yaml"),
+                    format!("namePrefix: b{b}-\nresources:\n- ../../l{}\n", level + 1),
+                );
+            }
+        }
+        k.push_str(&extra);
+        insert(format!("l{level}/kustomization.yaml"), k);
+    }
+    let dir = RelPath::parse("l0").expect("valid directory");
+    if let Ok(out) = build(&fs, &dir, &BuildOptions::default()) {
+        let _ = out.to_yaml();
+    }
+}
