@@ -1,5 +1,6 @@
 //! Prometheus metrics served at `GET /metrics` (text exposition format), per source.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
@@ -13,8 +14,11 @@ use crate::SourceKey;
 
 type Labels = Vec<(String, String)>;
 
+/// The server's metrics; every per-source series is removed with its source ([`Metrics::forget`]).
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// Failure reasons seen per source: the label values [`Metrics::forget`] must remove.
+    reasons: Mutex<BTreeMap<SourceKey, BTreeSet<&'static str>>>,
     fetch_duration: Family<Labels, Histogram, fn() -> Histogram>,
     failures: Family<Labels, Counter>,
     artifacts: Family<Labels, Counter>,
@@ -81,6 +85,7 @@ impl Metrics {
         );
         Self {
             registry: Mutex::new(registry),
+            reasons: Mutex::new(BTreeMap::new()),
             fetch_duration,
             failures,
             artifacts,
@@ -102,10 +107,40 @@ impl Metrics {
         }
     }
 
-    pub fn failure(&self, key: &SourceKey, reason: &str) {
+    pub fn failure(&self, key: &SourceKey, reason: &'static str) {
+        self.reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .insert(reason);
         self.failures
             .get_or_create(&labels(key, &[("reason", reason)]))
             .inc();
+    }
+
+    /// Removes every series of `key`: a removed source must not be reported forever (nor
+    /// keep its label values in memory).
+    pub fn forget(&self, key: &SourceKey) {
+        for result in ["success", "failure"] {
+            self.fetch_duration
+                .remove(&labels(key, &[("result", result)]));
+        }
+        let reasons = self
+            .reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+            .unwrap_or_default();
+        for reason in reasons {
+            self.failures.remove(&labels(key, &[("reason", reason)]));
+        }
+        self.artifacts.remove(&labels(key, &[]));
+        for format in ["tar", "gzip"] {
+            self.artifact_size
+                .remove(&labels(key, &[("format", format)]));
+        }
+        self.last_success.remove(&labels(key, &[]));
     }
 
     pub fn artifact(&self, key: &SourceKey, tar_size: u64, gz_size: u64) {
@@ -154,5 +189,24 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    /// Issue 12: the series of a removed source stayed forever.
+    #[test]
+    fn forgetting_a_source_removes_every_one_of_its_series() {
+        let m = Metrics::new();
+        let gone = SourceKey::new("ns", "gone");
+        let kept = SourceKey::new("ns", "kept");
+        for key in [&gone, &kept] {
+            m.observe_reconcile(key, 0.01, true);
+            m.observe_reconcile(key, 0.01, false);
+            m.failure(key, "RefNotFound");
+            m.failure(key, "Timeout");
+            m.artifact(key, 10, 5);
+        }
+        m.forget(&gone);
+        let text = m.render();
+        assert!(!text.contains(r#"name="gone""#), "{text}");
+        assert!(text.contains(r#"name="kept",reason="Timeout""#), "{text}");
     }
 }

@@ -260,6 +260,19 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
     }
     let url = format!("{}/v1/sources/team-a/app", h.base());
     assert_eq!(h.http.get(&url).send().await?.status(), 404);
+    // ... and reporting it: its metrics series went with it (issue 12).
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        !metrics.contains(r#"namespace="team-a",name="app""#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"namespace="team-b",name="other""#));
     h.stop().await;
     Ok(())
 }

@@ -237,8 +237,13 @@ impl Controller {
             .cloned()
             .collect();
         for key in &removed {
-            if let Some(slot) = inner.write_slots().remove(key) {
-                slot.task.abort();
+            {
+                let mut slots = inner.write_slots();
+                if let Some(slot) = slots.remove(key) {
+                    slot.task.abort();
+                    // Under the lock: once the source is gone from the API, so are its series.
+                    inner.metrics.forget(key);
+                }
             }
             tracing::info!(source = %key, "source removed");
             if let Err(e) = inner.storage.delete_state(key).await {
