@@ -13,8 +13,10 @@ pub struct Digest([u8; 32]);
 /// Why a string is not a digest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
+    /// Not `sha256:`.
     #[error("digest {0:?} must start with \"sha256:\"")]
     Algorithm(String),
+    /// Not 64 lowercase hex characters.
     #[error("digest {0:?} must have 64 lowercase hex characters after \"sha256:\"")]
     Hex(String),
 }

@@ -12,10 +12,13 @@ pub struct Revision {
     commit: String,
 }
 
+/// Why a string is not a revision.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RevisionError {
+    /// Not `[<name>@]sha1:<hex>`.
     #[error("revision {0:?}: expected [<name>@]sha1:<40 hex>")]
     Format(String),
+    /// The commit is not 40 lowercase hex characters.
     #[error("revision {0:?}: commit must be 40 lowercase hex characters")]
     Commit(String),
 }

@@ -16,20 +16,28 @@ const MAX_PREFIX_LEN: usize = 253;
 /// Why a selector does not parse; names the offending requirement (or the whole selector).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SelectorError {
+    /// The selector is longer than [`MAX_SELECTOR_LEN`] (its length).
     #[error("selector is {0} bytes, longer than the limit of {MAX_SELECTOR_LEN}")]
     TooLong(usize),
+    /// Parentheses do not balance.
     #[error("unbalanced parentheses in selector {0:?}")]
     Unbalanced(String),
+    /// A requirement between commas is empty.
     #[error("empty requirement in selector {0:?}")]
     EmptyRequirement(String),
+    /// A key is not a valid label key.
     #[error("requirement {requirement:?}: invalid key {key:?}")]
     InvalidKey { requirement: String, key: String },
+    /// A value is not a valid label value.
     #[error("requirement {requirement:?}: invalid value {value:?}")]
     InvalidValue { requirement: String, value: String },
+    /// The operator is none of `=`, `==`, `!=`, `in`, `notin`.
     #[error("requirement {0:?}: unknown operator (expected =, ==, !=, in, notin)")]
     UnknownOperator(String),
+    /// `in`/`notin` without a parenthesised list.
     #[error("requirement {0:?}: expected a parenthesised value list, as in `key in (a, b)`")]
     ExpectedList(String),
+    /// `in`/`notin` with an empty list.
     #[error("requirement {0:?}: the value list of `in`/`notin` must not be empty")]
     EmptyList(String),
 }

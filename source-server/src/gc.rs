@@ -1,4 +1,5 @@
-//! Garbage collection of stored artifacts.
+//! Garbage collection of stored artifacts: what to delete, and one pass over the storage. The
+//! controller decides when (`reconcile::Inner::collect_garbage`).
 //!
 //! The keep set is read from the persisted source states, not from memory: every artifact that
 //! is current for, or in the recent history of, any recorded source is kept (a source's history
@@ -11,7 +12,6 @@ use std::collections::BTreeSet;
 
 use ferry_proto::Digest;
 
-use crate::reconcile::Inner;
 use crate::storage::{SourceState, Storage, StorageError};
 
 /// Digests to delete: stored ones that no state references.
@@ -47,17 +47,6 @@ pub async fn run(storage: &Storage, keep: usize) -> Result<Vec<Digest>, StorageE
         storage.delete_artifact(d).await?;
     }
     Ok(doomed)
-}
-
-pub(crate) async fn collect(inner: &Inner) {
-    let _guard = inner.storage_lock.lock().await;
-    match run(&inner.storage, inner.keep()).await {
-        Ok(deleted) if !deleted.is_empty() => {
-            tracing::info!(count = deleted.len(), "garbage-collected artifacts");
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
-    }
 }
 
 #[cfg(test)]

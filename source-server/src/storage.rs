@@ -26,20 +26,43 @@ use crate::SourceKey;
 /// A state file larger than this is refused: it holds one source's record, a few KiB at most.
 const MAX_STATE_BYTES: u64 = 1 << 20;
 
+/// Why a storage operation failed; every variant names the location or path.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// `--storage` is neither a directory nor a usable `s3://` URL.
     #[error("storage location {location:?}: {reason}")]
-    Location { location: String, reason: String },
+    Location {
+        /// The `--storage` value.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The storage directory could not be created.
     #[error("storage: creating directory {dir}: {source}")]
-    CreateDir { dir: String, source: std::io::Error },
+    CreateDir {
+        /// The directory.
+        dir: String,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// The object store refused an operation.
     #[error("storage: {op} {path}: {source}")]
     Store {
+        /// The operation (`put`, `get`, ...).
         op: &'static str,
+        /// The object's path.
         path: String,
+        /// The store's error.
         source: object_store::Error,
     },
+    /// A source's state record cannot be read back.
     #[error("storage: state file {path} is invalid: {reason}")]
-    BadState { path: String, reason: String },
+    BadState {
+        /// The state file's path.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 /// What the server remembers about a source across restarts.

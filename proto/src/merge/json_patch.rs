@@ -10,14 +10,19 @@ pub use json_patch::{Patch, PatchOperation};
 /// Why a JSON patch could not be parsed or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonPatchError {
+    /// The patch is not a JSON patch document.
     #[error("invalid JSON patch: {0}")]
     Parse(#[source] serde_json::Error),
+    /// An operation failed (a missing path, a failed `test`).
     #[error("JSON patch operation {index} ({op} {path}) failed: {reason}")]
     Apply {
         /// Zero-based index of the failing operation.
         index: usize,
+        /// The operation (`add`, `remove`, ...).
         op: &'static str,
+        /// Its path.
         path: String,
+        /// Why it failed.
         reason: String,
     },
 }

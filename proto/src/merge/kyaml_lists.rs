@@ -13,8 +13,8 @@
 
 use serde_json::{Map, Value};
 
+use super::error::StrategicMergeError;
 use super::schema::TypeDef;
-use super::strategic::StrategicMergeError;
 
 /// A patch item with its key tuple (`None`: the item is not an object).
 type KeyedItem<'a> = Option<(Vec<String>, &'a Map<String, Value>)>;

@@ -2,6 +2,7 @@
 //! [`json_patch`]), JSON merge patch (RFC 7386, [`merge_patch`]), and the per-type knowledge
 //! ([`schema`]) that strategic merge and server-side apply share.
 
+mod error;
 pub mod json_patch;
 mod kyaml_lists;
 pub mod merge_patch;

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+pub use super::error::StrategicMergeError;
 use super::schema::{Field, SmpList, SsaList, TypeDef};
 
 const PATCH: &str = "$patch";
@@ -55,21 +56,6 @@ impl Options {
         list_directives: false,
         multi_key_lists: true,
     };
-}
-
-/// A patch that cannot be applied; `path` is where, in JSON-pointer-like dotted form.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StrategicMergeError {
-    #[error("strategic merge at {path}: unknown $patch directive {directive:?}")]
-    UnknownDirective { path: String, directive: String },
-    #[error("strategic merge at {path}: list item {item} lacks the merge key {key:?}")]
-    MissingMergeKey {
-        path: String,
-        key: String,
-        item: String,
-    },
-    #[error("strategic merge at {path}: {message}")]
-    Invalid { path: String, message: String },
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> StrategicMergeError {

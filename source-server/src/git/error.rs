@@ -11,35 +11,74 @@ use ferry_proto::condition::reason;
 /// Why a Git operation failed. Every variant names the source URL with credentials removed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// The host could not be reached (DNS, connection refused, TLS).
     #[error("{url}: host unreachable: {detail}")]
-    Unreachable { url: String, detail: String },
-    #[error("{url}: authentication failed: {detail}")]
-    AuthFailed { url: String, detail: String },
-    #[error("{url}: {reference} not found{}", fmt_detail(.detail))]
-    RefNotFound {
+    Unreachable {
+        /// The URL, credentials removed.
         url: String,
-        reference: String,
+        /// The transport's complaint.
         detail: String,
     },
+    /// The server refused the credentials (or asked for some and none were given).
+    #[error("{url}: authentication failed: {detail}")]
+    AuthFailed {
+        /// The URL, credentials removed.
+        url: String,
+        /// The server's or transport's complaint.
+        detail: String,
+    },
+    /// The ref to follow does not exist on the remote.
+    #[error("{url}: {reference} not found{}", fmt_detail(.detail))]
+    RefNotFound {
+        /// The URL, credentials removed.
+        url: String,
+        /// Which ref, e.g. `branch "main"`.
+        reference: String,
+        /// More context, possibly empty.
+        detail: String,
+    },
+    /// The operation ran past `spec.timeout`.
     #[error("{url}: timed out after {after:?} while {operation}")]
     Timeout {
+        /// The URL, credentials removed.
         url: String,
+        /// What was being done.
         operation: &'static str,
+        /// The deadline.
         after: Duration,
     },
+    /// The operation was interrupted (the source changed or was removed).
     #[error("{url}: interrupted while {operation}")]
     Interrupted {
+        /// The URL, credentials removed.
         url: String,
+        /// What was being done.
         operation: &'static str,
     },
+    /// The URL or settings cannot work (unsupported scheme, unusable credentials).
     #[error("{url}: invalid source: {detail}")]
-    Invalid { url: String, detail: String },
+    Invalid {
+        /// The URL, credentials removed.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The local mirror is unusable.
     #[error("mirror {path}: {detail}")]
-    Mirror { path: String, detail: String },
+    Mirror {
+        /// The mirror's directory.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Any other failure of a Git operation.
     #[error("{url}: {operation} failed: {detail}")]
     Other {
+        /// The URL, credentials removed.
         url: String,
+        /// What was being done.
         operation: &'static str,
+        /// gix's error.
         detail: String,
     },
 }

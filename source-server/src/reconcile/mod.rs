@@ -296,7 +296,7 @@ impl Controller {
             self.forget_unconfigured(desired).await;
         }
         if first || !removed.is_empty() {
-            crate::gc::collect(inner).await;
+            inner.collect_garbage().await;
         }
     }
 
@@ -347,9 +347,17 @@ impl Inner {
         }
     }
 
-    /// `--keep`: artifacts kept per source besides the current one.
-    pub(crate) fn keep(&self) -> usize {
-        self.opts.keep
+    /// One GC pass under the storage lock (see [`crate::gc`]); failures are logged, and only
+    /// delay collection to the next pass.
+    async fn collect_garbage(&self) {
+        let _guard = self.storage_lock.lock().await;
+        match crate::gc::run(&self.storage, self.opts.keep).await {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!(count = deleted.len(), "garbage-collected artifacts");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+        }
     }
 
     fn mirror_lock(&self, key: &SourceKey) -> Arc<std::sync::Mutex<()>> {

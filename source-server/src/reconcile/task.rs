@@ -280,7 +280,7 @@ pub(super) async fn store(
     tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {
         inner.events.publish(artifact_event(key, &artifact));
-        crate::gc::collect(inner).await;
+        inner.collect_garbage().await;
     }
     Ok(())
 }
