@@ -2,8 +2,11 @@
 //! Deployments, StatefulSets and DaemonSets have rolled out their current generation, Jobs have
 //! completed, and anything else with a `Ready` condition has it `True`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 
 use crate::apply::{Applier, ApplyError, ObjectId};
@@ -154,7 +157,15 @@ fn generic(obj: &Value) -> Health {
     }
 }
 
-/// Polls `objects` until all are ready, one failed, or `timeout` passed.
+/// Lists of one kind in one namespace in flight at once during a poll.
+const LIST_CONCURRENCY: usize = 8;
+
+/// How often the health of pending objects is read again.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Polls `objects` until all are ready, one failed, or `timeout` passed. Each poll reads each
+/// kind once per namespace with a LIST (as kstatus's caching reader does), the lists running
+/// concurrently: a poll costs one request per kind, not one per object.
 pub async fn wait_ready(
     applier: &Applier,
     objects: &[(ObjectId, String)],
@@ -163,40 +174,7 @@ pub async fn wait_ready(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: Vec<&(ObjectId, String)> = objects.iter().collect();
     loop {
-        let mut still = vec![];
-        let mut reasons = vec![];
-        let mut failed = vec![];
-        for item in pending {
-            let (id, version) = item;
-            let resolved = applier.resolver().resolve(id, version).await?;
-            let api = resolved.api(applier.client(), &id.namespace);
-            let live = api
-                .get_opt(&id.name)
-                .await
-                .map_err(|e| ApplyError::Request {
-                    object: id.to_string(),
-                    action: "get",
-                    source: e,
-                })?;
-            let health = match live {
-                None => Health::InProgress("not found".into()),
-                Some(l) => match serde_json::to_value(l) {
-                    Ok(v) => assess(&id.kind, &v),
-                    Err(e) => Health::Failed(format!("unreadable: {e}")),
-                },
-            };
-            match health {
-                Health::Ready => {}
-                Health::InProgress(why) => {
-                    reasons.push(format!("{id}: {why}"));
-                    still.push(item);
-                }
-                Health::Failed(why) => failed.push(format!("{id}: {why}")),
-            }
-        }
-        if !failed.is_empty() {
-            return Err(HealthError::Failed(failed));
-        }
+        let (still, reasons) = poll(applier, &pending).await?;
         if still.is_empty() {
             return Ok(());
         }
@@ -207,8 +185,88 @@ pub async fn wait_ready(
             });
         }
         pending = still;
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// One poll: the objects still in progress with what each waits for, or the failed ones.
+async fn poll<'a>(
+    applier: &Applier,
+    pending: &[&'a (ObjectId, String)],
+) -> Result<(Vec<&'a (ObjectId, String)>, Vec<String>), HealthError> {
+    let mut groups: BTreeMap<(&str, &str, &str, &str), Vec<&'a (ObjectId, String)>> =
+        BTreeMap::new();
+    for item in pending {
+        let (id, version) = *item;
+        groups
+            .entry((&id.group, version, &id.kind, &id.namespace))
+            .or_default()
+            .push(item);
+    }
+    // Built before streamed: a `map` closure over borrowed data makes the reconcile future
+    // fail the controller's `Send` bound (rust#102211).
+    let lists: Vec<_> = groups
+        .into_values()
+        .map(|items| assess_group(applier, items))
+        .collect();
+    let assessed: Vec<Vec<(&(ObjectId, String), Health)>> = stream::iter(lists)
+        .buffered(LIST_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut still = vec![];
+    let mut reasons = vec![];
+    let mut failed = vec![];
+    for (item, health) in assessed.into_iter().flatten() {
+        match health {
+            Health::Ready => {}
+            Health::InProgress(why) => {
+                reasons.push(format!("{}: {why}", item.0));
+                still.push(item);
+            }
+            Health::Failed(why) => failed.push(format!("{}: {why}", item.0)),
+        }
+    }
+    if failed.is_empty() {
+        Ok((still, reasons))
+    } else {
+        Err(HealthError::Failed(failed))
+    }
+}
+
+/// The health of `items`, all of one kind in one namespace, from one LIST.
+async fn assess_group<'a>(
+    applier: &Applier,
+    items: Vec<&'a (ObjectId, String)>,
+) -> Result<Vec<(&'a (ObjectId, String), Health)>, HealthError> {
+    let (first, version) = items.first().copied().expect("groups are never empty");
+    let resolved = applier.resolver().resolve(first, version).await?;
+    let api = resolved.api(applier.client(), &first.namespace);
+    let live = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ApplyError::Request {
+            object: format!("{} in namespace {:?}", first.kind, first.namespace),
+            action: "list",
+            source: e,
+        })?;
+    let by_name: HashMap<String, DynamicObject> = live
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
+        .collect();
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let health = match by_name.get(&item.0.name) {
+                None => Health::InProgress("not found".into()),
+                Some(live) => match serde_json::to_value(live) {
+                    Ok(v) => assess(&item.0.kind, &v),
+                    Err(e) => Health::Failed(format!("unreadable: {e}")),
+                },
+            };
+            (item, health)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -5,8 +5,11 @@
 //! (`ferry.dev/prune: disabled`) or that another Kustomization has taken over since (owner labels)
 //! are left alone.
 
+use std::collections::{BTreeMap, HashMap};
+
 use ferry_proto::kustomization::{Inventory, InventoryEntry};
-use kube::api::DeleteParams;
+use futures::{StreamExt, stream};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 
 use crate::apply::{
     Applier, ApplyError, ChangeSet, ObjectId, owned_by, prune_disabled, split_api_version,
@@ -56,7 +59,12 @@ pub fn entry_id(entry: &InventoryEntry, namespace: &str) -> (ObjectId, String) {
     )
 }
 
-/// Deletes `old` minus `new` for Kustomization `namespace/name`.
+/// Requests (LISTs, then DELETEs) in flight at once.
+const PRUNE_CONCURRENCY: usize = 16;
+
+/// Deletes `old` minus `new` for Kustomization `namespace/name`: one LIST per kind and
+/// namespace reads the candidates (their labels and annotations decide whether they may go),
+/// then the deletions run concurrently. Results are sorted, whatever order they completed in.
 pub async fn prune(
     applier: &Applier,
     namespace: &str,
@@ -64,19 +72,68 @@ pub async fn prune(
     old: &Inventory,
     new: &Inventory,
 ) -> Result<Pruned, PruneError> {
-    let mut out = Pruned::default();
-    let mut errors = vec![];
+    let mut groups: BTreeMap<(String, String, String, String), Vec<ObjectId>> = BTreeMap::new();
     for entry in old.minus(new) {
         let (id, version) = entry_id(&entry, namespace);
-        match prune_one(applier, namespace, name, &id, &version).await {
-            Ok(Some(reason)) => out.kept.push((id, reason)),
-            Ok(None) => {
+        groups
+            .entry((
+                id.group.clone(),
+                version,
+                id.kind.clone(),
+                id.namespace.clone(),
+            ))
+            .or_default()
+            .push(id);
+    }
+    // The futures are built before they are streamed: a `map` closure over borrowed data
+    // makes the reconcile future fail the controller's `Send` bound (rust#102211).
+    let lists: Vec<_> = groups
+        .into_iter()
+        .map(|((_, version, _, _), ids)| list_group(applier, (namespace, name), version, ids))
+        .collect();
+    let listed: Vec<Result<Vec<Candidate>, ApplyError>> = stream::iter(lists)
+        .buffered(PRUNE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Pruned::default();
+    let mut errors = vec![];
+    let mut deletes = vec![];
+    for group in listed {
+        match group {
+            Err(e) => errors.push(e),
+            Ok(candidates) => {
+                for c in candidates {
+                    match c {
+                        Candidate::Gone(id) => {
+                            applier.forget(&id);
+                            out.deleted.push(id);
+                        }
+                        Candidate::Keep(id, reason) => out.kept.push((id, reason)),
+                        Candidate::Delete(id, api, uid) => deletes.push((id, api, uid)),
+                    }
+                }
+            }
+        }
+    }
+    let deletes: Vec<_> = deletes
+        .into_iter()
+        .map(|(id, api, uid)| async move {
+            let result = delete(&api, &id, uid).await;
+            (id, result)
+        })
+        .collect();
+    let mut results = stream::iter(deletes).buffer_unordered(PRUNE_CONCURRENCY);
+    while let Some((id, result)) = results.next().await {
+        match result {
+            Ok(()) => {
                 applier.forget(&id);
                 out.deleted.push(id);
             }
             Err(e) => errors.push(e),
         }
     }
+    out.deleted.sort();
+    out.kept.sort();
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -84,37 +141,80 @@ pub async fn prune(
     }
 }
 
-/// `Ok(None)` when deleted (or already gone), `Ok(Some(reason))` when kept on purpose.
-async fn prune_one(
+/// What to do with one prune candidate, as its LIST showed it.
+enum Candidate {
+    /// Not there (or its kind is not served any more): nothing to delete.
+    Gone(ObjectId),
+    /// Left in place on purpose.
+    Keep(ObjectId, &'static str),
+    /// To delete, with the uid it had when listed.
+    Delete(ObjectId, Api<DynamicObject>, Option<String>),
+}
+
+/// Reads `ids`, all of one kind in one namespace, with one LIST.
+async fn list_group(
     applier: &Applier,
-    namespace: &str,
-    name: &str,
-    id: &ObjectId,
-    version: &str,
-) -> Result<Option<&'static str>, ApplyError> {
-    let resolved = match applier.resolver().resolve(id, version).await {
+    (namespace, name): (&str, &str),
+    version: String,
+    ids: Vec<ObjectId>,
+) -> Result<Vec<Candidate>, ApplyError> {
+    let first = ids.first().expect("groups are never empty");
+    let resolved = match applier.resolver().resolve(first, &version).await {
         Ok(r) => r,
         // The kind is not served any more (its CRD went away): nothing left to delete.
-        Err(ApplyError::UnknownKind { .. }) => return Ok(None),
+        Err(ApplyError::UnknownKind { .. }) => {
+            return Ok(ids.into_iter().map(Candidate::Gone).collect());
+        }
         Err(e) => return Err(e),
     };
-    let api = resolved.api(applier.client(), &id.namespace);
+    let api = resolved.api(applier.client(), &first.namespace);
     let live = api
-        .get_opt(&id.name)
+        .list(&ListParams::default())
         .await
-        .map_err(|e| request(id, "get", e))?;
-    let Some(live) = live else {
-        return Ok(None);
+        .map_err(|e| ApplyError::Request {
+            object: format!("{} in namespace {:?}", first.kind, first.namespace),
+            action: "list",
+            source: e,
+        })?;
+    let mut by_name: HashMap<String, DynamicObject> = live
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
+        .collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let Some(live) = by_name.remove(&id.name) else {
+                return Candidate::Gone(id);
+            };
+            if prune_disabled(&live) {
+                Candidate::Keep(id, "pruning disabled by annotation")
+            } else if !owned_by(&live, namespace, name) {
+                Candidate::Keep(id, "owned by another Kustomization")
+            } else {
+                Candidate::Delete(id, api.clone(), live.metadata.uid)
+            }
+        })
+        .collect())
+}
+
+/// Deletes one object, only if it is still the one that was listed (same uid): an object
+/// deleted and re-created by someone else meanwhile is not ours to delete.
+async fn delete(
+    api: &Api<DynamicObject>,
+    id: &ObjectId,
+    uid: Option<String>,
+) -> Result<(), ApplyError> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
     };
-    if prune_disabled(&live) {
-        return Ok(Some("pruning disabled by annotation"));
-    }
-    if !owned_by(&live, namespace, name) {
-        return Ok(Some("owned by another Kustomization"));
-    }
-    match api.delete(&id.name, &DeleteParams::background()).await {
-        Ok(_) => Ok(None),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
+    match api.delete(&id.name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(e) => Err(request(id, "delete", e)),
     }
 }
