@@ -194,8 +194,9 @@ async fn poll<'a>(
     applier: &Applier,
     pending: &[&'a (ObjectId, String)],
 ) -> Result<(Vec<&'a (ObjectId, String)>, Vec<String>), HealthError> {
-    let mut groups: BTreeMap<(&str, &str, &str, &str), Vec<&'a (ObjectId, String)>> =
-        BTreeMap::new();
+    // Group, version, kind, namespace.
+    type Key<'k> = (&'k str, &'k str, &'k str, &'k str);
+    let mut groups: BTreeMap<Key, Vec<&'a (ObjectId, String)>> = BTreeMap::new();
     for item in pending {
         let (id, version) = *item;
         groups

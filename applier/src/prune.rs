@@ -6,6 +6,7 @@
 //! are left alone.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ferry_proto::kustomization::{Inventory, InventoryEntry};
 use futures::{StreamExt, stream};
@@ -148,7 +149,7 @@ enum Candidate {
     /// Left in place on purpose.
     Keep(ObjectId, &'static str),
     /// To delete, with the uid it had when listed.
-    Delete(ObjectId, Api<DynamicObject>, Option<String>),
+    Delete(ObjectId, Arc<Api<DynamicObject>>, Option<String>),
 }
 
 /// Reads `ids`, all of one kind in one namespace, with one LIST.
@@ -167,7 +168,7 @@ async fn list_group(
         }
         Err(e) => return Err(e),
     };
-    let api = resolved.api(applier.client(), &first.namespace);
+    let api = Arc::new(resolved.api(applier.client(), &first.namespace));
     let live = api
         .list(&ListParams::default())
         .await
