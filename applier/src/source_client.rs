@@ -15,8 +15,8 @@ use ferry_proto::{ArtifactRef, Digest};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::fetch::Backoff;
 use crate::fetch::error_chain;
+use ferry_proto::Backoff;
 
 mod sse;
 pub use sse::{SseEvent, SseParser};
@@ -49,7 +49,7 @@ impl SourceClientError {
 /// How [`SourceClient::watch`] reconnects and polls.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
-    /// Delay between reconnect attempts (its `attempts` is ignored: the watch never gives up).
+    /// Delay between reconnect attempts (the watch never gives up).
     pub backoff: Backoff,
     /// How often to list sources while the event stream is down.
     pub poll_interval: Duration,
@@ -60,11 +60,7 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
-            backoff: Backoff {
-                attempts: u32::MAX,
-                initial: Duration::from_millis(500),
-                max: Duration::from_secs(30),
-            },
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             poll_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
         }
@@ -227,7 +223,7 @@ impl Watcher {
                 }
             }
             // While disconnected, poll at the poll interval but retry the stream by backoff.
-            let delay = self.cfg.backoff.delay(failures.saturating_sub(1));
+            let delay = self.cfg.backoff.delay(failures);
             let mut waited = Duration::ZERO;
             while waited < delay {
                 let step = (delay - waited).min(self.cfg.poll_interval);

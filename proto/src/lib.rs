@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod artifact;
+pub mod backoff;
 pub mod condition;
 pub mod crds;
 pub mod digest;
@@ -23,6 +24,7 @@ pub mod selector;
 pub mod source;
 
 pub use artifact::{ArtifactRef, artifact_path};
+pub use backoff::Backoff;
 pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};

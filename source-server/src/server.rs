@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_proto::ArtifactLimits;
+use ferry_proto::{ArtifactLimits, Backoff};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,8 +28,8 @@ pub struct ServeOptions {
     /// Base URL in artifact URLs; default `http://<bound address>`.
     pub public_url: Option<String>,
     pub keep: usize,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
+    /// Delays between reconciles of a failing source.
+    pub backoff: Backoff,
     /// `AWS_*` settings for S3 storage; `None` reads the process environment.
     pub storage_env: Option<Vec<(String, String)>>,
     /// Bounds on one artifact; keep equal to the agents' (`ferry_proto::limits`).
@@ -46,8 +46,7 @@ impl ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             public_url: None,
             keep: defaults.keep,
-            backoff_base: defaults.backoff_base,
-            backoff_max: defaults.backoff_max,
+            backoff: defaults.backoff,
             storage_env: None,
             limits: ArtifactLimits::default(),
         }
@@ -156,8 +155,7 @@ pub async fn start_with_backend(
         Options {
             public_url,
             keep: opts.keep,
-            backoff_base: opts.backoff_base,
-            backoff_max: opts.backoff_max,
+            backoff: opts.backoff,
         },
     );
     let (tx, rx) = config::channel();

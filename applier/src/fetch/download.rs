@@ -2,36 +2,8 @@
 //! enforced on the bytes received) and retries with exponential backoff on what is worth
 //! retrying: connection errors, timeouts, 5xx and 429. A 4xx or an oversize body is final.
 
-use std::time::Duration;
-
+use ferry_proto::Backoff;
 use futures::StreamExt;
-
-/// Exponential backoff for one operation.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    /// Total tries, including the first.
-    pub attempts: u32,
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            attempts: 4,
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before try number `attempt + 1` (0-based `attempt` just failed).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -64,24 +36,25 @@ impl DownloadError {
     }
 }
 
-/// GETs `url`, retrying per `backoff`, and writes at most `cap` bytes of body to `out`
+/// GETs `url`, up to `attempts` times with `backoff` between tries, and writes at most `cap` bytes of body to `out`
 /// (from its start on every try).
 pub async fn download(
     http: &reqwest::Client,
     url: &str,
     cap: u64,
     backoff: &Backoff,
+    attempts: u32,
     mut out: tokio::fs::File,
 ) -> Result<(), DownloadError> {
-    let mut attempt = 0;
+    let mut failures = 0;
     loop {
         match download_once(http, url, cap, &mut out).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.retryable() && attempt + 1 < backoff.attempts => {
-                let delay = backoff.delay(attempt);
-                tracing::warn!(%url, error = %e, attempt, ?delay, "artifact download failed; retrying");
+            Err(e) if e.retryable() && failures + 1 < attempts => {
+                failures += 1;
+                let delay = backoff.delay(failures);
+                tracing::warn!(%url, error = %e, failures, ?delay, "artifact download failed; retrying");
                 tokio::time::sleep(delay).await;
-                attempt += 1;
             }
             Err(e) => return Err(e),
         }
@@ -144,21 +117,4 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_max() {
-        let b = Backoff {
-            attempts: 10,
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-        };
-        let delays: Vec<_> = (0..5).map(|i| b.delay(i).as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 500, 500]);
-        assert_eq!(b.delay(u32::MAX), Duration::from_millis(500));
-    }
 }

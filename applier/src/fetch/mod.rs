@@ -13,8 +13,8 @@ mod tree;
 mod verify;
 
 pub use cache::{Cache, CacheError};
+pub use download::DownloadError;
 pub(crate) use download::error_chain;
-pub use download::{Backoff, DownloadError};
 pub use tree::{ArtifactTree, TreeError};
 pub use verify::{VerifyError, gzip, verify};
 
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use ferry_proto::{ArtifactLimits, ArtifactRef, Digest, artifact_path};
+use ferry_proto::{ArtifactLimits, ArtifactRef, Backoff, Digest, artifact_path};
 
 /// Settings of a [`Fetcher`].
 #[derive(Clone, Debug)]
@@ -37,7 +37,10 @@ pub struct FetcherConfig {
     /// Bounds on one artifact (the source server's too: `ferry_proto::limits`);
     /// `max_total_size` holds whatever the server advertises.
     pub limits: ArtifactLimits,
+    /// Delays between download tries.
     pub backoff: Backoff,
+    /// Download tries, including the first.
+    pub download_attempts: u32,
     /// Deadline for one HTTP request.
     pub request_timeout: Duration,
     /// Verified trees kept in memory even when nobody holds them, so an unchanged reconcile
@@ -52,7 +55,8 @@ impl FetcherConfig {
             cache_dir: cache_dir.into(),
             max_cache_bytes: 512 * 1024 * 1024,
             limits: ArtifactLimits::default(),
-            backoff: Backoff::default(),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            download_attempts: 4,
             request_timeout: Duration::from_secs(60),
             keep_in_memory: 4,
         }
@@ -255,6 +259,7 @@ impl Fetcher {
             &url,
             cap,
             &self.cfg.backoff,
+            self.cfg.download_attempts,
             tokio::fs::File::from_std(file),
         )
         .await

@@ -119,11 +119,8 @@ fn artifact(files: &[(&str, &str)]) -> (ArtifactRef, Vec<u8>) {
 
 fn config(server: &str, cache: &std::path::Path) -> FetcherConfig {
     FetcherConfig {
-        backoff: Backoff {
-            attempts: 4,
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        },
+        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+        download_attempts: 4,
         ..FetcherConfig::new(server, cache)
     }
 }

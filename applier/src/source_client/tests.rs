@@ -120,11 +120,7 @@ fn view(ev: &ArtifactEvent) -> SourceView {
 
 fn fast() -> WatchConfig {
     WatchConfig {
-        backoff: Backoff {
-            attempts: u32::MAX,
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-        },
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(100)),
         poll_interval: Duration::from_millis(50),
         idle_timeout: Duration::from_secs(5),
     }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ferry_proto::Backoff;
 use ferry_proto::GitRepositoryStatus;
 use ferry_proto::api::{ArtifactEvent, SourceView};
 use ferry_proto::condition;
@@ -43,10 +44,8 @@ pub struct Options {
     pub public_url: String,
     /// Artifacts kept per source besides the current one.
     pub keep: usize,
-    /// First retry delay after a failure; doubles per consecutive failure.
-    pub backoff_base: Duration,
-    /// Longest retry delay.
-    pub backoff_max: Duration,
+    /// Delays between reconciles of a failing source (after a transient failure).
+    pub backoff: Backoff,
 }
 
 impl Default for Options {
@@ -54,8 +53,7 @@ impl Default for Options {
         Self {
             public_url: "http://127.0.0.1:9090".into(),
             keep: 2,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
         }
     }
 }

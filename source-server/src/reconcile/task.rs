@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use super::Inner;
 use super::status::{artifact_event, artifact_url, fail, succeed};
-use super::{Inner, Options};
 use crate::backend::{BackendError, Outcome};
 use crate::config::DesiredSource;
 use crate::storage::SourceState;
@@ -65,7 +65,7 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
             }
             Next::Backoff => {
                 failures = failures.saturating_add(1);
-                Some(backoff(&inner.opts, failures))
+                Some(inner.opts.backoff.delay(failures))
             }
             Next::WaitForTrigger => {
                 failures = failures.saturating_add(1);
@@ -87,12 +87,6 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
 pub(super) fn jitter(interval: Duration) -> Duration {
     let factor = rand::rng().random_range(0.9..=1.1);
     interval.mul_f64(factor)
-}
-
-pub(super) fn backoff(opts: &Options, failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(30);
-    let d = opts.backoff_base.saturating_mul(1u32 << exp);
-    jitter(d.min(opts.backoff_max))
 }
 
 pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> Next {
@@ -283,27 +277,4 @@ pub(super) async fn store(
         inner.collect_garbage().await;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let opts = Options {
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(10),
-            ..Default::default()
-        };
-        let within = |d: Duration, secs: f64| {
-            let s = d.as_secs_f64();
-            s >= secs * 0.89 && s <= secs * 1.11
-        };
-        assert!(within(backoff(&opts, 1), 1.0));
-        assert!(within(backoff(&opts, 2), 2.0));
-        assert!(within(backoff(&opts, 4), 8.0));
-        assert!(within(backoff(&opts, 5), 10.0));
-        assert!(within(backoff(&opts, 40), 10.0));
-    }
 }

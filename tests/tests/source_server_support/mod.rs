@@ -80,8 +80,8 @@ impl Harness {
         );
         opts.listen = "127.0.0.1:0".parse()?;
         opts.keep = self.keep;
-        opts.backoff_base = Duration::from_millis(100);
-        opts.backoff_max = Duration::from_secs(1);
+        opts.backoff =
+            ferry_proto::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         opts.storage_env = self.storage_env.clone();
         self.server = Some(server::start(opts).await?);
         Ok(())
