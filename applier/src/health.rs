@@ -3,6 +3,7 @@
 //! completed, and anything else with a `Ready` condition has it `True`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -10,6 +11,7 @@ use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 
 use crate::apply::{Applier, ApplyError, ObjectId};
+use crate::poll;
 
 /// The health of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,26 +173,24 @@ pub async fn wait_ready(
     objects: &[(ObjectId, String)],
     timeout: Duration,
 ) -> Result<(), HealthError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut pending: Vec<&(ObjectId, String)> = objects.iter().collect();
-    loop {
-        let (still, reasons) = poll(applier, &pending).await?;
-        if still.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(HealthError::Timeout {
-                timeout,
-                pending: reasons,
-            });
-        }
-        pending = still;
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let pending: (Vec<&(ObjectId, String)>, Vec<String>) = (objects.iter().collect(), vec![]);
+    let waited = poll::until(timeout, POLL_INTERVAL, pending, |(pending, _)| async move {
+        let (still, reasons) = poll_once(applier, &pending).await?;
+        Ok::<_, HealthError>(if still.is_empty() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue((still, reasons))
+        })
+    })
+    .await?;
+    waited.map_err(|(_, reasons)| HealthError::Timeout {
+        timeout,
+        pending: reasons,
+    })
 }
 
 /// One poll: the objects still in progress with what each waits for, or the failed ones.
-async fn poll<'a>(
+async fn poll_once<'a>(
     applier: &Applier,
     pending: &[&'a (ObjectId, String)],
 ) -> Result<(Vec<&'a (ObjectId, String)>, Vec<String>), HealthError> {

@@ -19,6 +19,7 @@ pub mod events;
 pub mod fetch;
 pub mod health;
 pub mod metrics;
+pub mod poll;
 pub mod prune;
 pub mod reconcile;
 pub mod render;

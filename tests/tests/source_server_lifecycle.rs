@@ -2,7 +2,9 @@
 
 mod source_server_support;
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use ferry_tests::upstream::{GitDaemon, Upstream};
 use source_server_support::*;
 
@@ -148,15 +150,11 @@ async fn gc_keeps_the_current_artifact_plus_the_last_n() -> Result<()> {
         w.sort();
         w
     };
-    let deadline = std::time::Instant::now() + WAIT;
-    while stored_artifacts(h.storage_dir())? != want {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "GC kept {:?}",
-            stored_artifacts(h.storage_dir())?
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let gc = ferry_tests::poll::until("GC", WAIT, Duration::from_millis(50), || async {
+        Ok((stored_artifacts(h.storage_dir())? == want).then_some(()))
+    })
+    .await;
+    gc.with_context(|| format!("GC kept {:?}", stored_artifacts(h.storage_dir())))?;
     for (i, d) in digests.iter().enumerate() {
         let url = format!("{}/v1/artifacts/sha256/{}", h.base(), d.hex());
         let status = h.http.get(&url).send().await?.status();
@@ -253,11 +251,13 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
 
     // Removing a source stops serving it.
     h.write_config(&repo_doc("team-b", "other", &up.file_url(), ""))?;
-    let deadline = std::time::Instant::now() + WAIT;
-    while h.sources().await?.sources.len() != 1 {
-        assert!(std::time::Instant::now() < deadline, "source not removed");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    ferry_tests::poll::until(
+        "the source removed",
+        WAIT,
+        Duration::from_millis(50),
+        || async { Ok((h.sources().await?.sources.len() == 1).then_some(())) },
+    )
+    .await?;
     let url = format!("{}/v1/sources/team-a/app", h.base());
     assert_eq!(h.http.get(&url).send().await?.status(), 404);
     // ... and reporting it: its metrics series went with it (issue 12).

@@ -19,6 +19,7 @@ mod resolve;
 mod stage;
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -415,24 +416,21 @@ impl Applier {
             Err(e) => return Err(ApplyError::request(&p.id, "delete for recreate", e)),
         }
         let timeout = Duration::from_secs(60);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let gone = crate::poll::until(timeout, Duration::from_millis(200), (), |()| async {
             let get = Request::new(&p.url)
                 .get(&p.id.name, &Default::default())
                 .map_err(request_error)?;
             match self.client.request::<Applied>(get).await {
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
-                Err(e) => return Err(ApplyError::request(&p.id, "get", e)),
-                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(ControlFlow::Break(())),
+                Err(e) => Err(ApplyError::request(&p.id, "get", e)),
+                Ok(_) => Ok(ControlFlow::Continue(())),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApplyError::Timeout {
-                    object: p.id.to_string(),
-                    what: "deleted",
-                    timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await?;
+        gone.map_err(|()| ApplyError::Timeout {
+            object: p.id.to_string(),
+            what: "deleted",
+            timeout,
+        })
     }
 }

@@ -1,8 +1,10 @@
 //! The first stage: objects other objects depend on being served or existing.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::{ApplyError, Change};
+use crate::poll;
 use kube::Client;
 use kube::api::DynamicObject;
 
@@ -19,6 +21,9 @@ pub fn is_definition(obj: &DynamicObject) -> bool {
         || (t.api_version.starts_with("rbac.authorization.k8s.io/") && t.kind == "ClusterRole")
 }
 
+/// How often CRDs are read again while they are not established.
+const INTERVAL: Duration = Duration::from_millis(100);
+
 /// Waits until every CRD in `done` reports `Established=True`; other kinds need no wait.
 pub async fn wait_established(
     client: &Client,
@@ -27,12 +32,14 @@ pub async fn wait_established(
 ) -> Result<(), ApplyError> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    let deadline = tokio::time::Instant::now() + timeout;
-    for change in done {
-        if change.id.kind != "CustomResourceDefinition" {
-            continue;
-        }
-        loop {
+    let crds: Vec<&Change> = done
+        .iter()
+        .filter(|c| c.id.kind == "CustomResourceDefinition")
+        .collect();
+    let api = &api;
+    let waited = poll::until(timeout, INTERVAL, crds, |pending| async move {
+        let mut still = vec![];
+        for change in pending {
             let crd = api
                 .get_opt(&change.id.name)
                 .await
@@ -44,20 +51,26 @@ pub async fn wait_established(
                     cs.iter()
                         .any(|c| c.type_ == "Established" && c.status == "True")
                 });
-            if established {
-                break;
+            if !established {
+                still.push(change);
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApplyError::Timeout {
-                    object: change.id.to_string(),
-                    what: "established",
-                    timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    Ok(())
+        Ok(if still.is_empty() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(still)
+        })
+    })
+    .await?;
+    waited.map_err(|pending| ApplyError::Timeout {
+        object: pending
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        what: "established",
+        timeout,
+    })
 }
 
 #[cfg(test)]

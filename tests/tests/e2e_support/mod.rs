@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use ferry_proto::kustomization::Kustomization;
@@ -537,27 +537,14 @@ impl Env {
 
     /// Polls `check` every 200 ms until it returns `Some`, failing after `limit` with `what`
     /// and the process logs.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> Result<T>
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, check: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>>>,
     {
-        let start = Instant::now();
-        let mut last_err = String::new();
-        loop {
-            match check().await {
-                Ok(Some(v)) => return Ok(v),
-                Ok(None) => {}
-                Err(e) => last_err = format!("{e:#}"),
-            }
-            if start.elapsed() > limit {
-                bail!(
-                    "timed out after {limit:?} waiting for {what} (last error: {last_err})\n{}",
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        ferry_tests::poll::until(what, limit, Duration::from_millis(200), check)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.logs()))
     }
 
     /// Waits until the deployment's first container has `image`; returns the object.

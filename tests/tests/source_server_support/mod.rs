@@ -147,18 +147,22 @@ impl Harness {
         what: &str,
         pred: impl Fn(&SourceView) -> bool,
     ) -> Result<SourceView> {
-        let deadline = Instant::now() + WAIT;
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Ok(v) = self.source(ns, name).await {
-                if pred(&v) {
-                    return Ok(v);
-                }
-                last = Some(v);
+        let last = std::sync::Mutex::new(None);
+        let found = ferry_tests::poll::until(what, WAIT, Duration::from_millis(50), || async {
+            let v = self.source(ns, name).await?;
+            if pred(&v) {
+                return Ok(Some(v));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("timed out waiting for {ns}/{name} to be {what}; last status: {last:#?}")
+            *last.lock().expect("not poisoned") = Some(v);
+            Ok(None)
+        })
+        .await;
+        found.with_context(|| {
+            format!(
+                "{ns}/{name}; last status: {:#?}",
+                last.lock().expect("not poisoned")
+            )
+        })
     }
 
     /// Waits until the source is Ready with an artifact of `commit`.
@@ -193,17 +197,12 @@ impl Harness {
     /// Polls a metric until `ok` accepts its value; the source server counts after it has
     /// published the status the other waits look at.
     pub async fn wait_metric(&self, prefix: &str, ok: impl Fn(f64) -> bool) -> Result<f64> {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let what = format!("metric {prefix} to reach the value waited for");
+        ferry_tests::poll::until(&what, WAIT, Duration::from_millis(20), || async {
             let v = self.metric(prefix).await?;
-            if ok(v) {
-                return Ok(v);
-            }
-            if Instant::now() >= deadline {
-                bail!("metric {prefix} is {v}, not the value waited for");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Ok(ok(v).then_some(v))
+        })
+        .await
     }
 
     /// Successful reconciles of a source so far.
