@@ -150,6 +150,26 @@ impl RealCluster {
         })
     }
 
+    /// Whether each process still runs, and the last lines of its log: for failure messages
+    /// (a test that times out because etcd died — e.g. of a full disk — should say so).
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for p in ["etcd", "apiserver", "controller-manager"] {
+            let pid =
+                std::fs::read_to_string(self.dir().join(format!("{p}.pid"))).unwrap_or_default();
+            let alive = !pid.trim().is_empty() && Path::new("/proc").join(pid.trim()).exists();
+            let log =
+                std::fs::read_to_string(self.dir().join(format!("{p}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+            out.push_str(&format!(
+                "--- {p} ({}) log tail ---\n{tail}\n",
+                if alive { "running" } else { "NOT running" }
+            ));
+        }
+        out
+    }
+
     fn start_nodes(&mut self) {
         let config = self.config.clone();
         let (tx, rx) = oneshot::channel::<()>();

@@ -436,8 +436,12 @@ impl Env {
             let lines: Vec<&str> = s.lines().collect();
             lines[lines.len().saturating_sub(40)..].join("\n")
         };
+        let control_plane = match &self.cluster {
+            Cluster::Real(c) => c.report(),
+            Cluster::Test(_) => String::new(),
+        };
         format!(
-            "--- agent log (tail) ---\n{}\n--- source server log (tail) ---\n{}",
+            "--- agent log (tail) ---\n{}\n--- source server log (tail) ---\n{}\n{control_plane}",
             tail(read(&self.work.path().join("agent.log"))),
             tail(read(&self.work.path().join("source-server.log")))
         )
