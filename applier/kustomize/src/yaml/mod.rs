@@ -23,6 +23,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
 
 /// [`parse_documents`] without the fast path: serde_yaml for the whole stream.
 pub fn parse_documents_general(text: &str) -> Result<Vec<Value>, String> {
+    parse_serde_yaml(&go_octals(text))
+}
+
+/// serde_yaml alone (without [`go_octals`]: flow collections are not respelled).
+fn parse_serde_yaml(text: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         if i >= MAX_DOCUMENTS {
@@ -36,6 +41,78 @@ pub fn parse_documents_general(text: &str) -> Result<Vec<Value>, String> {
         }
     }
     Ok(out)
+}
+
+/// go-yaml v3 (kustomize's parser) reads a plain `0755` as the octal integer 493, as YAML 1.1
+/// did; serde_yaml (YAML 1.2) reads it as a string, and its values no longer tell a plain
+/// scalar from a quoted one. So, before parsing, a plain value of that form (after `key: `
+/// or `- `, outside block scalars) is respelled `0o755`, which YAML 1.2 reads as the same
+/// integer. Quoted values, keys and block-scalar text are left alone.
+fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
+    // Every value the pattern below rewrites follows a space.
+    if !text.contains(" 0") && !text.contains(" -0") && !text.contains(" +0") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (value, block) = RE.get_or_init(|| {
+        (
+            regex::Regex::new(
+                r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+))([-+]?)0([0-7]+)( *(?:#.*)?)$",
+            )
+            .expect("static regex"),
+            regex::Regex::new(r"(?:^|[:-] +)[|>][-+0-9]*\s*(?:#.*)?$").expect("static regex"),
+        )
+    });
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut changed = false;
+    // Indentation of the line that opened a block scalar, while inside one.
+    let mut block_indent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        if let Some(bi) = block_indent {
+            if body.trim().is_empty() || indent > bi {
+                out.push_str(line);
+                continue;
+            }
+            block_indent = None;
+        }
+        if block.is_match(body) {
+            block_indent = Some(indent);
+        }
+        match value.captures(body) {
+            Some(c) if !body.trim_start().starts_with('#') => {
+                changed = true;
+                out.push_str(&c[1]);
+                out.push_str(&c[2]);
+                out.push_str("0o");
+                out.push_str(&c[3]);
+                out.push_str(&c[4]);
+                out.push_str(&line[body.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Types one plain scalar as the general parser would where it stands: in block context
+/// (`key: s`) or inside a flow collection, where [`go_octals`] does not reach.
+pub(crate) fn type_plain_scalar(s: &str, in_flow: bool) -> Option<Value> {
+    let text = format!("k: {s}\n");
+    let mut docs = if in_flow {
+        parse_serde_yaml(&text).ok()?
+    } else {
+        parse_documents_general(&text).ok()?
+    };
+    match docs.pop()? {
+        Value::Object(mut m) if docs.is_empty() => m.remove("k"),
+        _ => None,
+    }
 }
 
 /// Parses documents and expands `List` kinds into their items.
@@ -148,6 +225,21 @@ mod tests {
         let v = &parse_documents(text).expect("valid")[0];
         assert_eq!(v["derived"]["x"], 1);
         assert_eq!(v["ports"]["80"], "http");
+    }
+
+    #[test]
+    fn plain_leading_zero_integers_are_octal_like_go_yaml() {
+        let text =
+            "a: 0755\nb: \"0755\"\nc: '0644'\nd:\n- 0644 # mode\ne: |\n  0755\nf: 08\ng: -010\n";
+        let v = &parse_documents_general(text).expect("valid")[0];
+        assert_eq!(v["a"], 493);
+        assert_eq!(v["b"], "0755");
+        assert_eq!(v["c"], "0644");
+        assert_eq!(v["d"][0], 420);
+        assert_eq!(v["e"], "0755\n");
+        assert_eq!(v["g"], -8);
+        // The fast path types plain scalars through the general parser: same answer.
+        assert_eq!(parse_documents(text).expect("valid")[0], *v);
     }
 
     #[test]

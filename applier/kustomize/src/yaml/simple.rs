@@ -319,11 +319,7 @@ fn plain(s: &str, in_flow: bool) -> Option<Value> {
     }
     // Anything that might be a number (`0x1F`, `1e3`, `.5`, `-.inf`, `017`…) is typed by the
     // general parser, in the same block context.
-    let mut docs = super::parse_documents_general(&format!("k: {s}\n")).ok()?;
-    match docs.pop()? {
-        Value::Object(mut m) if docs.is_empty() => m.remove("k"),
-        _ => None,
-    }
+    super::type_plain_scalar(s, in_flow)
 }
 
 fn null_or_bool(s: &str) -> Option<Value> {
