@@ -283,7 +283,7 @@ fn apply_strategic(
         return Ok(false);
     };
     res.obj = merged;
-    drop_walked_nulls(&mut res.obj, schema);
+    drop_walked_nulls(&mut res.obj, schema, true);
     if !options.allow_kind_change {
         res.map_mut().insert("kind".into(), Value::String(kind));
     }
@@ -301,24 +301,30 @@ fn apply_strategic(
 }
 
 /// kyaml's merge walks every map of the patched object and drops the fields whose value is
-/// an empty null (`key:` with nothing after it; a written `null` or `~` survives there, but
-/// the engine's values no longer tell the two apart, so both go). It walks into the items of
-/// associative lists (a merge key in the schema, or items carrying one of kyaml's
-/// associative keys), never into other lists.
-fn drop_walked_nulls(v: &mut Value, ty: Option<&'static schema::TypeDef>) {
+/// an empty null (`key:` with nothing after it, as Helm templates leave them); a written
+/// `null` or `~` survives. It walks into the items of associative lists (a merge key in the
+/// schema, or items carrying one of kyaml's associative keys), never into other lists.
+///
+/// The engine's values do not keep the difference between an empty and a written null, so
+/// this drops both — except in the object's own `metadata`, where the null is the written
+/// `creationTimestamp: null` of controller-gen and `kubectl create --dry-run` output, far more
+/// common there than an empty field. Known gap: a written null elsewhere in a patched object
+/// is dropped where kustomize prints it.
+fn drop_walked_nulls(v: &mut Value, ty: Option<&'static schema::TypeDef>, top: bool) {
     let Value::Object(m) = v else { return };
     m.retain(|_, x| !x.is_null());
     for (k, x) in m.iter_mut() {
         let field = ty.and_then(|t| t.field(k));
         let child_ty = field.and_then(|f| f.ty);
         match x {
-            Value::Object(_) => drop_walked_nulls(x, child_ty),
+            Value::Object(_) if top && k == "metadata" => {}
+            Value::Object(_) => drop_walked_nulls(x, child_ty, false),
             Value::Array(items) => {
                 let by_schema =
                     field.is_some_and(|f| matches!(f.smp, schema::SmpList::MergeByKey(_)));
                 if by_schema || items.iter().any(has_associative_key) {
                     for item in items {
-                        drop_walked_nulls(item, child_ty);
+                        drop_walked_nulls(item, child_ty, false);
                     }
                 }
             }
