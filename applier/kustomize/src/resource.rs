@@ -51,7 +51,7 @@ impl Gvk {
     /// Cluster-scoped kinds of the Kubernetes API kustomize knows; anything else (CRs
     /// included) is treated as namespaced, as kustomize does without a schema.
     pub fn is_cluster_scoped(&self) -> bool {
-        crate::scope::is_cluster_scoped(&self.group, &self.kind)
+        crate::scope::is_cluster_scoped(&self.group, &self.version, &self.kind)
     }
 }
 
