@@ -9,9 +9,11 @@
 //! and the legacy (or configured) sort. Each stage is one module. Correctness is defined as
 //! "the same objects in the same order as `kustomize build`", checked by the fixture corpus
 //! in `tests/fixtures` against outputs recorded from the real binary. Anything kustomize would
-//! fetch or execute (remote bases, exec/KRM plugins, helmCharts) is refused with an error
+//! fetch or execute (remote bases, exec/KRM plugins, helmCharts) is refused (builtin
+//! transformer configurations in `transformers:` are declarative and run) with an error
 //! naming the file and field, and no path may leave the build root.
 
+mod builtins;
 pub mod cli;
 mod crds;
 mod emit;

@@ -260,12 +260,6 @@ impl<'a> Builder<'a> {
                 "generator plugins (exec/KRM functions or plugin configs) are not run",
             );
         }
-        if !kust.transformers.is_empty() {
-            return refuse(
-                "transformers",
-                "transformer plugins (exec/KRM functions or plugin configs) are not run",
-            );
-        }
         if !kust.validators.is_empty() {
             return refuse("validators", "validator plugins are not run");
         }
@@ -547,6 +541,7 @@ impl<'a> Builder<'a> {
             .collect();
         transform::images(res, &images, &cfg.images, &ctx.loc("images"))?;
         crate::replacements::apply(res, &kust.replacements, ctx)?;
+        crate::builtins::apply(res, &kust.transformers, ctx)?;
         Ok(())
     }
 }

@@ -46,7 +46,13 @@ fn remote_resources_are_refused_with_file_and_field() {
 #[test]
 fn plugins_and_helm_are_refused() {
     let e = err_of(
-        &[("kustomization.yaml", "transformers:\n- plugin.yaml\n")],
+        &[
+            ("kustomization.yaml", "transformers:\n- plugin.yaml\n"),
+            (
+                "plugin.yaml",
+                "apiVersion: someteam.example.com/v1\nkind: ChartInflator\nmetadata:\n  name: x\n",
+            ),
+        ],
         "",
     );
     assert!(
