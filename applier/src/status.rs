@@ -4,7 +4,7 @@
 
 use ferry_proto::Digest;
 use ferry_proto::condition::{
-    self, Condition, ConditionStatus, READY, RECONCILING, STALLED, reason, remove_condition,
+    self, Condition, ConditionStatus, Progress, READY, reason, record, remove_condition,
     set_condition,
 };
 use ferry_proto::kustomization::{DriftReport, Inventory, Kustomization, KustomizationStatus};
@@ -12,16 +12,18 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+// `Ready`, `Reconciling` and `Stalled` are decided by `condition::record`, the state machine
+// the source server uses too; these functions say what happened and keep the rest of the
+// status (revisions, inventory) consistent with it.
+
 /// A reconcile started for `revision`.
 pub fn progressing(st: &mut KustomizationStatus, generation: Option<i64>, revision: &str) {
-    let mut c = Condition::new(
-        RECONCILING,
-        ConditionStatus::True,
-        reason::PROGRESSING,
-        format!("Reconciliation in progress for revision {revision}"),
+    let message = format!("Reconciliation in progress for revision {revision}");
+    record(
+        &mut st.conditions,
+        generation,
+        Progress::Progressing { message: &message },
     );
-    c.observed_generation = generation;
-    set_condition(&mut st.conditions, c);
 }
 
 /// `revision` (artifact `digest`) was applied, pruned and is healthy.
@@ -32,16 +34,15 @@ pub fn succeeded(
     digest: Digest,
     inventory: Inventory,
 ) {
-    let mut c = Condition::new(
-        READY,
-        ConditionStatus::True,
-        reason::RECONCILIATION_SUCCEEDED,
-        format!("Applied revision: {revision}"),
+    let message = format!("Applied revision: {revision}");
+    record(
+        &mut st.conditions,
+        generation,
+        Progress::Succeeded {
+            reason: reason::RECONCILIATION_SUCCEEDED,
+            message: &message,
+        },
     );
-    c.observed_generation = generation;
-    set_condition(&mut st.conditions, c);
-    remove_condition(&mut st.conditions, RECONCILING);
-    remove_condition(&mut st.conditions, STALLED);
     st.observed_generation = generation;
     st.last_applied_revision = Some(revision.to_string());
     st.last_attempted_revision = Some(revision.to_string());
@@ -49,38 +50,62 @@ pub fn succeeded(
     st.inventory = Some(inventory);
 }
 
-/// The reconcile failed with Flux reason `why` (one of [`reason`]); the last applied revision
-/// and the inventory are kept as they were — nothing was pruned.
+/// The reconcile failed with Flux reason `why` (one of [`reason`]) and will be retried
+/// (`Reconciling=True`, `ProgressingWithRetry`); the last applied revision and the inventory
+/// are kept as they were — nothing was pruned.
 pub fn failed(
     st: &mut KustomizationStatus,
     generation: Option<i64>,
-    why: &str,
+    why: &'static str,
     message: &str,
     attempted_revision: Option<&str>,
 ) {
-    let mut c = Condition::new(READY, ConditionStatus::False, why, message);
-    c.observed_generation = generation;
-    set_condition(&mut st.conditions, c);
-    remove_condition(&mut st.conditions, RECONCILING);
-    remove_condition(&mut st.conditions, STALLED);
-    st.observed_generation = generation;
-    if let Some(r) = attempted_revision {
-        st.last_attempted_revision = Some(r.to_string());
-    }
+    record(
+        &mut st.conditions,
+        generation,
+        Progress::Retrying {
+            reason: why,
+            message,
+        },
+    );
+    attempted(st, generation, attempted_revision);
 }
 
 /// Retrying cannot help (an invalid spec): Ready=False and Stalled=True with Flux reason `why`,
 /// until the spec changes. Like [`failed`], the last applied revision and the inventory stay.
-pub fn stalled(st: &mut KustomizationStatus, generation: Option<i64>, why: &str, message: &str) {
-    failed(st, generation, why, message, None);
-    let mut c = Condition::new(STALLED, ConditionStatus::True, why, message);
-    c.observed_generation = generation;
-    set_condition(&mut st.conditions, c);
+pub fn stalled(
+    st: &mut KustomizationStatus,
+    generation: Option<i64>,
+    why: &'static str,
+    message: &str,
+) {
+    record(
+        &mut st.conditions,
+        generation,
+        Progress::Stalled {
+            reason: why,
+            message,
+        },
+    );
+    attempted(st, generation, None);
 }
 
-/// Suspended: nothing is applied until `spec.suspend` is cleared.
-pub fn suspended(st: &mut KustomizationStatus, generation: Option<i64>) {
-    remove_condition(&mut st.conditions, RECONCILING);
+fn attempted(st: &mut KustomizationStatus, generation: Option<i64>, revision: Option<&str>) {
+    st.observed_generation = generation;
+    if let Some(r) = revision {
+        st.last_attempted_revision = Some(r.to_string());
+    }
+}
+
+/// Suspended: nothing is applied until `spec.suspend` is cleared (`Ready` keeps its status,
+/// reason `Suspended`).
+pub fn suspended(st: &mut KustomizationStatus, generation: Option<i64>, name: &str) {
+    let message = format!("Kustomization {name} is suspended; nothing is applied");
+    record(
+        &mut st.conditions,
+        generation,
+        Progress::Suspended { message: &message },
+    );
     st.observed_generation = generation;
 }
 
@@ -187,7 +212,7 @@ pub async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::condition::find_condition;
+    use ferry_proto::condition::{RECONCILING, STALLED, find_condition, is_stalled};
 
     fn digest() -> Digest {
         "sha256:0000000000000000000000000000000000000000000000000000000000000000"
@@ -213,7 +238,6 @@ mod tests {
         let ready = find_condition(&st.conditions, READY).expect("ready");
         assert_eq!(ready.status, ConditionStatus::False);
         assert_eq!(ready.reason, "BuildFailed");
-        assert!(find_condition(&st.conditions, RECONCILING).is_none());
         assert_eq!(st.last_applied_revision.as_deref(), Some("main@sha1:aaa"));
         assert_eq!(st.last_attempted_revision.as_deref(), Some("main@sha1:bbb"));
         assert_eq!(st.inventory, Some(inv));
@@ -307,5 +331,72 @@ mod tests {
         assert_eq!(ready.reason, "ReconciliationSucceeded");
         assert_eq!(ready.message, "Applied revision: main@sha1:abc");
         assert_eq!(st.observed_generation, Some(3));
+    }
+
+    /// The agent used to set these conditions by hand: a retried failure removed
+    /// `Reconciling`, a suspended Kustomization said nothing. It now reports through proto's
+    /// state machine, as the source server does (Flux's kstatus semantics).
+    #[test]
+    fn conditions_follow_the_shared_state_machine() {
+        let of = |st: &KustomizationStatus, t: &str| {
+            find_condition(&st.conditions, t).map(|c| (c.status, c.reason.clone()))
+        };
+        let mut st = KustomizationStatus::default();
+        progressing(&mut st, Some(1), "main@sha1:aaa");
+        assert_eq!(
+            of(&st, READY),
+            Some((ConditionStatus::Unknown, reason::PROGRESSING.into())),
+            "a first reconcile is neither ready nor failed"
+        );
+        failed(
+            &mut st,
+            Some(1),
+            reason::HEALTH_CHECK_FAILED,
+            "web: 0 of 1",
+            None,
+        );
+        assert_eq!(
+            of(&st, READY),
+            Some((ConditionStatus::False, reason::HEALTH_CHECK_FAILED.into()))
+        );
+        assert_eq!(
+            of(&st, RECONCILING),
+            Some((ConditionStatus::True, reason::PROGRESSING_WITH_RETRY.into())),
+            "a failure that is retried is still reconciling"
+        );
+        assert!(!is_stalled(&st.conditions));
+
+        stalled(&mut st, Some(2), reason::INVALID_SPEC, "spec.interval: 0s");
+        assert!(is_stalled(&st.conditions));
+        assert_eq!(of(&st, RECONCILING), None, "never Stalled and Reconciling");
+        assert_eq!(
+            of(&st, READY),
+            Some((ConditionStatus::False, reason::INVALID_SPEC.into()))
+        );
+
+        suspended(&mut st, Some(3), "app");
+        assert_eq!(
+            of(&st, READY),
+            Some((ConditionStatus::False, reason::SUSPENDED.into()))
+        );
+        assert_eq!(of(&st, STALLED), None);
+        assert_eq!(st.observed_generation, Some(3));
+
+        succeeded(
+            &mut st,
+            Some(4),
+            "main@sha1:bbb",
+            digest(),
+            Inventory::default(),
+        );
+        assert_eq!(
+            of(&st, READY),
+            Some((
+                ConditionStatus::True,
+                reason::RECONCILIATION_SUCCEEDED.into()
+            ))
+        );
+        assert_eq!(of(&st, RECONCILING), None);
+        assert_eq!(of(&st, STALLED), None);
     }
 }

@@ -195,7 +195,7 @@ async fn reconcile_in_span(ks: &Kustomization, ctx: &Context) -> Outcome {
     let started = std::time::Instant::now();
     let result = match intervals(ks) {
         Ok(_) if ks.spec.suspend => {
-            status::suspended(&mut st, generation);
+            status::suspended(&mut st, generation, &name);
             write_status(&api, &name, &st).await;
             return Outcome {
                 requeue: intervals(ks).ok().map(|i| i.interval),
