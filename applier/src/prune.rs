@@ -8,13 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use ferry_proto::GroupVersion;
 use ferry_proto::kustomization::{Inventory, InventoryEntry};
 use futures::{StreamExt, stream};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 
-use crate::apply::{
-    Applier, ApplyError, ChangeSet, ObjectId, owned_by, prune_disabled, split_api_version,
-};
+use crate::apply::{Applier, ApplyError, ChangeSet, ObjectId, owned_by, prune_disabled};
 
 #[derive(Debug, thiserror::Error)]
 #[error("prune failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -45,7 +44,7 @@ pub fn inventory_of(changes: &ChangeSet, namespace: &str) -> Inventory {
 
 /// The identity of an inventory entry of a Kustomization in `namespace`.
 pub fn entry_id(entry: &InventoryEntry, namespace: &str) -> (ObjectId, String) {
-    let (group, version) = split_api_version(&entry.api_version);
+    let GroupVersion { group, version } = GroupVersion::parse(&entry.api_version);
     (
         ObjectId {
             group: group.to_string(),

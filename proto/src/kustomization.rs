@@ -241,10 +241,7 @@ pub struct InventoryEntry {
 impl InventoryEntry {
     /// The API group (`apps` for `apps/v1`, `""` for `v1`): identity across version changes.
     pub fn group(&self) -> &str {
-        self.api_version
-            .rsplit_once('/')
-            .map(|(g, _)| g)
-            .unwrap_or("")
+        crate::GroupVersion::parse(&self.api_version).group
     }
 
     /// Identity ignoring the version, so `apps/v1beta1` → `apps/v1` is not a removal.

@@ -16,6 +16,7 @@ pub mod condition;
 pub mod crds;
 pub mod digest;
 pub mod duration;
+pub mod gvk;
 pub mod kustomization;
 pub mod limits;
 pub mod merge;
@@ -28,6 +29,7 @@ pub use backoff::Backoff;
 pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};
+pub use gvk::{GroupVersion, Scope};
 pub use kustomization::{
     CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
     Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,

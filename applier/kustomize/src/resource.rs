@@ -22,13 +22,10 @@ pub struct Gvk {
 
 impl Gvk {
     pub fn from_api_version(api_version: &str, kind: &str) -> Self {
-        let (group, version) = match api_version.rsplit_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), api_version.to_string()),
-        };
+        let gv = ferry_proto::GroupVersion::parse(api_version);
         Gvk {
-            group,
-            version,
+            group: gv.group.to_string(),
+            version: gv.version.to_string(),
             kind: kind.to_string(),
         }
     }
@@ -211,8 +208,8 @@ impl Resource {
             return false;
         }
         let av = self.api_version();
-        let (group, version) = av.rsplit_once('/').unwrap_or(("", av));
-        if group != id.gvk.group || version != id.gvk.version {
+        let gv = ferry_proto::GroupVersion::parse(av);
+        if gv.group != id.gvk.group || gv.version != id.gvk.version {
             return false;
         }
         if id.gvk.is_cluster_scoped() {

@@ -36,7 +36,6 @@ pub use managed_fields::{FOREIGN_MANAGERS, takeover_patch};
 pub use object::{
     FORCE_ANNOTATION, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectId, PRUNE_ANNOTATION,
     SSA_ANNOTATION, SsaPolicy, annotation, from_value, owned_by, prune_disabled, set_owner_labels,
-    split_api_version,
 };
 pub use resolve::{Resolved, Resolver};
 

@@ -4,6 +4,7 @@
 //! (`Deployment/team-a/my-app`, Flux's notation). The version is not part of the identity: the
 //! same object may be written through another served version after an upgrade.
 
+use ferry_proto::GroupVersion;
 use std::fmt;
 
 use kube::api::DynamicObject;
@@ -46,7 +47,7 @@ impl ObjectId {
                 message: "apiVersion, kind and metadata.name are required".into(),
             });
         }
-        let (group, version) = split_api_version(api_version);
+        let GroupVersion { group, version } = GroupVersion::parse(api_version);
         Ok((
             ObjectId {
                 group: group.to_string(),
@@ -76,14 +77,6 @@ impl fmt::Display for ObjectId {
         } else {
             write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
         }
-    }
-}
-
-/// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
-pub fn split_api_version(api_version: &str) -> (&str, &str) {
-    match api_version.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", api_version),
     }
 }
 

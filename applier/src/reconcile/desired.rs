@@ -5,6 +5,7 @@
 //! [`DISCOVERY_MIN_AGE`]), so a CRD the cluster admin installs after the agent started is
 //! served without a restart.
 
+use ferry_proto::GroupVersion;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -233,7 +234,7 @@ struct DiscoveryScopes {
 
 impl ScopeResolver for DiscoveryScopes {
     fn scope(&self, api_version: &str, kind: &str) -> Option<Scope> {
-        let (group, version) = crate::apply::split_api_version(api_version);
+        let GroupVersion { group, version } = GroupVersion::parse(api_version);
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let Some((_, caps)) = self.discovery.resolve_gvk(&gvk) else {
             self.missed.store(true, Ordering::Relaxed);

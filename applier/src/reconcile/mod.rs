@@ -11,6 +11,7 @@
 mod artifact;
 mod desired;
 
+use ferry_proto::GroupVersion;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -391,7 +392,7 @@ fn health_targets(
         .iter()
         .map(|h| {
             let api_version = h.api_version.clone().unwrap_or_else(|| "v1".into());
-            let (group, version) = crate::apply::split_api_version(&api_version);
+            let GroupVersion { group, version } = GroupVersion::parse(&api_version);
             (
                 crate::apply::ObjectId {
                     group: group.to_string(),

@@ -22,7 +22,9 @@ use serde_json::Value;
 use crate::fetch::ArtifactTree;
 pub use memo::RenderMemo;
 pub use substitute::SubstituteError;
-pub use tenancy::{Refusal, Scope, ScopeResolver, StaticScopes, TenancyError};
+#[cfg(test)]
+pub(crate) use tenancy::static_scopes::StaticScopes;
+pub use tenancy::{Refusal, Scope, ScopeResolver, TenancyError};
 
 /// One object to apply, with the artifact file it came from when that is known.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,93 +5,16 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ferry_proto::GroupVersion;
+
 use super::RenderedObject;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Namespaced,
-    Cluster,
-}
+pub use ferry_proto::Scope;
 
-/// Says whether a kind is namespaced. The agent answers from API discovery; tests use
-/// [`StaticScopes`]. `None`: the API server does not serve this kind.
+/// Says whether a kind is namespaced. The agent answers from API discovery; tests use a static
+/// table. `None`: the API server does not serve this kind.
 pub trait ScopeResolver: Send + Sync {
     fn scope(&self, api_version: &str, kind: &str) -> Option<Scope>;
-}
-
-/// Built-in Kubernetes kinds, plus any added with [`StaticScopes::with`].
-#[derive(Clone, Debug, Default)]
-pub struct StaticScopes {
-    extra: HashMap<(String, String), Scope>,
-}
-
-/// `(group, kind)` of built-in namespaced kinds; cluster-scoped ones come from the kustomize
-/// engine's table so there is one list of those.
-const NAMESPACED: &[(&str, &str)] = &[
-    ("", "ConfigMap"),
-    ("", "Endpoints"),
-    ("", "Event"),
-    ("", "LimitRange"),
-    ("", "PersistentVolumeClaim"),
-    ("", "Pod"),
-    ("", "PodTemplate"),
-    ("", "ReplicationController"),
-    ("", "ResourceQuota"),
-    ("", "Secret"),
-    ("", "Service"),
-    ("", "ServiceAccount"),
-    ("apps", "ControllerRevision"),
-    ("apps", "DaemonSet"),
-    ("apps", "Deployment"),
-    ("apps", "ReplicaSet"),
-    ("apps", "StatefulSet"),
-    ("autoscaling", "HorizontalPodAutoscaler"),
-    ("batch", "CronJob"),
-    ("batch", "Job"),
-    ("coordination.k8s.io", "Lease"),
-    ("discovery.k8s.io", "EndpointSlice"),
-    ("events.k8s.io", "Event"),
-    ("networking.k8s.io", "Ingress"),
-    ("networking.k8s.io", "NetworkPolicy"),
-    ("policy", "PodDisruptionBudget"),
-    ("rbac.authorization.k8s.io", "Role"),
-    ("rbac.authorization.k8s.io", "RoleBinding"),
-    ("storage.k8s.io", "CSIStorageCapacity"),
-    ("apply.ferry.dev", "Kustomization"),
-    ("source.ferry.dev", "GitRepository"),
-];
-
-pub(crate) fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
-}
-
-impl StaticScopes {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a kind (e.g. a custom resource) by `apiVersion` and kind.
-    pub fn with(mut self, api_version: &str, kind: &str, scope: Scope) -> Self {
-        self.extra
-            .insert((group_of(api_version).to_string(), kind.to_string()), scope);
-        self
-    }
-}
-
-impl ScopeResolver for StaticScopes {
-    fn scope(&self, api_version: &str, kind: &str) -> Option<Scope> {
-        let group = group_of(api_version);
-        if let Some(s) = self.extra.get(&(group.to_string(), kind.to_string())) {
-            return Some(*s);
-        }
-        if ferry_kustomize::Gvk::from_api_version(api_version, kind).is_cluster_scoped() {
-            return Some(Scope::Cluster);
-        }
-        NAMESPACED
-            .iter()
-            .any(|(g, k)| *g == group && *k == kind)
-            .then_some(Scope::Namespaced)
-    }
 }
 
 /// Why one object was refused.
@@ -167,7 +90,7 @@ pub fn enforce(
         }
         // Two objects with one identity would fight over the same live object.
         let key = (
-            format!("{}/{}", group_of(&api_version), kind),
+            format!("{}/{}", GroupVersion::parse(&api_version).group, kind),
             obj.namespace().unwrap_or_default().to_string(),
             obj.name().to_string(),
         );
@@ -192,5 +115,50 @@ pub fn enforce(
             namespace: namespace.to_string(),
             refused,
         })
+    }
+}
+
+/// Test-only: a [`ScopeResolver`] from the built-in kinds' table plus kinds added by hand, in
+/// place of API discovery.
+#[cfg(test)]
+pub(crate) mod static_scopes {
+    use std::collections::HashMap;
+
+    use ferry_proto::GroupVersion;
+
+    use super::{Scope, ScopeResolver};
+
+    /// Built-in Kubernetes kinds, plus any added with [`StaticScopes::with`].
+    #[derive(Clone, Debug, Default)]
+    pub struct StaticScopes {
+        extra: HashMap<(String, String), Scope>,
+    }
+
+    impl StaticScopes {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Adds a kind (e.g. a custom resource) by `apiVersion` and kind.
+        pub fn with(mut self, api_version: &str, kind: &str, scope: Scope) -> Self {
+            self.extra.insert(
+                (
+                    GroupVersion::parse(api_version).group.to_string(),
+                    kind.to_string(),
+                ),
+                scope,
+            );
+            self
+        }
+    }
+
+    impl ScopeResolver for StaticScopes {
+        fn scope(&self, api_version: &str, kind: &str) -> Option<Scope> {
+            let group = GroupVersion::parse(api_version).group;
+            if let Some(s) = self.extra.get(&(group.to_string(), kind.to_string())) {
+                return Some(*s);
+            }
+            ferry_proto::gvk::builtin_scope(group, kind)
+        }
     }
 }

@@ -473,10 +473,7 @@ const fn merge_list_ssa_atomic(name: &'static str, key: &'static str) -> Field {
 /// The schema of a built-in kind, or `None` for kinds this table does not know (CRDs).
 /// The version is ignored: merge behaviour is the same across versions of a built-in kind.
 pub fn lookup(api_version: &str, kind: &str) -> Option<&'static TypeDef> {
-    let group = match api_version.split_once('/') {
-        Some((group, _version)) => group,
-        None => "",
-    };
+    let group = crate::GroupVersion::parse(api_version).group;
     let ty = match (group, kind) {
         ("", "Pod") => &POD,
         ("", "PodTemplate") => &POD_TEMPLATE,

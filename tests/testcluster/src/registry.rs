@@ -5,6 +5,7 @@
 //! objects written through one version are visible through the others (no schema conversion:
 //! only `apiVersion` is rewritten).
 
+use ferry_proto::GroupVersion;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -176,7 +177,7 @@ impl Registry {
 
     /// The resource for an object's `apiVersion` + `kind`.
     pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceDef> {
-        let (group, version) = split_api_version(api_version);
+        let GroupVersion { group, version } = GroupVersion::parse(api_version);
         self.by_key
             .values()
             .find(|d| d.group == group && d.kind == kind && d.versions.iter().any(|v| v == version))
@@ -221,14 +222,6 @@ impl Registry {
 
     pub fn remove(&mut self, key: &str) -> Option<ResourceDef> {
         self.by_key.remove(key)
-    }
-}
-
-/// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
-pub fn split_api_version(api_version: &str) -> (&str, &str) {
-    match api_version.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", api_version),
     }
 }
 

@@ -499,7 +499,8 @@ impl Env {
 
     /// A namespaced object as JSON, `None` when absent.
     pub async fn get(&self, api_version: &str, kind: &str, name: &str) -> Result<Option<Value>> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let ferry_proto::GroupVersion { group, version } =
+            ferry_proto::GroupVersion::parse(api_version);
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
         let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
