@@ -43,12 +43,13 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -f "$work/cluster/apiserver.pid" ]]; then
-    "$repo/tests/scripts/real-cluster.sh" stop "$work/cluster"
+    HOME=$user_home "$repo/tests/scripts/real-cluster.sh" stop "$work/cluster"
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+user_home=$HOME            # the real control plane's build cache lives there
 export HOME="$work/home"   # kubectl's discovery cache stays in the temp dir
 mkdir -p "$HOME"
 
@@ -108,8 +109,8 @@ if [[ -n "${KUBECONFIG:-}" ]]; then
 elif [[ -n "${FERRY_REAL_CLUSTER:-}" ]]; then
   step "Kubernetes: starting a real control plane (kube-apiserver, kube-controller-manager, etcd)"
   command -v go >/dev/null || die "FERRY_REAL_CLUSTER needs Go to build the control plane"
-  "$repo/tests/scripts/real-cluster.sh" build >/dev/null
-  kubeconfig=$("$repo/tests/scripts/real-cluster.sh" start "$work/cluster")
+  HOME=$user_home "$repo/tests/scripts/real-cluster.sh" build >/dev/null
+  kubeconfig=$(HOME=$user_home "$repo/tests/scripts/real-cluster.sh" start "$work/cluster")
   # Pods need a node: the stand-in binds them and reports them running.
   "$bin/ferry-node-standin" --kubeconfig "$kubeconfig" >"$work/nodes.log" 2>&1 &
   pids+=($!)
