@@ -355,8 +355,25 @@ fn apply_json(
     field: &str,
 ) -> Result<()> {
     let id = res.id();
-    json_patch::apply(&mut res.obj, ops)
-        .map_err(|e| Error::field(&ctx.loc(field), format!("patching {id}: {e}")))?;
+    let mut doc = res.obj.clone();
+    for (i, op) in ops.0.iter().enumerate() {
+        let one = json_patch::Patch(vec![replace_as_go_json_patch(&doc, op)]);
+        json_patch::apply(&mut doc, &one).map_err(|e| {
+            let e = match e {
+                json_patch::JsonPatchError::Apply {
+                    op, path, reason, ..
+                } => json_patch::JsonPatchError::Apply {
+                    index: i,
+                    op,
+                    path,
+                    reason,
+                },
+                other => other,
+            };
+            Error::field(&ctx.loc(field), format!("patching {id}: {e}"))
+        })?;
+    }
+    res.obj = doc;
     if !res.obj.is_object() || res.kind().is_empty() {
         return Err(Error::field(
             &ctx.loc(field),
@@ -364,6 +381,27 @@ fn apply_json(
         ));
     }
     Ok(())
+}
+
+/// kustomize applies JSON patches with evanphx/json-patch v4, whose `replace` of a missing key
+/// in an existing object sets it (its object lookup never reports a missing key), where RFC
+/// 6902 fails. Such an operation becomes an `add`; everything else is left to RFC 6902.
+fn replace_as_go_json_patch(
+    doc: &Value,
+    op: &json_patch::PatchOperation,
+) -> json_patch::PatchOperation {
+    let json_patch::PatchOperation::Replace(r) = op else {
+        return op.clone();
+    };
+    let path = r.path.to_string();
+    let Some((parent, _)) = path.rsplit_once('/') else {
+        return op.clone();
+    };
+    if doc.pointer(&path).is_some() || !doc.pointer(parent).is_some_and(Value::is_object) {
+        return op.clone();
+    }
+    serde_json::from_value(serde_json::json!({"op": "add", "path": path, "value": r.value}))
+        .unwrap_or_else(|_| op.clone())
 }
 
 #[cfg(test)]
