@@ -77,15 +77,18 @@ fn pairs(args: &GeneratorArgs, ctx: &KustCtx<'_>, field: &str) -> Result<Vec<(St
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(Error::field(
-                    &ctx.loc(&f),
-                    format!(
-                        "{env}:{}: line is not KEY=VALUE (Ferry never reads values from its own environment)",
-                        n + 1
-                    ),
+            // A line without `=` tells kustomize to read the value from its own environment.
+            // The agent's environment is no input of a build: the value is empty, as it is for
+            // kustomize run where the variable is not set.
+            let (k, v) = line.split_once('=').unwrap_or_else(|| {
+                ctx.warn(format!(
+                    "{}: {env}:{}: '{line}' has no value; kustomize would read it from its \
+                     environment, Ferry renders it empty",
+                    ctx.loc(&f),
+                    n + 1
                 ));
-            };
+                (line, "")
+            });
             out.push((k.to_string(), v.as_bytes().to_vec()));
         }
     }
