@@ -25,7 +25,27 @@ fn indent(n: usize, out: &mut String) {
 }
 
 fn map(m: &Map<String, Value>, ind: usize, out: &mut String) {
-    for (i, (k, v)) in m.iter().enumerate() {
+    // The map iterates in byte order; go-yaml's differs only around digits and non-letters,
+    // so most maps are already in its order and are not sorted again.
+    let keys: Vec<(&String, &Value)> = m.iter().collect();
+    let in_order = keys.windows(2).all(|w| !go_key_less(w[1].0, w[0].0));
+    let mut sorted;
+    let entries = if in_order {
+        &keys
+    } else {
+        sorted = keys.clone();
+        sorted.sort_by(|a, b| {
+            if go_key_less(a.0, b.0) {
+                std::cmp::Ordering::Less
+            } else if go_key_less(b.0, a.0) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        &sorted
+    };
+    for (i, (k, v)) in entries.iter().enumerate() {
         if i > 0 {
             indent(ind, out);
         }
@@ -103,6 +123,48 @@ fn scalar(v: &Value, ind: usize, out: &mut String) {
         Value::Array(_) => out.push_str("[]"),
         Value::String(s) => string(s, ind, out),
     }
+}
+
+/// The order kustomize prints map keys in: go-yaml v2's `keyList.Less` (kustomize's output
+/// goes through sigs.k8s.io/yaml): at the first difference a non-letter sorts before a
+/// letter, and runs of digits compare as numbers (`item2` < `item02` < `item10`).
+fn go_key_less(a: &str, b: &str) -> bool {
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    for i in 0..ar.len().min(br.len()) {
+        if ar[i] == br[i] {
+            continue;
+        }
+        let al = ar[i].is_alphabetic();
+        let bl = br[i].is_alphabetic();
+        if al && bl {
+            return ar[i] < br[i];
+        }
+        if al || bl {
+            return bl;
+        }
+        let number = |r: &[char]| {
+            let mut n: i64 = 0;
+            let mut end = i;
+            while end < r.len() && r[end].is_ascii_digit() {
+                n = n
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(r[end] as u8 - b'0'));
+                end += 1;
+            }
+            (n, end)
+        };
+        let (an, ai) = number(&ar);
+        let (bn, bi) = number(&br);
+        if an != bn {
+            return an < bn;
+        }
+        if ai != bi {
+            return ai < bi;
+        }
+        return ar[i] < br[i];
+    }
+    ar.len() < br.len()
 }
 
 /// go-yaml v3's choice of style for a string value (`encoder.stringv`, then the emitter's
