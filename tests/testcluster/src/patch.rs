@@ -6,7 +6,7 @@
 //! change in managedFields as an `Update` by the request's manager. Errors carry the HTTP
 //! status the apiserver uses for them (see [`PatchError::code`]).
 
-use ferry_proto::merge::{json_patch, merge_patch, schema, strategic};
+use ferry_proto::merge::{json_patch, schema, strategic};
 use serde_json::{Value, json};
 
 use super::ssa::{self, Conflict, SsaError, Target};
@@ -226,7 +226,8 @@ pub fn patch_object(
                     "error decoding patch: a merge patch must be a JSON object".to_string(),
                 ));
             }
-            merge_patch::apply(&mut new, &patch);
+            // RFC 7386, which the json-patch crate implements exactly.
+            ::json_patch::merge(&mut new, &patch);
         }
         PatchType::Json => {
             let ops =
