@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, SourceList, SourceView};
-use ferry_proto::{ArtifactRef, Digest};
+use ferry_proto::{ArtifactRef, Digest, SourceKey};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -194,7 +194,7 @@ struct Watcher {
     tx: mpsc::Sender<ArtifactEvent>,
     last_event_id: Option<String>,
     /// Last digest reported per `(namespace, name)`: each change is sent once.
-    known: HashMap<(String, String), Digest>,
+    known: HashMap<SourceKey, Digest>,
 }
 
 /// The consumer went away; the watch ends.
@@ -334,7 +334,7 @@ impl Watcher {
     }
 
     async fn report(&mut self, ev: ArtifactEvent) -> Result<(), Closed> {
-        let key = (ev.namespace.clone(), ev.name.clone());
+        let key = ev.source();
         if self.known.get(&key) == Some(&ev.digest) {
             return Ok(());
         }

@@ -9,7 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Digest, GitRepositorySpec, GitRepositoryStatus, Revision};
+use crate::{Digest, GitRepositorySpec, GitRepositoryStatus, Revision, SourceKey};
 
 /// One source as the server sees it: identity, the settings in force, and its status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -38,6 +38,20 @@ pub struct ArtifactEvent {
     /// Uncompressed tar size, the bound for the fetcher.
     pub size: u64,
     pub url: String,
+}
+
+impl ArtifactEvent {
+    /// The source this event is about.
+    pub fn source(&self) -> SourceKey {
+        SourceKey::new(&self.namespace, &self.name)
+    }
+}
+
+impl SourceView {
+    /// The source this view shows.
+    pub fn key(&self) -> SourceKey {
+        SourceKey::new(&self.namespace, &self.name)
+    }
 }
 
 /// SSE event name for [`ArtifactEvent`].

@@ -121,6 +121,16 @@ pub struct CrossNamespaceSourceReference {
     pub namespace: Option<String>,
 }
 
+impl CrossNamespaceSourceReference {
+    /// The referenced source; `namespace` defaults to the Kustomization's.
+    pub fn key(&self, kustomization_namespace: &str) -> crate::SourceKey {
+        crate::SourceKey::new(
+            self.namespace.as_deref().unwrap_or(kustomization_namespace),
+            &self.name,
+        )
+    }
+}
+
 /// An object to health-check (Flux's `NamespacedObjectKindReference`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

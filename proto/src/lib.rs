@@ -39,5 +39,5 @@ pub use limits::{ArtifactLimits, LimitError};
 pub use revision::{Revision, RevisionError};
 pub use source::{
     GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,
-    SkippedEntry,
+    SkippedEntry, SourceKey,
 };

@@ -10,6 +10,32 @@ use serde::{Deserialize, Serialize};
 use crate::duration::{FieldError, GoDuration};
 use crate::{ArtifactRef, Condition};
 
+/// A source's identity, `namespace/name`: the one type the server, the HTTP API and the agents
+/// use for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceKey {
+    /// The source's namespace.
+    pub namespace: String,
+    /// The source's name.
+    pub name: String,
+}
+
+impl SourceKey {
+    /// The key of `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// `spec.interval` when absent.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// `spec.timeout` when absent.

@@ -27,26 +27,5 @@ pub mod reconcile;
 pub mod server;
 pub mod storage;
 
-use serde::{Deserialize, Serialize};
-
-/// A source's identity: `namespace/name`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SourceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl SourceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for SourceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// A source's identity: `namespace/name` (defined in proto, shared with the API and agents).
+pub use ferry_proto::SourceKey;

@@ -43,7 +43,7 @@ pub async fn current(
         .namespace
         .clone()
         .unwrap_or_else(|| ctx.namespace.clone());
-    let key = (ns.clone(), src.name.clone());
+    let key = src.key(&ctx.namespace);
     match ctx.sources.current_artifact(&ns, &src.name).await {
         Ok(Some(a)) => {
             if let Ok(mut m) = ctx.artifacts.lock() {

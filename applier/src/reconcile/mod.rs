@@ -47,7 +47,7 @@ pub struct Context {
     pub metrics: Metrics,
     /// Last artifact seen per source `(namespace, name)`, so reconciling from the cache keeps
     /// working while the source server is unreachable.
-    pub artifacts: Mutex<HashMap<(String, String), ArtifactRef>>,
+    pub artifacts: Mutex<HashMap<ferry_proto::SourceKey, ArtifactRef>>,
     /// Renders remembered per input: an unchanged reconcile skips the kustomize build.
     pub renders: Arc<render::RenderMemo>,
 }
