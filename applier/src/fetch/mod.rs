@@ -16,7 +16,9 @@ pub use cache::{Cache, CacheError};
 pub use download::DownloadError;
 pub(crate) use download::error_chain;
 pub use tree::{ArtifactTree, TreeError};
-pub use verify::{VerifyError, gzip, verify};
+#[cfg(test)]
+pub(crate) use verify::gzip;
+pub use verify::{VerifyError, verify};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -139,13 +141,15 @@ impl Fetcher {
         &self.cfg
     }
 
-    /// The verified tree of `artifact`.
+    /// The verified tree of `artifact`: from memory, the local cache, or the source server.
     pub async fn get(&self, artifact: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
-        self.get_with_origin(artifact).await.map(|(t, _)| t)
+        let (tree, origin) = self.get_with_origin(artifact).await?;
+        tracing::debug!(digest = %artifact.digest, ?origin, "artifact");
+        Ok(tree)
     }
 
-    /// Like [`Fetcher::get`], also saying where the tree came from.
-    pub async fn get_with_origin(
+    /// [`Fetcher::get`], also saying where the tree came from.
+    async fn get_with_origin(
         &self,
         artifact: &ArtifactRef,
     ) -> Result<(Arc<ArtifactTree>, Origin), FetchError> {
@@ -199,29 +203,6 @@ impl Fetcher {
         })?;
         out.map(|t| t.map(Arc::new))
             .map_err(|source| FetchError::Cache { digest, source })
-    }
-
-    /// The tree of `digest` from memory or the local cache only, never the network — for when
-    /// the source server cannot say what the artifact is (it is down, or the source is gone)
-    /// but the status records the digest last applied.
-    pub async fn get_cached(
-        &self,
-        digest: Digest,
-    ) -> Result<Option<Arc<ArtifactTree>>, FetchError> {
-        if let Some(t) = self.live_tree(&digest) {
-            return Ok(Some(t));
-        }
-        let lock = self.inflight_lock(digest);
-        let guard = lock.lock().await;
-        let tree = match self.live_tree(&digest) {
-            Some(t) => Some(t),
-            None => self.read_cache(digest).await?,
-        };
-        drop(guard);
-        if let Some(t) = &tree {
-            self.remember(t);
-        }
-        Ok(tree)
     }
 
     async fn download(&self, a: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
@@ -321,8 +302,9 @@ impl Fetcher {
             .clone()
     }
 
-    /// Drops trees kept only for speed (tests use it to force a cache read).
-    pub fn forget_memory(&self) {
+    /// Drops trees kept only for speed, to force a cache read.
+    #[cfg(test)]
+    pub(crate) fn forget_memory(&self) {
         self.recent
             .lock()
             .expect("recent list lock poisoned")

@@ -113,9 +113,10 @@ impl ArtifactTree {
         })
     }
 
-    /// Builds a tree from files directly (tests, the CLI's local mode). Paths are normalised and
-    /// checked like tar entries.
-    pub fn from_files<P: AsRef<str>, D: Into<Vec<u8>>>(
+    /// Builds a tree from files directly, for tests. Paths are normalised and checked like tar
+    /// entries.
+    #[cfg(test)]
+    pub(crate) fn from_files<P: AsRef<str>, D: Into<Vec<u8>>>(
         digest: Digest,
         files: impl IntoIterator<Item = (P, D)>,
     ) -> Result<Self, TreeError> {

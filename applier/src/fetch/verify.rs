@@ -163,8 +163,9 @@ impl<R: Read> Read for Tar<R> {
     }
 }
 
-/// Gzips `data` (tests and the CLI's local mode build artifacts with it).
-pub fn gzip(data: &[u8]) -> Vec<u8> {
+/// Gzips `data`: tests build artifacts with it.
+#[cfg(test)]
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).expect("writing to a Vec cannot fail");
