@@ -2,15 +2,14 @@
 //! Deployments, StatefulSets and DaemonSets have rolled out their current generation, Jobs have
 //! completed, and anything else with a `Ready` condition has it `True`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 
-use crate::apply::{Applier, ApplyError, ObjectId};
+use crate::apply::{Applier, ApplyError, ObjectId, list_by_name};
 use crate::poll;
 
 /// The health of one object.
@@ -242,19 +241,7 @@ async fn assess_group<'a>(
     let (first, version) = items.first().copied().expect("groups are never empty");
     let resolved = applier.resolver().resolve(first, version).await?;
     let api = resolved.api(applier.client(), &first.namespace);
-    let live = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| ApplyError::Request {
-            object: format!("{} in namespace {:?}", first.kind, first.namespace),
-            action: "list",
-            source: e,
-        })?;
-    let by_name: HashMap<String, DynamicObject> = live
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
-        .collect();
+    let by_name = list_by_name(&api, first).await?;
     Ok(items
         .into_iter()
         .map(|item| {

@@ -5,15 +5,17 @@
 //! (`ferry.dev/prune: disabled`) or that another Kustomization has taken over since (owner labels)
 //! are left alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_proto::GroupVersion;
 use ferry_proto::kustomization::{Inventory, InventoryEntry};
 use futures::{StreamExt, stream};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
 
-use crate::apply::{Applier, ApplyError, ChangeSet, ObjectId, owned_by, prune_disabled};
+use crate::apply::{
+    Applier, ApplyError, ChangeSet, ObjectId, list_by_name, owned_by, prune_disabled,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("prune failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -168,19 +170,7 @@ async fn list_group(
         Err(e) => return Err(e),
     };
     let api = Arc::new(resolved.api(applier.client(), &first.namespace));
-    let live = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| ApplyError::Request {
-            object: format!("{} in namespace {:?}", first.kind, first.namespace),
-            action: "list",
-            source: e,
-        })?;
-    let mut by_name: HashMap<String, DynamicObject> = live
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
-        .collect();
+    let mut by_name = list_by_name(&api, first).await?;
     Ok(ids
         .into_iter()
         .map(|id| {

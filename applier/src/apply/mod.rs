@@ -18,13 +18,14 @@ mod plan;
 mod resolve;
 mod stage;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use kube::Client;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::Request;
 use serde_json::Value;
 
@@ -38,6 +39,27 @@ pub use object::{
     SSA_ANNOTATION, SsaPolicy, annotation, from_value, owned_by, prune_disabled, set_owner_labels,
 };
 pub use resolve::{Resolved, Resolver};
+
+/// Every object of `group`'s kind in `group`'s namespace, by name, from one LIST: health waits
+/// and prune read a whole group this way instead of one GET per object.
+pub async fn list_by_name(
+    api: &Api<DynamicObject>,
+    group: &ObjectId,
+) -> Result<HashMap<String, DynamicObject>, ApplyError> {
+    let live = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ApplyError::Request {
+            object: format!("{} in namespace {:?}", group.kind, group.namespace),
+            action: "list",
+            source: e,
+        })?;
+    Ok(live
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
+        .collect())
+}
 
 /// The field manager Ferry applies as.
 pub const FIELD_MANAGER: &str = "ferry";
