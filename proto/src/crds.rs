@@ -15,5 +15,9 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "apply.ferry.dev_kustomizations.yaml",
             crate::Kustomization::crd(),
         ),
+        (
+            "apply.ferry.dev_helmreleases.yaml",
+            crate::HelmRelease::crd(),
+        ),
     ]
 }

@@ -144,13 +144,28 @@ pub struct NamespacedObjectKindReference {
     pub namespace: Option<String>,
 }
 
-/// Another Kustomization this one waits for.
+/// Another Kustomization or HelmRelease this one waits for. Flux allows only the same kind;
+/// Ferry lets either kind depend on the other (`kind` defaults to the dependent's own kind,
+/// so Flux-shaped specs keep their meaning).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DependencyReference {
+    /// `Kustomization` or `HelmRelease`. Default: the kind of the object that depends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub name: String,
-    /// Default: the Kustomization's namespace.
+    /// Default: the dependent's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// Kinds a `dependsOn` entry may name.
+pub const DEPENDENCY_KINDS: [&str; 2] = ["Kustomization", "HelmRelease"];
+
+impl DependencyReference {
+    /// The dependency's kind, `own` (the dependent's kind) when not given.
+    pub fn kind_or<'a>(&'a self, own: &'a str) -> &'a str {
+        self.kind.as_deref().filter(|k| !k.is_empty()).unwrap_or(own)
+    }
 }
 
 /// Post-build variable substitution: `${VAR}`, `${VAR:=default}`, `$${VAR}` for a literal.

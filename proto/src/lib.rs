@@ -4,7 +4,7 @@
 //! identity of an artifact ([`Digest`], the sha256 of its canonical uncompressed tar), the
 //! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
 //! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
-//! (`GitRepository`, `Kustomization`) whose CRDs are generated from these types into
+//! (`GitRepository`, `Kustomization`, `HelmRelease`) whose CRDs are generated from these types into
 //! `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
 //! kustomize engine and the Kubernetes API test server need. No I/O lives here.
@@ -17,6 +17,7 @@ pub mod crds;
 pub mod digest;
 pub mod duration;
 pub mod gvk;
+pub mod helmrelease;
 pub mod kustomization;
 pub mod limits;
 pub mod merge;
@@ -30,6 +31,7 @@ pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};
 pub use gvk::{GroupVersion, Scope};
+pub use helmrelease::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use kustomization::{
     CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
     Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,
