@@ -164,7 +164,10 @@ pub const DEPENDENCY_KINDS: [&str; 2] = ["Kustomization", "HelmRelease"];
 impl DependencyReference {
     /// The dependency's kind, `own` (the dependent's kind) when not given.
     pub fn kind_or<'a>(&'a self, own: &'a str) -> &'a str {
-        self.kind.as_deref().filter(|k| !k.is_empty()).unwrap_or(own)
+        self.kind
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or(own)
     }
 }
 
