@@ -100,7 +100,9 @@ async fn forward_artifacts(mut watch: SourceWatch, shared: Arc<Shared>) {
         for ks in shared.store.state() {
             let src = &ks.spec.source_ref;
             let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
-            if src.name == ev.name
+            if ev.kind == ferry_proto::SourceKind::GitRepository
+                && src.kind == "GitRepository"
+                && src.name == ev.name
                 && src_ns == ev.namespace
                 && !crate::status::has_applied(&ks, &ev.digest)
             {

@@ -320,6 +320,7 @@ impl Watcher {
         for s in list.sources {
             if let Some(a) = s.status.artifact {
                 self.report(ArtifactEvent {
+                    kind: ferry_proto::SourceKind::GitRepository,
                     namespace: s.namespace,
                     name: s.name,
                     revision: a.revision,

@@ -1,14 +1,59 @@
-//! The HTTP API between the source server and agents (JSON bodies).
+//! The HTTP API between the source server and agents (JSON bodies; errors are
+//! `{"error": "<message>"}`).
 //!
-//! - `GET /v1/sources` → [`SourceList`]; `GET /v1/sources/{namespace}/{name}` → [`SourceView`]
+//! - `GET /v1/sources` → [`SourceList`] (GitRepositories); `GET /v1/sources/{namespace}/{name}`
+//!   → [`SourceView`] of the `GitRepository` `namespace/name` (the path has no kind: it predates
+//!   other kinds and keeps its meaning)
+//! - `GET /v1/helmrepositories` → [`HelmRepositoryList`];
+//!   `GET /v1/helmrepositories/{namespace}/{name}` → [`HelmRepositoryView`]
+//! - `GET /v1/helmrepositories/{namespace}/{name}/charts/{chart}?version=<range>` →
+//!   [`HelmChartArtifact`]: the highest version of `chart` in the repository's index that
+//!   satisfies `range` (default `*`), packed into an artifact. 404 when the repository, the
+//!   chart or a matching version does not exist, 422 when the range is not a valid constraint,
+//!   503 while the repository has no index yet, 502 when the chart cannot be downloaded or
+//!   packed; the message names the repository, the chart and the range.
 //! - `GET /v1/artifacts/sha256/{hex}` → the artifact's `.tar.gz` (ETag = digest, immutable)
 //! - `GET /v1/events` → server-sent events, `event: artifact`, data [`ArtifactEvent`], `id` an
 //!   [`EventId`] (`<epoch>-<sequence>`) usable as `Last-Event-ID`
-//! - `POST /v1/sources/{namespace}/{name}/reconcile` → 202, fetch now
+//! - `POST /v1/sources/{namespace}/{name}/reconcile`, `POST
+//!   /v1/helmrepositories/{namespace}/{name}/reconcile` → 202, fetch now
+//!
+//! # Helm charts
+//!
+//! Agents never download or parse a repository index. The source server fetches each
+//! `HelmRepository`'s index (conditional GET), parses it once into a table of chart versions,
+//! and resolves `(repository, chart, range)` on request. Ranges are Helm's (Masterminds semver
+//! constraints: `^1.2`, `~1.2`, `>=1.0 <2.0`, `1.x`, `*`, `,` or space for AND, `||` for OR;
+//! prereleases only match a range that names one).
+//!
+//! **Artifact.** The resolved chart version is downloaded once, its digest checked against the
+//! index's `digest`, and its files re-packed as a canonical tar (docs/artifact-format.md) with
+//! the top-level `<chart>/` directory **stripped**: `Chart.yaml` is at the artifact's root, as
+//! in a chart directory of a Git repository — so an agent renders either with the root (or a
+//! Git path such as `./charts/app`) as the chart directory. The digest is over the
+//! uncompressed tar and does not depend on how the `.tgz` was compressed or ordered. The
+//! revision is `<version>@sha256:<digest>`; Flux's HelmChart prints the bare chart version
+//! (`1.2.3`), which does not change when a repository re-publishes different bytes under the
+//! same version — Ferry's does.
+//!
+//! **Events.** Each resolve registers `(repository, chart, range)` with the server. After
+//! every index change, the server re-resolves every registration and, when the answer changed,
+//! packs the new version and sends an `artifact` event of kind `HelmChart` whose source key is
+//! [`SourceKey::helm_chart`] (name `<repository>/<chart>@<range>`, in the repository's
+//! namespace). An agent only has to listen: it computes the same key from its HelmRelease
+//! (`SourceKey::helm_chart`) and matches events exactly, as Kustomizations match their
+//! GitRepository's events. Registrations are kept in the server's state (they survive a
+//! restart) and keep their chart artifacts from garbage collection.
+//!
+//! **Charts from Git.** A HelmRelease whose `sourceRef` is a `GitRepository` with `chart:
+//! ./charts/app` needs nothing beyond the GitRepository's artifact: the chart is that
+//! directory of it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::helm_repository::{HelmRepositorySpec, HelmRepositoryStatus};
+use crate::source::SourceKind;
 use crate::{Digest, GitRepositorySpec, GitRepositoryStatus, Revision, SourceKey};
 
 /// One source as the server sees it: identity, the settings in force, and its status.
@@ -27,10 +72,59 @@ pub struct SourceList {
     pub sources: Vec<SourceView>,
 }
 
+/// One `HelmRepository` as the server sees it (credentials are never shown).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRepositoryView {
+    pub namespace: String,
+    pub name: String,
+    /// `HelmRepository`.
+    pub kind: String,
+    pub spec: HelmRepositorySpec,
+    pub status: HelmRepositoryStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HelmRepositoryList {
+    pub repositories: Vec<HelmRepositoryView>,
+}
+
+/// Query of `GET /v1/helmrepositories/{namespace}/{name}/charts/{chart}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartQuery {
+    /// A semver range (Helm's constraint syntax); absent or empty means `*`.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The answer to a chart resolution: which version, and the artifact holding its files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartArtifact {
+    /// The chart's name.
+    pub chart: String,
+    /// The chart version the range resolved to (as written in the index).
+    pub version: String,
+    /// `<version>@sha256:<digest>`.
+    pub revision: Revision,
+    /// sha256 of the canonical uncompressed tar (the chart's files, `Chart.yaml` at the root).
+    pub digest: Digest,
+    /// Uncompressed tar size, the bound for the fetcher.
+    pub size: u64,
+    /// Where to GET it: `<server>/v1/artifacts/sha256/<hex>`.
+    pub url: String,
+    /// The index revision (`sha256:<hex>`) the range was resolved against.
+    pub index_revision: Revision,
+}
+
 /// Sent on `/v1/events` when a source gets a new artifact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactEvent {
+    /// The source's kind: `GitRepository` (when absent, for servers that predate kinds) or
+    /// `HelmChart` (then `name` is `<repository>/<chart>@<range>`, see the module doc).
+    #[serde(default)]
+    pub kind: SourceKind,
     pub namespace: String,
     pub name: String,
     pub revision: Revision,
@@ -43,7 +137,7 @@ pub struct ArtifactEvent {
 impl ArtifactEvent {
     /// The source this event is about.
     pub fn source(&self) -> SourceKey {
-        SourceKey::new(&self.namespace, &self.name)
+        SourceKey::of(self.kind, &self.namespace, &self.name)
     }
 }
 
@@ -51,6 +145,24 @@ impl SourceView {
     /// The source this view shows.
     pub fn key(&self) -> SourceKey {
         SourceKey::new(&self.namespace, &self.name)
+    }
+}
+
+impl SourceKey {
+    /// The key of the resolution of `range` (empty means `*`) for `chart` in the
+    /// `HelmRepository` `namespace/repository`: kind `HelmChart`, name
+    /// `<repository>/<chart>@<range>`. The server's events and an agent's HelmRelease use this
+    /// one function, so they agree on it.
+    pub fn helm_chart(namespace: &str, repository: &str, chart: &str, range: &str) -> Self {
+        let range = match range.trim() {
+            "" => "*",
+            r => r,
+        };
+        SourceKey::of(
+            SourceKind::HelmChart,
+            namespace,
+            format!("{repository}/{chart}@{range}"),
+        )
     }
 }
 
@@ -111,5 +223,31 @@ mod tests {
         for bad in ["42", "", "abc-1", "00abcdef01234567-", "00abcdef01234567-x"] {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn events_without_a_kind_are_git_repositories() {
+        let d = crate::Digest::of(b"x");
+        let json = serde_json::json!({
+            "namespace": "a", "name": "b", "revision": format!("main@sha1:{}", "0".repeat(40)),
+            "digest": d.to_string(), "size": 1, "url": "u",
+        });
+        let ev: ArtifactEvent = serde_json::from_value(json).expect("old event");
+        assert_eq!(ev.source(), SourceKey::new("a", "b"));
+        let chart = ArtifactEvent {
+            kind: SourceKind::HelmChart,
+            name: "podinfo/podinfo@^6".into(),
+            ..ev
+        };
+        let back: ArtifactEvent =
+            serde_json::from_str(&serde_json::to_string(&chart).expect("json")).expect("back");
+        assert_eq!(
+            back.source(),
+            SourceKey::helm_chart("a", "podinfo", "podinfo", "^6")
+        );
+        assert_eq!(
+            SourceKey::helm_chart("a", "r", "c", " "),
+            SourceKey::helm_chart("a", "r", "c", "*")
+        );
     }
 }

@@ -12,6 +12,10 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             crate::GitRepository::crd(),
         ),
         (
+            "source.ferry.dev_helmrepositories.yaml",
+            crate::HelmRepository::crd(),
+        ),
+        (
             "apply.ferry.dev_kustomizations.yaml",
             crate::Kustomization::crd(),
         ),

@@ -122,12 +122,17 @@ pub struct CrossNamespaceSourceReference {
 }
 
 impl CrossNamespaceSourceReference {
-    /// The referenced source; `namespace` defaults to the Kustomization's.
-    pub fn key(&self, kustomization_namespace: &str) -> crate::SourceKey {
-        crate::SourceKey::new(
-            self.namespace.as_deref().unwrap_or(kustomization_namespace),
+    /// The referenced source; `namespace` defaults to the referrer's. An unknown `kind` is an
+    /// error (whether the referrer accepts a known kind is its own decision).
+    pub fn key(
+        &self,
+        referrer_namespace: &str,
+    ) -> Result<crate::SourceKey, crate::source::UnknownSourceKind> {
+        Ok(crate::SourceKey::of(
+            self.kind.parse()?,
+            self.namespace.as_deref().unwrap_or(referrer_namespace),
             &self.name,
-        )
+        ))
     }
 }
 

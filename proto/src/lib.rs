@@ -4,8 +4,8 @@
 //! identity of an artifact ([`Digest`], the sha256 of its canonical uncompressed tar), the
 //! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
 //! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
-//! (`GitRepository`, `Kustomization`, `HelmRelease`) whose CRDs are generated from these types into
-//! `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
+//! (`GitRepository`, `HelmRepository`, `Kustomization`, `HelmRelease`) whose CRDs are generated
+//! from these types into `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
 //! kustomize engine and the Kubernetes API test server need. No I/O lives here.
 
@@ -17,6 +17,7 @@ pub mod crds;
 pub mod digest;
 pub mod duration;
 pub mod gvk;
+pub mod helm_repository;
 pub mod helmrelease;
 pub mod kustomization;
 pub mod limits;
@@ -31,6 +32,9 @@ pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};
 pub use gvk::{GroupVersion, Scope};
+pub use helm_repository::{
+    HelmIndexArtifact, HelmRepository, HelmRepositorySpec, HelmRepositoryStatus,
+};
 pub use helmrelease::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use kustomization::{
     CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
@@ -41,5 +45,5 @@ pub use limits::{ArtifactLimits, LimitError};
 pub use revision::{Revision, RevisionError};
 pub use source::{
     GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,
-    SkippedEntry, SourceKey,
+    SkippedEntry, SourceKey, SourceKind, UnknownSourceKind,
 };

@@ -1,63 +1,119 @@
 //! `Revision`: what a source's artifact was built from, in Flux's notation —
 //! `main@sha1:<commit>` (branch), `v1.2.3@sha1:<commit>` (tag), `refs/pull/1/head@sha1:…`
 //! (any ref name) or `sha1:<commit>` (a bare commit). The part after the last `@` is the checksum.
+//! Sources that are not Git use sha256 checksums: a Helm repository's index is `sha256:<hex>` of
+//! the index bytes (Flux's HelmRepository revision), a chart version packed by the source server
+//! is `<version>@sha256:<digest>` (the digest of its canonical tar).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A Git revision: an optional symbolic name and the commit it resolved to.
+/// A revision: an optional symbolic name and the checksum it resolved to — a Git commit
+/// (`sha1:`, 40 hex) or a sha256 (`sha256:`, 64 hex).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Revision {
     name: Option<String>,
+    algorithm: Algorithm,
     commit: String,
+}
+
+/// The checksum algorithm of a [`Revision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// A Git commit id (40 hex).
+    Sha1,
+    /// A sha256 (64 hex): an index or an artifact digest.
+    Sha256,
+}
+
+impl Algorithm {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1:",
+            Self::Sha256 => "sha256:",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Self::Sha1 => 40,
+            Self::Sha256 => 64,
+        }
+    }
 }
 
 /// Why a string is not a revision.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RevisionError {
-    /// Not `[<name>@]sha1:<hex>`.
-    #[error("revision {0:?}: expected [<name>@]sha1:<40 hex>")]
+    /// Not `[<name>@]sha1:<hex>` or `[<name>@]sha256:<hex>`.
+    #[error("revision {0:?}: expected [<name>@]sha1:<40 hex> or [<name>@]sha256:<64 hex>")]
     Format(String),
-    /// The commit is not 40 lowercase hex characters.
-    #[error("revision {0:?}: commit must be 40 lowercase hex characters")]
+    /// The checksum is not 40 (sha1) or 64 (sha256) lowercase hex characters.
+    #[error("revision {0:?}: checksum must be 40 (sha1) or 64 (sha256) lowercase hex characters")]
     Commit(String),
 }
 
-fn valid_commit(c: &str) -> bool {
-    c.len() == 40 && c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+fn valid_checksum(algorithm: Algorithm, c: &str) -> bool {
+    c.len() == algorithm.hex_len() && c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Revision {
     /// A revision of `commit` (40 lowercase hex) reached through the ref `name`
     /// (a branch or tag short name, or a full ref name), or a bare commit when `name` is `None`.
     pub fn new(name: Option<String>, commit: impl Into<String>) -> Result<Self, RevisionError> {
-        let commit = commit.into();
-        if !valid_commit(&commit) {
+        Self::with_algorithm(name, Algorithm::Sha1, commit.into())
+    }
+
+    /// A revision whose checksum is a sha256 (64 lowercase hex): `sha256:<hex>` for a Helm
+    /// index, `<version>@sha256:<hex>` for a chart version.
+    pub fn sha256(name: Option<String>, hex: impl Into<String>) -> Result<Self, RevisionError> {
+        Self::with_algorithm(name, Algorithm::Sha256, hex.into())
+    }
+
+    fn with_algorithm(
+        name: Option<String>,
+        algorithm: Algorithm,
+        commit: String,
+    ) -> Result<Self, RevisionError> {
+        if !valid_checksum(algorithm, &commit) {
             return Err(RevisionError::Commit(commit));
         }
         if let Some(n) = &name
             && (n.is_empty() || n.contains('@'))
         {
-            return Err(RevisionError::Format(format!("{n}@sha1:{commit}")));
+            return Err(RevisionError::Format(format!(
+                "{n}@{}{commit}",
+                algorithm.prefix()
+            )));
         }
-        Ok(Self { name, commit })
+        Ok(Self {
+            name,
+            algorithm,
+            commit,
+        })
     }
 
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
-    /// The 40-hex commit id.
+    /// The checksum's hex: the 40-hex commit id of a Git revision, 64 hex for sha256 ones.
     pub fn commit(&self) -> &str {
         &self.commit
+    }
+
+    /// The checksum's algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 }
 
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = self.algorithm.prefix();
         match &self.name {
-            Some(n) => write!(f, "{n}@sha1:{}", self.commit),
-            None => write!(f, "sha1:{}", self.commit),
+            Some(n) => write!(f, "{n}@{prefix}{}", self.commit),
+            None => write!(f, "{prefix}{}", self.commit),
         }
     }
 }
@@ -75,10 +131,14 @@ impl FromStr for Revision {
             Some((n, c)) => (Some(n.to_string()), c),
             None => (None, s),
         };
-        let commit = checksum
-            .strip_prefix("sha1:")
-            .ok_or_else(|| RevisionError::Format(s.to_string()))?;
-        if !valid_commit(commit) {
+        let (algorithm, commit) = if let Some(c) = checksum.strip_prefix("sha1:") {
+            (Algorithm::Sha1, c)
+        } else if let Some(c) = checksum.strip_prefix("sha256:") {
+            (Algorithm::Sha256, c)
+        } else {
+            return Err(RevisionError::Format(s.to_string()));
+        };
+        if !valid_checksum(algorithm, commit) {
             return Err(RevisionError::Commit(s.to_string()));
         }
         if name.as_deref() == Some("") {
@@ -86,6 +146,7 @@ impl FromStr for Revision {
         }
         Ok(Self {
             name,
+            algorithm,
             commit: commit.to_string(),
         })
     }
@@ -142,5 +203,20 @@ mod tests {
         assert!(format!("main@sha256:{C}").parse::<Revision>().is_err());
         assert!(Revision::new(Some("a@b".into()), C).is_err());
         assert!(Revision::new(None, C.to_uppercase()).is_err());
+        assert!(format!("1.2.3@sha256:{C}").parse::<Revision>().is_err());
+    }
+
+    #[test]
+    fn sha256_revisions_of_indexes_and_charts() {
+        let h = "ab".repeat(32);
+        for s in [format!("sha256:{h}"), format!("1.2.3+build.1@sha256:{h}")] {
+            let r: Revision = s.parse().expect("valid revision");
+            assert_eq!(r.to_string(), s);
+            assert_eq!(r.algorithm(), Algorithm::Sha256);
+            assert_eq!(r.commit(), h);
+        }
+        let r = Revision::sha256(Some("0.1.0".into()), &h).expect("valid");
+        assert_eq!(r.to_string(), format!("0.1.0@sha256:{h}"));
+        assert!(Revision::sha256(None, C).is_err());
     }
 }

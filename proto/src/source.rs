@@ -10,10 +10,77 @@ use serde::{Deserialize, Serialize};
 use crate::duration::{FieldError, GoDuration};
 use crate::{ArtifactRef, Condition};
 
-/// A source's identity, `namespace/name`: the one type the server, the HTTP API and the agents
-/// use for it.
+/// The kind of a source, serialized with Flux's kind names.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+pub enum SourceKind {
+    /// A Git repository mirrored into artifacts (one per tracked revision).
+    #[default]
+    GitRepository,
+    /// A Helm chart repository (an HTTP(S) `index.yaml`); it has no artifact of its own: the
+    /// server resolves chart versions in it (see [`crate::api`]).
+    HelmRepository,
+    /// A chart version of a `HelmRepository`, packed by the server into an artifact. Not an
+    /// object anyone writes: the server makes one per resolved `(repository, chart, range)`;
+    /// its key's name is `<repository>/<chart>` (see [`crate::api`]).
+    HelmChart,
+}
+
+impl SourceKind {
+    /// Flux's kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GitRepository => "GitRepository",
+            Self::HelmRepository => "HelmRepository",
+            Self::HelmChart => "HelmChart",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind name that is not a [`SourceKind`] Ferry serves.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("source kind {0:?} is not supported (GitRepository, HelmRepository)")]
+pub struct UnknownSourceKind(pub String);
+
+impl std::str::FromStr for SourceKind {
+    type Err = UnknownSourceKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "GitRepository" => Ok(Self::GitRepository),
+            "HelmRepository" => Ok(Self::HelmRepository),
+            "HelmChart" => Ok(Self::HelmChart),
+            _ => Err(UnknownSourceKind(s.chars().take(64).collect())),
+        }
+    }
+}
+
+/// A source's identity, `kind` + `namespace/name`: the one type the server, the HTTP API and
+/// the agents use for it. Serialized without `kind` it reads as a `GitRepository` (the only
+/// kind before sources had kinds).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourceKey {
+    /// The source's kind.
+    #[serde(default)]
+    pub kind: SourceKind,
     /// The source's namespace.
     pub namespace: String,
     /// The source's name.
@@ -21,15 +88,23 @@ pub struct SourceKey {
 }
 
 impl SourceKey {
-    /// The key of `namespace/name`.
+    /// The key of the `GitRepository` `namespace/name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::of(SourceKind::GitRepository, namespace, name)
+    }
+
+    /// The key of the `kind` `namespace/name`.
+    pub fn of(kind: SourceKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
+            kind,
             namespace: namespace.into(),
             name: name.into(),
         }
     }
 }
 
+/// `namespace/name`, without the kind: messages name the kind themselves
+/// (`GitRepository team-a/app`).
 impl std::fmt::Display for SourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)

@@ -208,6 +208,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             continue;
         }
         let key = SourceKey {
+            kind: Default::default(),
             namespace: namespace.clone(),
             name: meta.name.clone(),
         };
@@ -393,6 +394,7 @@ fn validate(
         None => None,
         Some(r) => {
             let skey = SourceKey {
+                kind: Default::default(),
                 namespace: key.namespace.clone(),
                 name: r.name.clone(),
             };

@@ -141,6 +141,7 @@ mod tests {
 
     fn event(n: u8) -> ArtifactEvent {
         ArtifactEvent {
+            kind: Default::default(),
             namespace: "ns".into(),
             name: format!("s{n}"),
             revision: Revision::new(Some("main".into()), "a".repeat(40)).expect("valid"),

@@ -174,6 +174,7 @@ mod tests {
     fn renders_per_source_series() {
         let m = Metrics::new();
         let key = SourceKey {
+            kind: Default::default(),
             namespace: "ns".into(),
             name: "app".into(),
         };

@@ -322,7 +322,7 @@ impl Storage {
                 let namespace = parts.next()?.as_ref().to_string();
                 let file = parts.next()?;
                 let name = file.as_ref().strip_suffix(".json")?.to_string();
-                Some(SourceKey { namespace, name })
+                Some(SourceKey::new(namespace, name))
             })
             .collect())
     }
@@ -335,6 +335,7 @@ mod tests {
 
     fn key() -> SourceKey {
         SourceKey {
+            kind: Default::default(),
             namespace: "team-a".into(),
             name: "app".into(),
         }

@@ -3,7 +3,7 @@
 //! restart, the one the status says was applied) keeps reconciles working from the cache.
 
 use ferry_proto::kustomization::{Kustomization, KustomizationStatus};
-use ferry_proto::{ArtifactRef, Digest};
+use ferry_proto::{ArtifactRef, Digest, SourceKind};
 
 use super::Context;
 use crate::source_client::SourceClientError;
@@ -12,7 +12,7 @@ use crate::source_client::SourceClientError;
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// `sourceRef.kind` names a kind of source the agent does not support.
-    #[error("sourceRef.kind {kind:?} is not supported (GitRepository)")]
+    #[error("sourceRef.kind {kind:?} is not supported for a Kustomization (GitRepository)")]
     UnsupportedKind { kind: String },
     /// The source exists but has not produced an artifact yet.
     #[error("source GitRepository/{namespace}/{name} has no artifact yet")]
@@ -34,16 +34,17 @@ pub async fn current(
     st: &KustomizationStatus,
 ) -> Result<ArtifactRef, ArtifactError> {
     let src = &ks.spec.source_ref;
-    if src.kind != "GitRepository" {
-        return Err(ArtifactError::UnsupportedKind {
-            kind: src.kind.clone(),
-        });
-    }
-    let ns = src
-        .namespace
-        .clone()
-        .unwrap_or_else(|| ctx.namespace.clone());
-    let key = src.key(&ctx.namespace);
+    // A Kustomization builds from a GitRepository's tree; other kinds of source (a
+    // HelmRepository) have no tree to build, and an unknown kind is refused the same way.
+    let key = match src.key(&ctx.namespace) {
+        Ok(k) if k.kind == SourceKind::GitRepository => k,
+        _ => {
+            return Err(ArtifactError::UnsupportedKind {
+                kind: src.kind.clone(),
+            });
+        }
+    };
+    let ns = key.namespace.clone();
     match ctx.sources.current_artifact(&ns, &src.name).await {
         Ok(Some(a)) => {
             if let Ok(mut m) = ctx.artifacts.lock() {

@@ -89,6 +89,7 @@ async fn serve(fake: Arc<Fake>) -> String {
 fn artifact_event(name: &str, content: &str) -> ArtifactEvent {
     let digest = Digest::of(content.as_bytes());
     ArtifactEvent {
+        kind: Default::default(),
         namespace: "team-a".into(),
         name: name.into(),
         revision: Revision::new(Some("main".into()), "b".repeat(40)).expect("rev"),

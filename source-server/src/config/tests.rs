@@ -22,6 +22,7 @@ stringData:
 
 fn key(ns: &str, name: &str) -> SourceKey {
     SourceKey {
+        kind: Default::default(),
         namespace: ns.into(),
         name: name.into(),
     }

@@ -33,6 +33,7 @@ pub(super) fn redacted(spec: &GitRepositorySpec) -> GitRepositorySpec {
 
 pub(super) fn artifact_event(key: &SourceKey, a: &ArtifactRef) -> ArtifactEvent {
     ArtifactEvent {
+        kind: key.kind,
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         revision: a.revision.clone(),
