@@ -34,6 +34,14 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    /// `Normal` or `Warning`.
+    r#type: String,
+    /// `created` (a new Event) or `aggregated` (a repeat counted on an existing one).
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     /// `namespace/name`.
     source: String,
@@ -49,6 +57,7 @@ pub struct Metrics {
     objects: Family<ActionLabels, Counter>,
     drifted: Family<NameLabels, Gauge>,
     artifacts: Family<SourceLabels, Counter>,
+    events: Family<EventLabels, Counter>,
     /// The revision last announced per source, whose series is the current one.
     announced: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
@@ -94,6 +103,12 @@ impl Metrics {
             "Announcements of a source's artifact heard from the source server, for the source's current revision",
             artifacts.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events recorded, by type and whether a repeat was aggregated into an existing Event",
+            events.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
@@ -101,6 +116,7 @@ impl Metrics {
             objects,
             drifted,
             artifacts,
+            events,
             announced: Default::default(),
         }
     }
@@ -160,6 +176,17 @@ impl Metrics {
                 kustomization: kustomization.into(),
             })
             .set(n as i64);
+    }
+
+    /// A Kubernetes Event of `type_` was written: a new one, or a repeat `aggregated` into an
+    /// existing Event's count.
+    pub fn observe_event(&self, type_: &str, aggregated: bool) {
+        self.events
+            .get_or_create(&EventLabels {
+                r#type: type_.into(),
+                result: if aggregated { "aggregated" } else { "created" }.into(),
+            })
+            .inc();
     }
 
     /// The source server announced `revision` for `source` (`namespace/name`); only the

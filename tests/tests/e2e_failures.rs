@@ -62,6 +62,57 @@ async fn invalid_yaml_is_build_failed_and_changes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A Kustomization failing on every retry (every second here) keeps one Warning Event whose
+/// count grows, as the API intends, instead of a new Event per retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeating_failure_is_one_event_with_a_count() -> Result<()> {
+    let mut env = Env::new().await?;
+    env.seeded(seed_spec("./app")).await?;
+    env.upstream.write(
+        "app/deployment.yaml",
+        deployment_yaml("v2.0.0") + "  broken: [unclosed\n",
+    )?;
+    env.upstream.commit_push("broken yaml")?;
+    env.wait_ready("app", "False", "BuildFailed", LIMIT).await?;
+    // Three repeats counted on the first Event.
+    env.wait_agent_metric(
+        "ferry_applier_events_total",
+        &[("type", "Warning"), ("result", "aggregated")],
+        3.0,
+        LIMIT,
+    )
+    .await?;
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    let warnings: Vec<_> = api
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some("app")
+                && e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("BuildFailed")
+        })
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one Event for the repeated failure: {warnings:#?}"
+    );
+    let count = warnings[0].count.unwrap_or_default();
+    assert!(
+        count >= 4,
+        "the Event counts the repeats: {:#?}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].last_timestamp.as_ref().map(|t| t.0)
+            > warnings[0].first_timestamp.as_ref().map(|t| t.0),
+        "lastTimestamp moves on: {:#?}",
+        warnings[0]
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_artifact_is_refused() -> Result<()> {
     let mut env = Env::new().await?;

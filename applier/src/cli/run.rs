@@ -126,14 +126,15 @@ pub async fn context(
     .with_context(|| format!("artifact cache {}", cache_dir.display()))?;
     let sources = SourceClient::new(source_server)
         .with_context(|| format!("source server {source_server}"))?;
+    let metrics = Metrics::new();
     Ok(Context {
         namespace: namespace.to_string(),
         applier: Applier::new(client.clone()),
-        recorder: Recorder::new(client.clone()),
+        recorder: Recorder::new(client.clone(), metrics.clone()),
         client,
         fetcher,
         sources,
-        metrics: Metrics::new(),
+        metrics,
         artifacts: Default::default(),
         // One entry per Kustomization in steady state; a few more cover a revision change.
         renders: Arc::new(ferry_applier::render::RenderMemo::new(8)),
