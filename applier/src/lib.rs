@@ -10,9 +10,11 @@
 //! [`drift`] (the dry-run comparison each interval, correct or detect), [`events`] (Kubernetes
 //! Events naming each changed object), [`metrics`], and [`controller`], which watches the
 //! Kustomizations of the agent's own namespace and runs the path on spec changes, new
-//! artifacts, intervals and dependency readiness.
+//! artifacts, intervals and dependency readiness. [`connect`] wires a client and context for the
+//! binaries; [`preview`] computes what a reconcile would change without changing anything.
 
 pub mod apply;
+pub mod connect;
 pub mod controller;
 pub mod drift;
 pub mod events;
@@ -20,6 +22,7 @@ pub mod fetch;
 pub mod health;
 pub mod metrics;
 pub mod poll;
+pub mod preview;
 pub mod prune;
 pub mod reconcile;
 pub mod render;

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use ferry_applier::apply::ApplyOptions;
-use ferry_applier::prune::{entry_id, inventory_of};
+use ferry_applier::preview::preview;
 use ferry_proto::kustomization::Kustomization;
 use kube::Api;
 
@@ -40,11 +39,11 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let ctx = super::run::context(
+        let ctx = ferry_applier::connect::context(
             &args.namespace,
             &args.source_server,
-            args.kubeconfig.as_ref(),
-            args.cache_dir.as_ref(),
+            args.kubeconfig.as_deref(),
+            args.cache_dir.as_deref(),
             args.limits.limits(),
         )
         .await?;
@@ -53,54 +52,18 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             .get(&args.kustomization)
             .await
             .with_context(|| format!("Kustomization {}/{}", args.namespace, args.kustomization))?;
-        let st = ks.status.clone().unwrap_or_default();
-        let desired = ferry_applier::reconcile::desired(&ks, &ctx, &st)
-            .await
-            .map_err(|(e, _)| {
-                let e = ferry_applier::reconcile::ReconcileError::from(e);
-                anyhow::anyhow!("{}: {e}", e.reason())
-            })?;
+        let p = preview(&ctx, &ks).await?;
         writeln!(
             out,
             "Kustomization {}/{} at {} ({})",
-            args.namespace, args.kustomization, desired.artifact.revision, desired.artifact.digest
+            args.namespace, args.kustomization, p.revision, p.digest
         )?;
-        let ids: Vec<_> = desired
-            .objects
-            .iter()
-            .filter_map(|o| ferry_applier::apply::ObjectId::of(o).ok())
-            .map(|(id, version)| ferry_applier::apply::Change {
-                id,
-                version,
-                action: ferry_applier::apply::Action::Unchanged,
-            })
-            .collect();
-        let drift = ctx
-            .applier
-            .drift(desired.objects, &ApplyOptions::default())
-            .await?;
-        let mut changed = false;
-        for d in &drift {
-            changed = true;
-            if d.missing {
-                writeln!(out, "{} created", d.id)?;
-            } else {
-                writeln!(out, "{} configured: {}", d.id, d.fields.join(", "))?;
-            }
+        for c in &p.changes {
+            writeln!(out, "{c}")?;
         }
-        if ks.spec.prune {
-            let new = inventory_of(
-                &ferry_applier::apply::ChangeSet { changes: ids },
-                &args.namespace,
-            );
-            for e in st.inventory.unwrap_or_default().minus(&new) {
-                changed = true;
-                writeln!(out, "{} deleted", entry_id(&e, &args.namespace).0)?;
-            }
-        }
-        if !changed {
+        if p.changes.is_empty() {
             writeln!(out, "no changes")?;
         }
-        Ok(changed)
+        Ok(!p.changes.is_empty())
     })
 }

@@ -5,12 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use ferry_applier::apply::Applier;
-use ferry_applier::events::Recorder;
-use ferry_applier::fetch::{Fetcher, FetcherConfig};
-use ferry_applier::metrics::Metrics;
-use ferry_applier::reconcile::Context;
-use ferry_applier::source_client::SourceClient;
 use ferry_proto::{ArtifactLimits, limits};
 
 #[derive(Debug, Args)]
@@ -88,59 +82,6 @@ pub fn init_logs(format: LogFormat) {
     };
 }
 
-/// A kube client from `--kubeconfig` or the usual inference.
-pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    // kube and the HTTP clients must agree on one rustls provider (aws-lc-rs).
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
-    };
-    kube::Client::try_from(config).context("creating the Kubernetes client")
-}
-
-/// Everything a reconcile needs.
-pub async fn context(
-    namespace: &str,
-    source_server: &str,
-    kubeconfig: Option<&PathBuf>,
-    cache_dir: Option<&PathBuf>,
-    limits: ArtifactLimits,
-) -> anyhow::Result<Context> {
-    let client = client(kubeconfig).await?;
-    let cache_dir = cache_dir
-        .cloned()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
-    let fetcher = Fetcher::new(FetcherConfig {
-        limits,
-        ..FetcherConfig::new(source_server, &cache_dir)
-    })
-    .with_context(|| format!("artifact cache {}", cache_dir.display()))?;
-    let sources = SourceClient::new(source_server)
-        .with_context(|| format!("source server {source_server}"))?;
-    let metrics = Metrics::new();
-    Ok(Context {
-        namespace: namespace.to_string(),
-        applier: Applier::new(client.clone()),
-        recorder: Recorder::new(client.clone(), metrics.clone()),
-        client,
-        fetcher,
-        sources,
-        metrics,
-        artifacts: Default::default(),
-        // One entry per Kustomization in steady state; a few more cover a revision change.
-        renders: Arc::new(ferry_applier::render::RenderMemo::new(8)),
-    })
-}
-
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -149,11 +90,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let ctx = context(
+        let ctx = ferry_applier::connect::context(
             &args.namespace,
             &args.source_server,
-            args.kubeconfig.as_ref(),
-            args.cache_dir.as_ref(),
+            args.kubeconfig.as_deref(),
+            args.cache_dir.as_deref(),
             args.limits.limits(),
         )
         .await?;

@@ -1,0 +1,103 @@
+//! Wiring for the binaries: a Kubernetes client from a kubeconfig (or the usual inference) and
+//! the reconcile [`Context`] built from it. The agent (`ferry-applier run`), `ferry-applier diff`
+//! and the `ferry` CLI build theirs here, so they reach the cluster and the source server the
+//! same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_proto::ArtifactLimits;
+
+use crate::apply::Applier;
+use crate::events::Recorder;
+use crate::fetch::{CacheError, Fetcher, FetcherConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::Context;
+use crate::source_client::{SourceClient, SourceClientError};
+
+/// Why the agent could not reach its cluster or prepare its caches.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The kubeconfig file named on the command line is unreadable or unusable.
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig was given and none could be inferred.
+    #[error("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster ({0})")]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The Kubernetes client could not be built from the configuration.
+    #[error("creating the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    /// The artifact cache directory cannot be used.
+    #[error("artifact cache {}: {source}", dir.display())]
+    Cache { dir: PathBuf, source: CacheError },
+    /// The source server's URL cannot be used.
+    #[error("source server {url}: {source}")]
+    SourceServer {
+        url: String,
+        source: SourceClientError,
+    },
+}
+
+/// A kube client from `kubeconfig`, or `$KUBECONFIG`, `~/.kube/config` or the in-cluster
+/// service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ConnectError> {
+    // kube and the HTTP clients must agree on one rustls provider (aws-lc-rs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = match kubeconfig {
+        Some(path) => {
+            let wrap = |source| ConnectError::Kubeconfig {
+                path: path.to_path_buf(),
+                source,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(wrap)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(wrap)?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Everything a reconcile of `namespace`'s objects needs.
+pub async fn context(
+    namespace: &str,
+    source_server: &str,
+    kubeconfig: Option<&Path>,
+    cache_dir: Option<&Path>,
+    limits: ArtifactLimits,
+) -> Result<Context, ConnectError> {
+    let client = client(kubeconfig).await?;
+    let cache_dir = cache_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
+    let fetcher = Fetcher::new(FetcherConfig {
+        limits,
+        ..FetcherConfig::new(source_server, &cache_dir)
+    })
+    .map_err(|source| ConnectError::Cache {
+        dir: cache_dir.clone(),
+        source,
+    })?;
+    let sources =
+        SourceClient::new(source_server).map_err(|source| ConnectError::SourceServer {
+            url: source_server.to_string(),
+            source,
+        })?;
+    let metrics = Metrics::new();
+    Ok(Context {
+        namespace: namespace.to_string(),
+        applier: Applier::new(client.clone()),
+        recorder: Recorder::new(client.clone(), metrics.clone()),
+        client,
+        fetcher,
+        sources,
+        metrics,
+        artifacts: Default::default(),
+        // One entry per Kustomization in steady state; a few more cover a revision change.
+        renders: Arc::new(crate::render::RenderMemo::new(8)),
+    })
+}
