@@ -21,6 +21,7 @@ pub mod config;
 pub mod events;
 pub mod gc;
 pub mod git;
+pub mod helm;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;

@@ -7,6 +7,7 @@
 //! implementation can rebuild the same digest. Compression happens on a second thread while
 //! the walk produces bytes, so building costs about as long as the slower of the two.
 
+mod files;
 mod ignore;
 mod sink;
 mod tar;
@@ -15,6 +16,7 @@ mod walk;
 use ferry_proto::condition::reason;
 use ferry_proto::{Digest, LimitError, Revision, SkippedEntry};
 
+pub use files::{File, build_from_files, safe_path};
 pub use ignore::{DEFAULT_EXCLUDES, SOURCEIGNORE};
 
 use crate::git::Mirror;

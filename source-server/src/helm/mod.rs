@@ -1,0 +1,6 @@
+//! Helm chart repositories.
+
+pub mod constraint;
+pub mod index;
+pub mod fetch;
+pub mod chart;
