@@ -51,6 +51,8 @@ pub mod reason {
     pub const INTERRUPTED: &str = "Interrupted";
     /// The source's URL or settings are unusable for Git.
     pub const INVALID_SOURCE: &str = "InvalidSource";
+    /// A Helm repository's index could not be fetched or parsed (Flux's reason).
+    pub const INDEXATION_FAILED: &str = "IndexationFailed";
 }
 
 /// A condition's `status`.

@@ -1,5 +1,5 @@
-//! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`
-//! and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
+//! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`,
+//! `HelmRepository` ([`helm`]) and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
 //!
 //! The seam is a `tokio::sync::watch` channel of [`DesiredState`]: whoever owns the sender
 //! publishes a complete desired state; the controller diffs it against what runs. Loading is
@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use tokio::sync::watch;
 
-use ferry_proto::{GitRepository, GitRepositorySpec};
+use ferry_proto::{GitRepository, GitRepositorySpec, HelmRepository, SourceKind};
+
+mod helm;
+pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
 
 use crate::SourceKey;
 
@@ -91,6 +94,10 @@ pub struct DesiredState {
     pub errors: Vec<ConfigError>,
     /// Refused `GitRepository` documents without a valid earlier version: shown `Stalled`.
     pub invalid: BTreeMap<SourceKey, InvalidSource>,
+    /// Helm repositories to follow (keys of kind `HelmRepository`).
+    pub helm_repositories: BTreeMap<SourceKey, DesiredHelmRepository>,
+    /// Refused `HelmRepository` documents without a valid earlier version.
+    pub invalid_helm: BTreeMap<SourceKey, InvalidHelmRepository>,
 }
 
 /// The channel pair of the seam.
@@ -179,6 +186,8 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     let mut secrets: BTreeMap<SourceKey, SecretData> = BTreeMap::new();
     let mut repos = Vec::new();
     let mut invalid = BTreeMap::new();
+    let mut helm_repos = Vec::new();
+    let mut invalid_helm = BTreeMap::new();
     for (i, value) in docs {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = value
@@ -237,7 +246,27 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                     }
                 }
             }
-            (_, "GitRepository") => errors.push(err(
+            ("source.ferry.dev/v1", "HelmRepository") => {
+                let key = SourceKey::of(SourceKind::HelmRepository, &key.namespace, &key.name);
+                match serde_yaml::from_value::<HelmRepository>(value.clone()) {
+                    Ok(repo) => {
+                        helm_repos.push((i, object.clone(), key, meta.generation, repo.spec))
+                    }
+                    Err(e) => {
+                        let error = err("spec", e.to_string());
+                        invalid_helm.insert(
+                            key,
+                            InvalidHelmRepository {
+                                spec: Default::default(),
+                                generation: meta.generation,
+                                error: error.clone(),
+                            },
+                        );
+                        errors.push(error);
+                    }
+                }
+            }
+            (_, "GitRepository" | "HelmRepository") => errors.push(err(
                 "apiVersion",
                 format!("{api_version:?} is not supported, use \"source.ferry.dev/v1\""),
             )),
@@ -245,7 +274,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 "kind",
                 format!(
                     "{api_version}/{kind} is not supported: expected source.ferry.dev/v1 \
-                     GitRepository or v1 Secret"
+                     GitRepository or HelmRepository, or v1 Secret"
                 ),
             )),
         }
@@ -293,10 +322,52 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         }
         !sources.contains_key(key)
     });
+    let mut helm_repositories = BTreeMap::new();
+    for (i, object, key, generation, spec) in helm_repos {
+        let error = |field, message| ConfigError {
+            file: file.into(),
+            document: i,
+            object: object.clone(),
+            field,
+            message,
+        };
+        match helm::validate(&key, &spec, generation, &secrets) {
+            Ok(repo) => {
+                if helm_repositories.insert(key.clone(), repo).is_some() {
+                    errors.push(error(
+                        "metadata.name".into(),
+                        "defined twice in the file; the last definition wins".into(),
+                    ));
+                }
+            }
+            Err((field, message)) => {
+                let error = error(field, message);
+                errors.push(error.clone());
+                invalid_helm.insert(
+                    key,
+                    InvalidHelmRepository {
+                        spec,
+                        generation,
+                        error,
+                    },
+                );
+            }
+        }
+    }
+    invalid_helm.retain(|key, _| {
+        if let Some(prev) = previous.helm_repositories.get(key) {
+            helm_repositories
+                .entry(key.clone())
+                .or_insert_with(|| prev.clone());
+        }
+        !helm_repositories.contains_key(key)
+    });
     Ok(DesiredState {
         sources,
         errors,
         invalid,
+        helm_repositories,
+        invalid_helm,
     })
 }
 

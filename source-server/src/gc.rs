@@ -2,7 +2,8 @@
 //! controller decides when (`reconcile::Inner::collect_garbage`).
 //!
 //! The keep set is read from the persisted source states, not from memory: every artifact that
-//! is current for, or in the recent history of, any recorded source is kept (a source's history
+//! is current for, or in the recent history of, any recorded source (or any registered chart
+//! resolution of a HelmRepository) is kept (a source's history
 //! is trimmed to `--keep` when a new artifact arrives). Everything else under
 //! `artifacts/sha256/` goes. GC runs under the controller's storage lock, which writers hold
 //! from writing an artifact until its state record is saved, so an artifact is never collected
@@ -24,6 +25,10 @@ pub fn plan<'a>(
     for s in states {
         keep_set.extend(s.artifact.as_ref().map(|a| a.digest));
         keep_set.extend(s.history.iter().take(keep).copied());
+        for c in &s.charts {
+            keep_set.insert(c.artifact.digest);
+            keep_set.extend(c.history.iter().take(keep).copied());
+        }
     }
     stored
         .iter()

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferry_proto::ArtifactLimits;
 use ferry_proto::limits;
+use ferry_source_server::helm;
 use ferry_source_server::server::{self, ServeOptions};
 
 #[derive(Parser)]
@@ -58,11 +59,26 @@ impl LimitArgs {
     }
 }
 
+/// Bounds on Helm repositories (Flux's flag names and defaults).
+#[derive(clap::Args)]
+struct HelmArgs {
+    /// Largest Helm repository index.yaml, in bytes.
+    #[arg(long, env = "FERRY_HELM_INDEX_MAX_SIZE", default_value_t = helm::DEFAULT_MAX_INDEX_SIZE)]
+    helm_index_max_size: u64,
+    /// Largest chart .tgz downloaded from a Helm repository, in bytes.
+    #[arg(long, env = "FERRY_HELM_CHART_MAX_SIZE", default_value_t = helm::DEFAULT_MAX_CHART_SIZE)]
+    helm_chart_max_size: u64,
+    /// Largest single file in a chart, in bytes.
+    #[arg(long, env = "FERRY_HELM_CHART_FILE_MAX_SIZE", default_value_t = helm::DEFAULT_MAX_CHART_FILE_SIZE)]
+    helm_chart_file_max_size: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve {
-        /// Multi-document YAML of GitRepository and Secret objects; edits are picked up live.
+        /// Multi-document YAML of GitRepository, HelmRepository and Secret objects; edits are
+        /// picked up live.
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
         /// Artifact storage: a directory, or s3://bucket/prefix (credentials, region and
@@ -83,6 +99,8 @@ enum Command {
         keep: usize,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        helm: HelmArgs,
     },
 }
 
@@ -112,12 +130,19 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             keep,
             limits,
+            helm: helm_args,
         } => {
             let mut opts = ServeOptions::new(config, storage, cache);
             opts.listen = listen;
             opts.public_url = public_url;
             opts.keep = keep;
             opts.limits = limits.limits();
+            opts.helm = helm::HelmLimits {
+                max_index_size: helm_args.helm_index_max_size,
+                max_chart_size: helm_args.helm_chart_max_size,
+                max_chart_file_size: helm_args.helm_chart_file_max_size,
+                artifact: opts.limits.clone(),
+            };
             let running = server::start(opts)
                 .await
                 .context("starting the source server")?;

@@ -25,6 +25,8 @@ pub struct Metrics {
     artifact_size: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge>,
     config_errors: Gauge,
+    helm_index: Family<Labels, Counter>,
+    helm_charts: Family<Labels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -37,6 +39,10 @@ fn labels(key: &SourceKey, extra: &[(&str, &str)]) -> Labels {
         ("namespace".to_string(), key.namespace.clone()),
         ("name".to_string(), key.name.clone()),
     ];
+    // GitRepository series predate kinds and keep their labels; other kinds say theirs.
+    if key.kind != ferry_proto::SourceKind::GitRepository {
+        l.push(("kind".to_string(), key.kind.to_string()));
+    }
     l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     l
 }
@@ -57,6 +63,19 @@ impl Metrics {
         let artifact_size = Family::<Labels, Gauge>::default();
         let last_success = Family::<Labels, Gauge>::default();
         let config_errors = Gauge::default();
+        let helm_index = Family::<Labels, Counter>::default();
+        let helm_charts = Family::<Labels, Counter>::default();
+        registry.register(
+            "helm_index_fetches",
+            "HelmRepository index fetches that got an answer: result=parsed (a body, parsed) or \
+             not_modified (304, nothing parsed)",
+            helm_index.clone(),
+        );
+        registry.register(
+            "helm_charts_packed",
+            "Chart versions downloaded and packed into artifacts, per HelmRepository",
+            helm_charts.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile (remote check, and fetch and build when the ref moved), by result",
@@ -92,6 +111,8 @@ impl Metrics {
             artifact_size,
             last_success,
             config_errors,
+            helm_index,
+            helm_charts,
         }
     }
 
@@ -152,6 +173,27 @@ impl Metrics {
         };
         gauge("tar", tar_size);
         gauge("gzip", gz_size);
+    }
+
+    /// An index fetch of a HelmRepository: `parsed` or `not_modified`.
+    pub fn helm_index(&self, key: &SourceKey, result: &'static str) {
+        self.helm_index
+            .get_or_create(&labels(key, &[("result", result)]))
+            .inc();
+    }
+
+    /// A chart version downloaded and packed for a HelmRepository.
+    pub fn helm_chart_packed(&self, key: &SourceKey) {
+        self.helm_charts.get_or_create(&labels(key, &[])).inc();
+    }
+
+    /// Removes every series of a HelmRepository (its reconcile series included).
+    pub fn forget_helm(&self, key: &SourceKey) {
+        for result in ["parsed", "not_modified"] {
+            self.helm_index.remove(&labels(key, &[("result", result)]));
+        }
+        self.helm_charts.remove(&labels(key, &[]));
+        self.forget(key);
     }
 
     pub fn set_config_errors(&self, n: usize) {

@@ -18,7 +18,8 @@ use crate::storage::{Storage, StorageError};
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Multi-document YAML of `GitRepository` and `Secret` objects, watched for changes.
+    /// Multi-document YAML of `GitRepository`, `HelmRepository` and `Secret` objects, watched
+    /// for changes.
     pub config: PathBuf,
     /// A directory or `s3://bucket/prefix`.
     pub storage: String,
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     pub storage_env: Option<Vec<(String, String)>>,
     /// Bounds on one artifact; keep equal to the agents' (`ferry_proto::limits`).
     pub limits: ArtifactLimits,
+    /// Bounds on Helm indexes and charts (their `artifact` limits are set from `limits`).
+    pub helm: crate::helm::HelmLimits,
 }
 
 impl ServeOptions {
@@ -49,6 +52,7 @@ impl ServeOptions {
             backoff: defaults.backoff,
             storage_env: None,
             limits: ArtifactLimits::default(),
+            helm: crate::helm::HelmLimits::default(),
         }
     }
 }
@@ -156,6 +160,10 @@ pub async fn start_with_backend(
             public_url,
             keep: opts.keep,
             backoff: opts.backoff,
+            helm: crate::helm::HelmLimits {
+                artifact: opts.limits.clone(),
+                ..opts.helm.clone()
+            },
         },
     );
     let (tx, rx) = config::channel();

@@ -3,8 +3,10 @@
 //! Layout under the store's root:
 //! - `artifacts/sha256/<hex>.tar.gz` — content-addressed, written create-only: two writers of
 //!   the same digest write the same content, so `AlreadyExists` is success.
-//! - `state/sources/<namespace>/<name>.json` — a [`SourceState`] per source (current artifact
-//!   plus history), so a restarted server serves the same artifacts without refetching.
+//! - `state/sources/<namespace>/<name>.json` — a [`SourceState`] per GitRepository (current
+//!   artifact plus history), so a restarted server serves the same artifacts without refetching.
+//! - `state/helmrepositories/<namespace>/<name>.json` — a [`SourceState`] per HelmRepository:
+//!   its registered chart resolutions ([`ChartRecord`]) and their artifacts.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use ferry_proto::{ArtifactRef, Digest, SkippedEntry};
+use ferry_proto::{ArtifactRef, Digest, SkippedEntry, SourceKind};
 
 use crate::SourceKey;
 
@@ -80,6 +82,29 @@ pub struct SourceState {
     pub observed_ignore: Option<String>,
     #[serde(default)]
     pub skipped: Vec<SkippedEntry>,
+    /// HelmRepository only: the chart resolutions agents asked for, with their artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<ChartRecord>,
+}
+
+/// A registered chart resolution of a HelmRepository: `(chart, range)`, what it resolved to,
+/// and the artifacts it resolved to before (newest first, trimmed to `--keep`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartRecord {
+    pub chart: String,
+    /// The range as the agent gave it (`*` when it gave none).
+    pub range: String,
+    /// The chart version as written in the index.
+    pub version: String,
+    /// The index entry's `digest` (or its first URL when it has none): the same version
+    /// re-published with other bytes is packed again.
+    pub source: String,
+    pub artifact: ArtifactRef,
+    #[serde(default)]
+    pub history: Vec<Digest>,
+    /// When an agent last asked for this resolution.
+    pub last_resolved: chrono::DateTime<chrono::Utc>,
 }
 
 /// Where artifacts and state live.
@@ -172,8 +197,21 @@ impl Storage {
         Path::from(format!("artifacts/sha256/{}.tar.gz", digest.hex()))
     }
 
+    fn state_dir(kind: SourceKind) -> &'static str {
+        match kind {
+            SourceKind::GitRepository => "state/sources",
+            // Chart resolutions are recorded in their repository's state.
+            SourceKind::HelmRepository | SourceKind::HelmChart => "state/helmrepositories",
+        }
+    }
+
     fn state_path(key: &SourceKey) -> Path {
-        Path::from(format!("state/sources/{}/{}.json", key.namespace, key.name))
+        Path::from(format!(
+            "{}/{}/{}.json",
+            Self::state_dir(key.kind),
+            key.namespace,
+            key.name
+        ))
     }
 
     fn err(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> StorageError {
@@ -305,26 +343,27 @@ impl Storage {
         }
     }
 
-    /// Keys of every persisted source state.
+    /// Keys of every persisted source state, of every kind.
     pub async fn list_states(&self) -> Result<Vec<SourceKey>, StorageError> {
-        let prefix = Path::from("state/sources");
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(Self::err("listing", &prefix))?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| {
+        let mut keys = Vec::new();
+        for kind in [SourceKind::GitRepository, SourceKind::HelmRepository] {
+            let prefix = Path::from(Self::state_dir(kind));
+            let metas: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(Self::err("listing", &prefix))?;
+            keys.extend(metas.iter().filter_map(|m| {
                 let mut parts = m.location.parts();
                 let (_, _) = (parts.next()?, parts.next()?);
                 let namespace = parts.next()?.as_ref().to_string();
                 let file = parts.next()?;
                 let name = file.as_ref().strip_suffix(".json")?.to_string();
-                Some(SourceKey::new(namespace, name))
-            })
-            .collect())
+                Some(SourceKey::of(kind, namespace, name))
+            }));
+        }
+        Ok(keys)
     }
 }
 

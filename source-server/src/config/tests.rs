@@ -178,3 +178,75 @@ fn edits_to_the_watched_file_are_published() {
     }
     assert!(rx.borrow().sources.contains_key(&key("team-a", "app2")));
 }
+
+const HELM: &str = r#"
+apiVersion: source.ferry.dev/v1
+kind: HelmRepository
+metadata: {name: charts, namespace: team-a}
+spec:
+  url: https://charts.example/stable
+  secretRef: {name: creds}
+  certSecretRef: {name: tls}
+  passCredentials: true
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: team-a}
+stringData: {username: u, password: p}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: team-a}
+stringData: {ca.crt: "-----BEGIN CERTIFICATE-----"}
+"#;
+
+#[test]
+fn helm_repositories_load_next_to_git_repositories_with_flux_defaults() {
+    let text = format!("{GOOD}---{HELM}");
+    let state = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    assert_eq!(state.sources.len(), 1);
+    let key = SourceKey::of(SourceKind::HelmRepository, "team-a", "charts");
+    let repo = &state.helm_repositories[&key];
+    assert_eq!(repo.interval, Duration::from_secs(60));
+    assert_eq!(repo.timeout, Duration::from_secs(60));
+    assert!(repo.spec.pass_credentials);
+    assert_eq!(
+        repo.secret.as_ref().and_then(|s| s.get_str("username")),
+        Some("u")
+    );
+    assert!(repo.cert_secret.is_some());
+}
+
+#[test]
+fn invalid_helm_repositories_name_the_field() {
+    for (spec, field, needle) in [
+        ("{url: oci://ghcr.io/x}", "spec.url", "OCI"),
+        ("{url: ftp://x}", "spec.url", "http"),
+        ("{url: https://x, interval: 1 minute}", "spec.interval", ""),
+        (
+            "{url: https://x, secretRef: {name: missing}}",
+            "spec.secretRef.name",
+            "missing",
+        ),
+        (
+            "{url: https://x, certSecretRef: {name: creds}}",
+            "spec.certSecretRef.name",
+            "ca.crt",
+        ),
+    ] {
+        let text = format!(
+            "apiVersion: source.ferry.dev/v1\nkind: HelmRepository\nmetadata: {{name: r}}\nspec: {spec}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData: {{username: u, password: p}}\n"
+        );
+        let state = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+        assert!(state.helm_repositories.is_empty(), "{spec}");
+        assert_eq!(state.errors.len(), 1, "{spec}: {:?}", state.errors);
+        let e = &state.errors[0];
+        assert_eq!(e.field, field, "{spec}: {e}");
+        assert_eq!(e.object, "HelmRepository/default/r");
+        assert!(e.message.contains(needle), "{spec}: {e}");
+        let key = SourceKey::of(SourceKind::HelmRepository, "default", "r");
+        assert!(state.invalid_helm.contains_key(&key), "{spec}");
+    }
+}

@@ -177,20 +177,32 @@ mod tests {
         let pa = pack(&a, &limits, 5 << 20).expect("packs");
         let pb = pack(&b, &limits, 5 << 20).expect("packs");
         assert_eq!(pa.digest, pb.digest);
-        assert_eq!(pa.entries, 4, "Chart.yaml, templates/, templates/cm.yaml, values.yaml");
+        assert_eq!(
+            pa.entries, 4,
+            "Chart.yaml, templates/, templates/cm.yaml, values.yaml"
+        );
     }
 
     #[test]
     fn refuses_bad_archives_naming_the_entry() {
         let limits = Limits::default();
         let outside = tgz(&[("Chart.yaml", b"x", 0o644)], 6);
-        assert!(matches!(pack(&outside, &limits, 5 << 20), Err(ChartError::Unsafe(_))));
+        assert!(matches!(
+            pack(&outside, &limits, 5 << 20),
+            Err(ChartError::Unsafe(_))
+        ));
         let no_chart = tgz(&[("app/values.yaml", b"x", 0o644)], 6);
-        assert!(matches!(pack(&no_chart, &limits, 5 << 20), Err(ChartError::NoChartYaml)));
+        assert!(matches!(
+            pack(&no_chart, &limits, 5 << 20),
+            Err(ChartError::NoChartYaml)
+        ));
         let big = tgz(&[("app/Chart.yaml", &[b'a'; 2048], 0o644)], 6);
         let e = pack(&big, &limits, 1024).expect_err("file over the limit");
         assert!(e.to_string().contains("Chart.yaml"), "{e}");
-        assert!(matches!(pack(b"not gzip", &limits, 5 << 20), Err(ChartError::Archive(_))));
+        assert!(matches!(
+            pack(b"not gzip", &limits, 5 << 20),
+            Err(ChartError::Archive(_))
+        ));
     }
 
     #[test]

@@ -120,7 +120,9 @@ impl Constraint {
 
     /// Whether `v` satisfies the range.
     pub fn matches(&self, v: &Version) -> bool {
-        self.any_of.iter().any(|all| all.iter().all(|c| c.matches(v)))
+        self.any_of
+            .iter()
+            .any(|all| all.iter().all(|c| c.matches(v)))
     }
 }
 
@@ -343,8 +345,7 @@ impl Comparison {
             return false;
         }
         // `~0.0.0` (and `*`) accept everything at or above it.
-        if c.major == 0 && c.minor == 0 && c.patch == 0 && !self.minor_dirty && !self.patch_dirty
-        {
+        if c.major == 0 && c.minor == 0 && c.patch == 0 && !self.minor_dirty && !self.patch_dirty {
             return true;
         }
         if v.major != c.major {
@@ -386,7 +387,11 @@ mod tests {
         ok(">=1.0 <2.0", &["1.0.0", "1.9.9"], &["2.0.0", "0.9.9"]);
         ok(">=1.0, <2.0", &["1.5.0"], &["2.0.0"]);
         ok(">= 1.0, < 2.0", &["1.5.0"], &["2.0.0"]);
-        ok("<1.0.0 || >=3.0.0", &["0.5.0", "3.0.0"], &["1.0.0", "2.9.9"]);
+        ok(
+            "<1.0.0 || >=3.0.0",
+            &["0.5.0", "3.0.0"],
+            &["1.0.0", "2.9.9"],
+        );
         ok(">1.2", &["1.3.0", "2.0.0"], &["1.2.5", "1.2.0"]);
         ok(">1", &["2.0.0"], &["1.9.0"]);
         ok("<=1.2", &["1.2.9", "1.0.0"], &["1.3.0"]);
@@ -397,7 +402,11 @@ mod tests {
             &["1.0.0-rc.1", "1.0.0", "2.0.0-beta"],
             &["0.9.0"],
         );
-        ok("^2.0.0-beta.1", &["2.0.0-beta.2", "2.0.0"], &["2.0.0-alpha"]);
+        ok(
+            "^2.0.0-beta.1",
+            &["2.0.0-beta.2", "2.0.0"],
+            &["2.0.0-alpha"],
+        );
         ok("v1.x", &["1.4.0"], &["2.0.0"]);
     }
 

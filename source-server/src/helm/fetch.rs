@@ -112,8 +112,8 @@ impl RepoClient {
         pass_credentials: bool,
         timeout: Duration,
     ) -> Result<Self, FetchError> {
-        let mut base = Url::parse(url)
-            .map_err(|e| FetchError::Config(format!("spec.url {url:?}: {e}")))?;
+        let mut base =
+            Url::parse(url).map_err(|e| FetchError::Config(format!("spec.url {url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(FetchError::Config(format!(
                 "spec.url {:?} must be an http:// or https:// URL",
@@ -197,7 +197,11 @@ impl RepoClient {
         req
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Response, FetchError> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<reqwest::Response, FetchError> {
         let resp = req.send().await.map_err(|e| FetchError::Http {
             url: redact(url),
             why: error_chain(&e),

@@ -422,7 +422,11 @@ generated: "2024-01-01T00:00:00Z"
             parse(INDEX.as_bytes(), 100),
             Err(IndexError::TooLarge { limit: 100 })
         ));
-        for bad in ["entries: {}\n", "- a\n- b\n", "apiVersion: v1\nentries: [1]\n"] {
+        for bad in [
+            "entries: {}\n",
+            "- a\n- b\n",
+            "apiVersion: v1\nentries: [1]\n",
+        ] {
             assert!(
                 matches!(parse(bad.as_bytes(), 1 << 20), Err(IndexError::Invalid(_))),
                 "{bad}"

@@ -4,11 +4,16 @@
 //! - `POST /v1/sources/{namespace}/{name}/reconcile`: 202, reconcile now (409 when suspended)
 //! - `GET|HEAD /v1/artifacts/sha256/{hex}`: the `.tar.gz`, immutable, ETag, 304, Range
 //! - `GET /v1/events`: server-sent events, see [`crate::events`]
+//! - `GET /v1/helmrepositories`, `GET /v1/helmrepositories/{namespace}/{name}`: JSON status;
+//!   `POST …/reconcile`: fetch the index now
+//! - `GET /v1/helmrepositories/{namespace}/{name}/charts/{chart}?version=<range>`: resolve and
+//!   pack a chart version
 //! - `GET /v1/config`: documents rejected by the last config load
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz`
 
 mod artifacts;
 mod events;
+mod helm;
 mod sources;
 
 use axum::Router;
@@ -30,6 +35,19 @@ pub fn router(controller: Controller) -> Router {
         .route(
             "/v1/artifacts/sha256/{hex}",
             get(artifacts::get).head(artifacts::get),
+        )
+        .route("/v1/helmrepositories", get(helm::list))
+        .route(
+            "/v1/helmrepositories/{namespace}/{name}",
+            get(helm::get_one),
+        )
+        .route(
+            "/v1/helmrepositories/{namespace}/{name}/reconcile",
+            post(helm::reconcile),
+        )
+        .route(
+            "/v1/helmrepositories/{namespace}/{name}/charts/{chart}",
+            get(helm::resolve),
         )
         .route("/v1/events", get(events::stream))
         .route("/v1/config", get(sources::config))

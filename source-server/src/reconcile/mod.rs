@@ -34,7 +34,9 @@ use crate::storage::{SourceState, Storage};
 mod status;
 mod task;
 
+pub(crate) use status::artifact_url;
 use status::{artifact_event, initial_status, invalid_status, view};
+pub(crate) use task::jitter;
 use task::spawn_source;
 
 /// Tunables of the loop.
@@ -46,6 +48,8 @@ pub struct Options {
     pub keep: usize,
     /// Delays between reconciles of a failing source (after a transient failure).
     pub backoff: Backoff,
+    /// Bounds on Helm indexes and charts.
+    pub helm: crate::helm::HelmLimits,
 }
 
 impl Default for Options {
@@ -54,6 +58,7 @@ impl Default for Options {
             public_url: "http://127.0.0.1:9090".into(),
             keep: 2,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            helm: crate::helm::HelmLimits::default(),
         }
     }
 }
@@ -71,7 +76,9 @@ pub(crate) struct Inner {
     backend: Arc<dyn SourceBackend>,
     pub(crate) events: EventHub,
     pub(crate) metrics: Metrics,
-    opts: Options,
+    pub(crate) opts: Options,
+    /// The HelmRepositories ([`crate::helm`]).
+    pub(crate) helm: crate::helm::Repos,
     slots: RwLock<BTreeMap<SourceKey, Slot>>,
     /// Held while an artifact is written and recorded, and while GC decides and deletes, so GC
     /// never sees an artifact whose state record is not written yet.
@@ -110,6 +117,7 @@ impl Controller {
                 events: EventHub::new(),
                 metrics: Metrics::new(),
                 opts,
+                helm: crate::helm::Repos::default(),
                 slots: RwLock::new(BTreeMap::new()),
                 storage_lock: tokio::sync::Mutex::new(()),
                 config_errors: RwLock::new(Vec::new()),
@@ -137,6 +145,7 @@ impl Controller {
         for slot in self.inner.write_slots().values() {
             slot.task.abort();
         }
+        self.inner.helm.stop();
     }
 
     /// Ready once the first desired state is applied and persisted states are loaded.
@@ -170,13 +179,43 @@ impl Controller {
         running.or_else(|| self.inner.read_invalid().get(key).cloned())
     }
 
-    /// Every source's current artifact, as events (an SSE snapshot).
+    /// Every source's current artifact, and every registered chart resolution's, as events
+    /// (an SSE snapshot).
     pub fn current_artifacts(&self) -> Vec<ArtifactEvent> {
-        self.inner
+        let mut all: Vec<ArtifactEvent> = self
+            .inner
             .read_slots()
             .iter()
             .filter_map(|(k, s)| s.status.artifact.as_ref().map(|a| artifact_event(k, a)))
-            .collect()
+            .collect();
+        all.extend(self.inner.helm.current_artifacts());
+        all
+    }
+
+    /// Every HelmRepository, running or refused.
+    pub fn helm_repositories(&self) -> Vec<ferry_proto::api::HelmRepositoryView> {
+        self.inner.helm.views()
+    }
+
+    /// One HelmRepository (a key of kind `HelmRepository`).
+    pub fn helm_repository(&self, key: &SourceKey) -> Option<ferry_proto::api::HelmRepositoryView> {
+        self.inner.helm.view(key)
+    }
+
+    /// Asks a HelmRepository to fetch its index now.
+    pub fn trigger_helm(&self, key: &SourceKey) -> Result<(), TriggerError> {
+        self.inner.helm.trigger(key)
+    }
+
+    /// Resolves `range` (default `*`) for `chart` in the HelmRepository `repo` to a packed
+    /// chart version, and registers the resolution (see [`crate::helm`]).
+    pub async fn resolve_chart(
+        &self,
+        repo: &SourceKey,
+        chart: &str,
+        range: Option<&str>,
+    ) -> Result<ferry_proto::api::HelmChartArtifact, crate::helm::ResolveError> {
+        crate::helm::resolve(&self.inner, repo, chart, range).await
     }
 
     /// Asks a source to reconcile now.
@@ -289,6 +328,7 @@ impl Controller {
                 }
             }
         }
+        crate::helm::apply(inner, desired).await;
         let first = !inner.ready.swap(true, Ordering::AcqRel);
         if first {
             self.forget_unconfigured(desired).await;
@@ -315,7 +355,11 @@ impl Controller {
                 .errors
                 .iter()
                 .any(|e| e.object.ends_with(&format!("/{key}")));
-            if desired.sources.contains_key(&key) || named_in_error {
+            let configured = match key.kind {
+                ferry_proto::SourceKind::GitRepository => desired.sources.contains_key(&key),
+                _ => desired.helm_repositories.contains_key(&key),
+            };
+            if configured || named_in_error {
                 continue;
             }
             tracing::info!(source = %key, "forgetting a source no longer configured");
@@ -347,7 +391,7 @@ impl Inner {
 
     /// One GC pass under the storage lock (see [`crate::gc`]); failures are logged, and only
     /// delay collection to the next pass.
-    async fn collect_garbage(&self) {
+    pub(crate) async fn collect_garbage(&self) {
         let _guard = self.storage_lock.lock().await;
         match crate::gc::run(&self.storage, self.opts.keep).await {
             Ok(deleted) if !deleted.is_empty() => {

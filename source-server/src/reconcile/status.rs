@@ -43,7 +43,7 @@ pub(super) fn artifact_event(key: &SourceKey, a: &ArtifactRef) -> ArtifactEvent 
     }
 }
 
-pub(super) fn artifact_url(public_url: &str, digest: &ferry_proto::Digest) -> String {
+pub(crate) fn artifact_url(public_url: &str, digest: &ferry_proto::Digest) -> String {
     format!(
         "{}{}",
         public_url.trim_end_matches('/'),

@@ -84,7 +84,7 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
     }
 }
 
-pub(super) fn jitter(interval: Duration) -> Duration {
+pub(crate) fn jitter(interval: Duration) -> Duration {
     let factor = rand::rng().random_range(0.9..=1.1);
     interval.mul_f64(factor)
 }
@@ -256,6 +256,7 @@ pub(super) async fn store(
             history: history.clone(),
             observed_ignore: src.spec.ignore.clone(),
             skipped: built.skipped.clone(),
+            charts: Vec::new(),
         };
         inner
             .storage
