@@ -16,7 +16,9 @@
 //! - `GET /v1/events` → server-sent events, `event: artifact`, data [`ArtifactEvent`], `id` an
 //!   [`EventId`] (`<epoch>-<sequence>`) usable as `Last-Event-ID`
 //! - `POST /v1/sources/{namespace}/{name}/reconcile`, `POST
-//!   /v1/helmrepositories/{namespace}/{name}/reconcile` → 202, fetch now
+//!   /v1/helmrepositories/{namespace}/{name}/reconcile` → 202, fetch now; an optional
+//!   `?requestedAt=<token>` (default: the time) is answered in the body and, once that fetch is
+//!   done, echoed in `status.lastHandledReconcileAt` (Flux's annotation protocol, over HTTP)
 //!
 //! # Helm charts
 //!

@@ -209,6 +209,11 @@ pub struct GitRepositoryStatus {
     /// The ignore patterns the artifact was built with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_ignore: Option<String>,
+    /// The token of the last reconcile requested (`POST .../reconcile?requestedAt=`, Flux's
+    /// `reconcile.fluxcd.io/requestedAt`) whose reconcile is done: a client that asked waits for
+    /// its token here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A tree entry that is not in the artifact, and why.

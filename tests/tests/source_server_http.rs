@@ -201,6 +201,27 @@ async fn unchanged_remote_ref_fetches_nothing_and_builds_nothing() -> Result<()>
     assert_eq!(view.status.artifact, Some(first));
     assert_eq!(stored_artifacts(h.storage_dir())?.len(), 1);
 
+    // A request with a token: the token comes back once its reconcile is done (what
+    // `ferry reconcile source --wait` waits for).
+    let url = format!(
+        "{}/v1/sources/team-a/app/reconcile?requestedAt=token-1",
+        h.base()
+    );
+    let resp = h.http.post(&url).send().await?;
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await?;
+    assert_eq!(body["requestedAt"], "token-1");
+    h.wait_source("team-a", "app", "lastHandledReconcileAt token-1", |v| {
+        v.status.last_handled_reconcile_at.as_deref() == Some("token-1")
+    })
+    .await?;
+    let long = format!(
+        "{}/v1/sources/team-a/app/reconcile?requestedAt={}",
+        h.base(),
+        "x".repeat(129)
+    );
+    assert_eq!(h.http.post(&long).send().await?.status(), 400);
+
     // Reconciling an unknown source is a 404.
     let url = format!("{}/v1/sources/team-a/nope/reconcile", h.base());
     assert_eq!(h.http.post(&url).send().await?.status(), 404);

@@ -1,7 +1,7 @@
 //! Source status and reconcile requests.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ferry_proto::api::SourceList;
@@ -28,15 +28,36 @@ pub(super) async fn get_one(
     }
 }
 
+/// `?requestedAt=<token>`: echoed in `status.lastHandledReconcileAt` once done (default: now).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReconcileQuery {
+    requested_at: Option<String>,
+}
+
 pub(super) async fn reconcile(
     State(c): State<Controller>,
     Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<ReconcileQuery>,
 ) -> Response {
     let key = SourceKey::new(namespace, name);
-    match c.trigger(&key) {
+    if q.requested_at.as_ref().is_some_and(|t| t.len() > 128) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("reconcile of {key}: requestedAt is longer than 128 bytes"),
+        );
+    }
+    let token = q
+        .requested_at
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+    match c.trigger(&key, &token) {
         Ok(()) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "message": format!("reconcile of {key} requested") })),
+            Json(json!({
+                "message": format!("reconcile of {key} requested"),
+                "requestedAt": token,
+            })),
         )
             .into_response(),
         Err(TriggerError::NotFound) => {

@@ -68,6 +68,9 @@ struct Slot {
     status: GitRepositoryStatus,
     history: Vec<ferry_proto::Digest>,
     trigger: Arc<Notify>,
+    /// The token of a reconcile requested through the API and not started yet; recorded as
+    /// `status.lastHandledReconcileAt` once the reconcile it started is done.
+    requested: Option<String>,
     task: JoinHandle<()>,
 }
 
@@ -218,10 +221,11 @@ impl Controller {
         crate::helm::resolve(&self.inner, repo, chart, range).await
     }
 
-    /// Asks a source to reconcile now.
-    pub fn trigger(&self, key: &SourceKey) -> Result<(), TriggerError> {
-        let slots = self.inner.read_slots();
-        let Some(slot) = slots.get(key) else {
+    /// Reconciles `key` now; `requested_at` (any token, Flux uses a timestamp) is echoed in
+    /// `status.lastHandledReconcileAt` when that reconcile is done.
+    pub fn trigger(&self, key: &SourceKey, requested_at: &str) -> Result<(), TriggerError> {
+        let mut slots = self.inner.write_slots();
+        let Some(slot) = slots.get_mut(key) else {
             let invalid = self.inner.read_invalid();
             let stalled = invalid.get(key).and_then(|v| {
                 condition::find_condition(&v.status.conditions, condition::STALLED)
@@ -232,6 +236,7 @@ impl Controller {
         if slot.desired.spec.suspend {
             return Err(TriggerError::Suspended);
         }
+        slot.requested = Some(requested_at.to_string());
         slot.trigger.notify_one();
         Ok(())
     }
@@ -321,6 +326,7 @@ impl Controller {
                             status,
                             history: state.history,
                             trigger,
+                            requested: None,
                             task,
                         },
                     );
@@ -381,6 +387,20 @@ impl Inner {
 
     fn write_slots(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SourceKey, Slot>> {
         self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the token of a pending API reconcile request of `key`, if any.
+    pub(super) fn take_requested(&self, key: &SourceKey) -> Option<String> {
+        self.write_slots()
+            .get_mut(key)
+            .and_then(|s| s.requested.take())
+    }
+
+    /// Records that the reconcile requested with `token` is done.
+    pub(super) fn handled(&self, key: &SourceKey, token: String) {
+        self.update_status(key, |slot| {
+            slot.status.last_handled_reconcile_at = Some(token)
+        });
     }
 
     fn update_status(&self, key: &SourceKey, f: impl FnOnce(&mut Slot)) {

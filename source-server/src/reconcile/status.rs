@@ -66,6 +66,7 @@ pub(super) fn initial_status(
         skipped: state.skipped,
         observed_ignore: state.observed_ignore,
         conditions: Vec::new(),
+        last_handled_reconcile_at: None,
     };
     let message = format!("GitRepository {}: reconciliation in progress", src.key);
     record(

@@ -57,7 +57,13 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
         name = %src.key.name,
     );
     loop {
+        // Taken before the reconcile starts: a request that arrives during it is handled by
+        // the next one (its notification is kept), not credited to this one.
+        let requested = inner.take_requested(&src.key);
         let next = reconcile_once(&inner, &src).instrument(span.clone()).await;
+        if let Some(token) = requested {
+            inner.handled(&src.key, token);
+        }
         let delay = match next {
             Next::Interval => {
                 failures = 0;
