@@ -35,7 +35,7 @@ pub fn report(drift: &[Drift], revision: &str) -> Option<DriftReport> {
             .map(|d| DriftedObject {
                 api_version: d.id.api_version(&d.version),
                 kind: d.id.kind.clone(),
-                namespace: Some(d.id.namespace.clone()).filter(|n| !n.is_empty()),
+                namespace: d.id.namespace.clone(),
                 name: d.id.name.clone(),
                 fields: if d.missing {
                     vec!["(missing)".into()]
@@ -51,16 +51,11 @@ pub fn report(drift: &[Drift], revision: &str) -> Option<DriftReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::ObjectId;
+    use crate::apply::ObjectRef;
 
     fn drift(i: usize) -> Drift {
         Drift {
-            id: ObjectId {
-                group: "apps".into(),
-                kind: "Deployment".into(),
-                namespace: "team-a".into(),
-                name: format!("app-{i}"),
-            },
+            id: ObjectRef::new("apps", "Deployment", Some("team-a"), &format!("app-{i}")),
             version: "v1".into(),
             fields: vec![".spec.replicas".into()],
             missing: false,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use crate::apply::{Applier, ApplyError, ObjectId, list_by_name};
+use crate::apply::{Applier, ApplyError, ObjectRef, list_by_name};
 use crate::poll;
 
 /// The health of one object.
@@ -169,10 +169,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// concurrently: a poll costs one request per kind, not one per object.
 pub async fn wait_ready(
     applier: &Applier,
-    objects: &[(ObjectId, String)],
+    objects: &[(ObjectRef, String)],
     timeout: Duration,
 ) -> Result<(), HealthError> {
-    let pending: (Vec<&(ObjectId, String)>, Vec<String>) = (objects.iter().collect(), vec![]);
+    let pending: (Vec<&(ObjectRef, String)>, Vec<String>) = (objects.iter().collect(), vec![]);
     let waited = poll::until(timeout, POLL_INTERVAL, pending, |(pending, _)| async move {
         let (still, reasons) = poll_once(applier, &pending).await?;
         Ok::<_, HealthError>(if still.is_empty() {
@@ -191,15 +191,15 @@ pub async fn wait_ready(
 /// One poll: the objects still in progress with what each waits for, or the failed ones.
 async fn poll_once<'a>(
     applier: &Applier,
-    pending: &[&'a (ObjectId, String)],
-) -> Result<(Vec<&'a (ObjectId, String)>, Vec<String>), HealthError> {
+    pending: &[&'a (ObjectRef, String)],
+) -> Result<(Vec<&'a (ObjectRef, String)>, Vec<String>), HealthError> {
     // Group, version, kind, namespace.
     type Key<'k> = (&'k str, &'k str, &'k str, &'k str);
-    let mut groups: BTreeMap<Key, Vec<&'a (ObjectId, String)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Key, Vec<&'a (ObjectRef, String)>> = BTreeMap::new();
     for item in pending {
         let (id, version) = *item;
         groups
-            .entry((&id.group, version, &id.kind, &id.namespace))
+            .entry((&id.group, version, &id.kind, id.namespace_or_empty()))
             .or_default()
             .push(item);
     }
@@ -209,7 +209,7 @@ async fn poll_once<'a>(
         .into_values()
         .map(|items| assess_group(applier, items))
         .collect();
-    let assessed: Vec<Vec<(&(ObjectId, String), Health)>> = stream::iter(lists)
+    let assessed: Vec<Vec<(&(ObjectRef, String), Health)>> = stream::iter(lists)
         .buffered(LIST_CONCURRENCY)
         .try_collect()
         .await?;
@@ -236,11 +236,11 @@ async fn poll_once<'a>(
 /// The health of `items`, all of one kind in one namespace, from one LIST.
 async fn assess_group<'a>(
     applier: &Applier,
-    items: Vec<&'a (ObjectId, String)>,
-) -> Result<Vec<(&'a (ObjectId, String), Health)>, HealthError> {
+    items: Vec<&'a (ObjectRef, String)>,
+) -> Result<Vec<(&'a (ObjectRef, String), Health)>, HealthError> {
     let (first, version) = items.first().copied().expect("groups are never empty");
     let resolved = applier.resolver().resolve(first, version).await?;
-    let api = resolved.api(applier.client(), &first.namespace);
+    let api = resolved.api(applier.client(), first.namespace_or_empty());
     let by_name = list_by_name(&api, first).await?;
     Ok(items
         .into_iter()

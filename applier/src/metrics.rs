@@ -243,7 +243,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{Change, ObjectId};
+    use crate::apply::{Change, ObjectRef};
 
     #[test]
     fn exposes_reconciles_and_objects() {
@@ -253,12 +253,7 @@ mod tests {
             "apps",
             &ChangeSet {
                 changes: vec![Change {
-                    id: ObjectId {
-                        group: "".into(),
-                        kind: "ConfigMap".into(),
-                        namespace: "ns".into(),
-                        name: "c".into(),
-                    },
+                    id: ObjectRef::new("", "ConfigMap", Some("ns"), "c"),
                     version: "v1".into(),
                     action: Action::Created,
                 }],

@@ -6,8 +6,8 @@
 use ferry_proto::kustomization::Kustomization;
 use ferry_proto::{Digest, Revision};
 
-use crate::apply::{Action, ApplyError, ApplyOptions, Change, ChangeSet, ObjectId};
-use crate::prune::{entry_id, inventory_of};
+use crate::apply::{Action, ApplyError, ApplyOptions, Change, ChangeSet, object_ref};
+use crate::prune::inventory_of;
 use crate::reconcile::{Context, ReconcileError};
 
 /// Why a preview could not be computed.
@@ -71,7 +71,7 @@ pub async fn preview(ctx: &Context, ks: &Kustomization) -> Result<Preview, Previ
     let ids: Vec<_> = desired
         .objects
         .iter()
-        .filter_map(|o| ObjectId::of(o).ok())
+        .filter_map(|o| object_ref(o).ok())
         .map(|(id, version)| Change {
             id,
             version,
@@ -97,8 +97,9 @@ pub async fn preview(ctx: &Context, ks: &Kustomization) -> Result<Preview, Previ
         .collect();
     if ks.spec.prune {
         let new = inventory_of(&ChangeSet { changes: ids }, &namespace);
-        for e in st.inventory.unwrap_or_default().minus(&new) {
-            changes.push(Planned::Delete(entry_id(&e, &namespace).0.to_string()));
+        let old = st.inventory.unwrap_or_default();
+        for (id, _) in old.minus(&new, &namespace) {
+            changes.push(Planned::Delete(id.to_string()));
         }
     }
     Ok(Preview {

@@ -8,13 +8,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferry_proto::GroupVersion;
-use ferry_proto::kustomization::{Inventory, InventoryEntry};
+use ferry_proto::kustomization::Inventory;
 use futures::{StreamExt, stream};
 use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
 
 use crate::apply::{
-    Applier, ApplyError, ChangeSet, ObjectId, list_by_name, owned_by, prune_disabled,
+    Applier, ApplyError, ChangeSet, ObjectRef, list_by_name, owned_by, prune_disabled,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,40 +23,17 @@ pub struct PruneError(pub Vec<ApplyError>);
 /// What a prune did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
-    pub deleted: Vec<ObjectId>,
+    pub deleted: Vec<ObjectRef>,
     /// Left in place, with the reason.
-    pub kept: Vec<(ObjectId, &'static str)>,
+    pub kept: Vec<(ObjectRef, &'static str)>,
 }
 
-/// The inventory of a change set, in the grouped form the status stores. Objects in `namespace`
-/// (the Kustomization's) are stored without a namespace, cluster-scoped ones with `""`.
+/// The inventory of a change set, in the grouped form the status stores (see
+/// [`Inventory::from_objects`]).
 pub fn inventory_of(changes: &ChangeSet, namespace: &str) -> Inventory {
-    Inventory::from_entries(changes.changes.iter().map(|c| InventoryEntry {
-        api_version: c.id.api_version(&c.version),
-        kind: c.id.kind.clone(),
-        namespace: if c.id.namespace == namespace {
-            None
-        } else {
-            Some(c.id.namespace.clone())
-        },
-        name: c.id.name.clone(),
-    }))
-}
-
-/// The identity of an inventory entry of a Kustomization in `namespace`.
-pub fn entry_id(entry: &InventoryEntry, namespace: &str) -> (ObjectId, String) {
-    let GroupVersion { group, version } = GroupVersion::parse(&entry.api_version);
-    (
-        ObjectId {
-            group: group.to_string(),
-            kind: entry.kind.clone(),
-            namespace: entry
-                .namespace
-                .clone()
-                .unwrap_or_else(|| namespace.to_string()),
-            name: entry.name.clone(),
-        },
-        version.to_string(),
+    Inventory::from_objects(
+        namespace,
+        changes.changes.iter().map(|c| (&c.id, c.version.as_str())),
     )
 }
 
@@ -74,13 +50,13 @@ pub async fn prune(
     old: &Inventory,
     new: &Inventory,
 ) -> Result<Pruned, PruneError> {
-    let mut groups: BTreeMap<(String, String, String, String), Vec<ObjectId>> = BTreeMap::new();
-    for entry in old.minus(new) {
-        let (id, version) = entry_id(&entry, namespace);
+    type Group = (String, String, String, Option<String>);
+    let mut groups: BTreeMap<Group, Vec<ObjectRef>> = BTreeMap::new();
+    for (id, version) in old.minus(new, namespace) {
         groups
             .entry((
                 id.group.clone(),
-                version,
+                version.to_string(),
                 id.kind.clone(),
                 id.namespace.clone(),
             ))
@@ -146,11 +122,11 @@ pub async fn prune(
 /// What to do with one prune candidate, as its LIST showed it.
 enum Candidate {
     /// Not there (or its kind is not served any more): nothing to delete.
-    Gone(ObjectId),
+    Gone(ObjectRef),
     /// Left in place on purpose.
-    Keep(ObjectId, &'static str),
+    Keep(ObjectRef, &'static str),
     /// To delete, with the uid it had when listed.
-    Delete(ObjectId, Arc<Api<DynamicObject>>, Option<String>),
+    Delete(ObjectRef, Arc<Api<DynamicObject>>, Option<String>),
 }
 
 /// Reads `ids`, all of one kind in one namespace, with one LIST.
@@ -158,7 +134,7 @@ async fn list_group(
     applier: &Applier,
     (namespace, name): (&str, &str),
     version: String,
-    ids: Vec<ObjectId>,
+    ids: Vec<ObjectRef>,
 ) -> Result<Vec<Candidate>, ApplyError> {
     let first = ids.first().expect("groups are never empty");
     let resolved = match applier.resolver().resolve(first, &version).await {
@@ -169,7 +145,7 @@ async fn list_group(
         }
         Err(e) => return Err(e),
     };
-    let api = Arc::new(resolved.api(applier.client(), &first.namespace));
+    let api = Arc::new(resolved.api(applier.client(), first.namespace_or_empty()));
     let mut by_name = list_by_name(&api, first).await?;
     Ok(ids
         .into_iter()
@@ -192,7 +168,7 @@ async fn list_group(
 /// deleted and re-created by someone else meanwhile is not ours to delete.
 async fn delete(
     api: &Api<DynamicObject>,
-    id: &ObjectId,
+    id: &ObjectRef,
     uid: Option<String>,
 ) -> Result<(), ApplyError> {
     let params = DeleteParams {
@@ -209,7 +185,7 @@ async fn delete(
     }
 }
 
-fn request(id: &ObjectId, action: &'static str, source: kube::Error) -> ApplyError {
+fn request(id: &ObjectRef, action: &'static str, source: kube::Error) -> ApplyError {
     ApplyError::Request {
         object: id.to_string(),
         action,
@@ -224,19 +200,14 @@ mod tests {
 
     fn change(group: &str, kind: &str, ns: &str, name: &str) -> Change {
         Change {
-            id: ObjectId {
-                group: group.into(),
-                kind: kind.into(),
-                namespace: ns.into(),
-                name: name.into(),
-            },
+            id: ObjectRef::new(group, kind, Some(ns), name),
             version: "v1".into(),
             action: Action::Created,
         }
     }
 
     #[test]
-    fn inventory_round_trips_through_entry_ids() {
+    fn inventory_round_trips_through_object_refs() {
         let cs = ChangeSet {
             changes: vec![
                 change("apps", "Deployment", "team-a", "web"),
@@ -252,9 +223,9 @@ mod tests {
             .find(|g| g.kind == "Namespace")
             .expect("namespace group");
         assert_eq!(ns_group.namespace.as_deref(), Some(""));
-        let mut ids: Vec<ObjectId> = inv.entries().map(|e| entry_id(&e, "team-a").0).collect();
+        let mut ids: Vec<ObjectRef> = inv.objects("team-a").map(|(id, _)| id).collect();
         ids.sort();
-        let mut want: Vec<ObjectId> = cs.changes.iter().map(|c| c.id.clone()).collect();
+        let mut want: Vec<ObjectRef> = cs.changes.iter().map(|c| c.id.clone()).collect();
         want.sort();
         assert_eq!(ids, want);
     }
@@ -277,9 +248,9 @@ mod tests {
             "ns",
         );
         let gone: Vec<String> = old
-            .minus(&new)
+            .minus(&new, "ns")
             .iter()
-            .map(|e| entry_id(e, "ns").0.to_string())
+            .map(|(id, _)| id.to_string())
             .collect();
         assert_eq!(gone, ["Service/ns/web"]);
     }

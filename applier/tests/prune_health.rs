@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_applier::apply::{
-    Action, Applier, Change, ChangeSet, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectId,
+    Action, Applier, Change, ChangeSet, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectRef,
     PRUNE_ANNOTATION,
 };
 use ferry_applier::health;
@@ -17,16 +17,11 @@ use serde_json::json;
 
 const NS: &str = "default";
 
-fn id(group: &str, kind: &str, name: &str) -> ObjectId {
-    ObjectId {
-        group: group.into(),
-        kind: kind.into(),
-        namespace: NS.into(),
-        name: name.into(),
-    }
+fn id(group: &str, kind: &str, name: &str) -> ObjectRef {
+    ObjectRef::new(group, kind, Some(NS), name)
 }
 
-fn change_set(ids: &[ObjectId], version: &str) -> ChangeSet {
+fn change_set(ids: &[ObjectRef], version: &str) -> ChangeSet {
     ChangeSet {
         changes: ids
             .iter()
@@ -114,7 +109,7 @@ async fn prune_lists_once_per_kind_and_deletes_concurrently() {
     let pruned = prune(&applier, NS, "app", &old, &new).await.expect("prune");
     let elapsed = started.elapsed();
 
-    let mut deleted: Vec<ObjectId> = ids[..N].to_vec();
+    let mut deleted: Vec<ObjectRef> = ids[..N].to_vec();
     deleted.push(id("", "ConfigMap", "already-gone"));
     deleted.sort();
     assert_eq!(pruned.deleted, deleted);

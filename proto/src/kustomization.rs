@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::{FieldError, GoDuration};
+use crate::object::ObjectRef;
 use crate::{Condition, Digest};
 
 /// Desired state: render `path` of the source's artifact and apply it.
@@ -262,65 +263,64 @@ pub struct InventoryGroup {
     pub names: Vec<String>,
 }
 
-/// One object in an inventory, with the namespace as stored (see [`InventoryGroup::namespace`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InventoryEntry {
-    pub api_version: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl InventoryEntry {
-    /// The API group (`apps` for `apps/v1`, `""` for `v1`): identity across version changes.
-    pub fn group(&self) -> &str {
-        crate::GroupVersion::parse(&self.api_version).group
-    }
-
-    /// Identity ignoring the version, so `apps/v1beta1` → `apps/v1` is not a removal.
-    fn key(&self) -> (&str, &str, Option<&str>, &str) {
-        (
-            self.group(),
-            &self.kind,
-            self.namespace.as_deref(),
-            &self.name,
-        )
-    }
-}
-
 impl Inventory {
-    /// Builds a grouped, sorted, de-duplicated inventory.
-    pub fn from_entries(entries: impl IntoIterator<Item = InventoryEntry>) -> Self {
-        let mut grouped: BTreeMap<(String, String, Option<String>), BTreeSet<String>> =
-            BTreeMap::new();
-        for e in entries {
+    /// The grouped, sorted, de-duplicated inventory of `objects` (each with the version it was
+    /// applied in) for a Kustomization in `ks_namespace`, whose own namespace is implied to
+    /// keep the status small.
+    pub fn from_objects<'a>(
+        ks_namespace: &str,
+        objects: impl IntoIterator<Item = (&'a ObjectRef, &'a str)>,
+    ) -> Self {
+        let mut grouped: BTreeMap<(String, &str, Option<&str>), BTreeSet<&str>> = BTreeMap::new();
+        for (id, version) in objects {
+            let namespace = match id.namespace.as_deref() {
+                Some(ns) if ns == ks_namespace => None,
+                Some(ns) => Some(ns),
+                None => Some(""),
+            };
             grouped
-                .entry((e.api_version, e.kind, e.namespace))
+                .entry((id.api_version(version), &id.kind, namespace))
                 .or_default()
-                .insert(e.name);
+                .insert(&id.name);
         }
         Self {
             groups: grouped
                 .into_iter()
                 .map(|((api_version, kind, namespace), names)| InventoryGroup {
                     api_version,
-                    kind,
-                    namespace,
-                    names: names.into_iter().collect(),
+                    kind: kind.to_string(),
+                    namespace: namespace.map(str::to_string),
+                    names: names.into_iter().map(str::to_string).collect(),
                 })
                 .collect(),
         }
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = InventoryEntry> + '_ {
-        self.groups.iter().flat_map(|g| {
-            g.names.iter().map(move |n| InventoryEntry {
-                api_version: g.api_version.clone(),
-                kind: g.kind.clone(),
-                namespace: g.namespace.clone(),
-                name: n.clone(),
-            })
+    /// Every object, with the version it was applied in, for a Kustomization in
+    /// `ks_namespace` (see [`InventoryGroup::namespace`]).
+    pub fn objects<'a>(
+        &'a self,
+        ks_namespace: &'a str,
+    ) -> impl Iterator<Item = (ObjectRef, &'a str)> + 'a {
+        self.groups.iter().flat_map(move |g| {
+            let namespace = match g.namespace.as_deref() {
+                None => Some(ks_namespace),
+                Some("") => None,
+                Some(ns) => Some(ns),
+            };
+            g.names
+                .iter()
+                .map(move |n| ObjectRef::from_api_version(&g.api_version, &g.kind, namespace, n))
         })
+    }
+
+    /// The union of two inventories of a Kustomization in `ks_namespace`.
+    pub fn union(&self, other: &Inventory, ks_namespace: &str) -> Inventory {
+        let objects: Vec<_> = self
+            .objects(ks_namespace)
+            .chain(other.objects(ks_namespace))
+            .collect();
+        Inventory::from_objects(ks_namespace, objects.iter().map(|(id, v)| (id, *v)))
     }
 
     pub fn len(&self) -> usize {
@@ -331,13 +331,17 @@ impl Inventory {
         self.groups.iter().all(|g| g.names.is_empty())
     }
 
-    /// Entries of `self` that `newer` no longer has — what prune deletes. Objects are matched by
-    /// group, kind, namespace and name, not version.
-    pub fn minus(&self, newer: &Inventory) -> Vec<InventoryEntry> {
-        let newer: Vec<InventoryEntry> = newer.entries().collect();
-        let keep: BTreeSet<_> = newer.iter().map(InventoryEntry::key).collect();
-        self.entries()
-            .filter(|e| !keep.contains(&e.key()))
+    /// Objects of `self` that `newer` no longer has — what prune deletes — with the version
+    /// they were applied in. Objects are matched by identity, not version, so
+    /// `apps/v1beta1` → `apps/v1` is not a removal.
+    pub fn minus<'a>(
+        &'a self,
+        newer: &Inventory,
+        ks_namespace: &'a str,
+    ) -> Vec<(ObjectRef, &'a str)> {
+        let keep: BTreeSet<ObjectRef> = newer.objects(ks_namespace).map(|(id, _)| id).collect();
+        self.objects(ks_namespace)
+            .filter(|(id, _)| !keep.contains(id))
             .collect()
     }
 }
@@ -379,13 +383,16 @@ pub struct DriftedObject {
 mod tests {
     use super::*;
 
-    fn entry(api: &str, kind: &str, ns: Option<&str>, name: &str) -> InventoryEntry {
-        InventoryEntry {
-            api_version: api.into(),
-            kind: kind.into(),
-            namespace: ns.map(Into::into),
-            name: name.into(),
-        }
+    const NS: &str = "team-a";
+
+    /// An object as applied (namespace `None`: cluster-scoped) with its version.
+    fn obj(api: &str, kind: &str, ns: Option<&str>, name: &str) -> (ObjectRef, String) {
+        let (id, version) = ObjectRef::from_api_version(api, kind, ns, name);
+        (id, version.to_string())
+    }
+
+    fn inventory(objects: &[(ObjectRef, String)]) -> Inventory {
+        Inventory::from_objects(NS, objects.iter().map(|(id, v)| (id, v.as_str())))
     }
 
     #[test]
@@ -504,73 +511,104 @@ mod tests {
 
     #[test]
     fn inventory_groups_sorts_dedups_and_round_trips() {
-        let inv = Inventory::from_entries([
-            entry("v1", "Service", None, "web"),
-            entry("apps/v1", "Deployment", None, "web"),
-            entry("v1", "ConfigMap", None, "b"),
-            entry("v1", "ConfigMap", None, "a"),
-            entry("v1", "ConfigMap", None, "a"),
-        ]);
-        assert_eq!(inv.len(), 4);
-        assert_eq!(inv.groups.len(), 3);
+        let objects = [
+            obj("v1", "Service", Some(NS), "web"),
+            obj("apps/v1", "Deployment", Some(NS), "web"),
+            obj("v1", "ConfigMap", Some(NS), "b"),
+            obj("v1", "ConfigMap", Some(NS), "a"),
+            obj("v1", "ConfigMap", Some(NS), "a"),
+            obj("v1", "ConfigMap", Some("other"), "a"),
+            obj("v1", "Namespace", None, NS),
+        ];
+        let inv = inventory(&objects);
+        assert_eq!(inv.len(), 6);
+        assert_eq!(inv.groups.len(), 5);
         assert_eq!(inv.groups[0].api_version, "apps/v1");
         let cm = inv
             .groups
             .iter()
-            .find(|g| g.kind == "ConfigMap")
+            .find(|g| g.kind == "ConfigMap" && g.namespace.is_none())
             .expect("cm");
         assert_eq!(cm.names, ["a", "b"]);
-        let back = Inventory::from_entries(inv.entries());
-        assert_eq!(back, inv);
+        // The wire form: the Kustomization's namespace implied, cluster scope as "".
+        let ns = inv
+            .groups
+            .iter()
+            .find(|g| g.kind == "Namespace")
+            .expect("ns");
+        assert_eq!(ns.namespace.as_deref(), Some(""));
+        let other = inv
+            .groups
+            .iter()
+            .find(|g| g.namespace.as_deref() == Some("other"))
+            .expect("other");
+        assert_eq!(other.names, ["a"]);
+
+        let back: Vec<(ObjectRef, String)> =
+            inv.objects(NS).map(|(id, v)| (id, v.to_string())).collect();
+        assert_eq!(inventory(&back), inv);
+        let mut want: Vec<_> = objects.to_vec();
+        want.sort();
+        want.dedup();
+        let mut got = back.clone();
+        got.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
     fn minus_ignores_version_changes_and_sees_removals() {
-        let old = Inventory::from_entries([
-            entry("apps/v1beta1", "Deployment", None, "web"),
-            entry("v1", "Service", None, "web"),
-            entry("v1", "ConfigMap", Some("other"), "cfg"),
+        let old = inventory(&[
+            obj("apps/v1beta1", "Deployment", Some(NS), "web"),
+            obj("v1", "Service", Some(NS), "web"),
+            obj("v1", "ConfigMap", Some("other"), "cfg"),
         ]);
-        let new = Inventory::from_entries([
-            entry("apps/v1", "Deployment", None, "web"),
-            entry("v1", "ConfigMap", None, "cfg"),
+        let new = inventory(&[
+            obj("apps/v1", "Deployment", Some(NS), "web"),
+            obj("v1", "ConfigMap", Some(NS), "cfg"),
         ]);
-        let gone = old.minus(&new);
-        assert_eq!(
-            gone,
-            [
-                entry("v1", "ConfigMap", Some("other"), "cfg"),
-                entry("v1", "Service", None, "web"),
-            ]
-        );
+        let gone: Vec<String> = old
+            .minus(&new, NS)
+            .iter()
+            .map(|(id, v)| format!("{} {id}", id.api_version(v)))
+            .collect();
+        assert_eq!(gone, ["v1 ConfigMap/other/cfg", "v1 Service/team-a/web"]);
+        assert_eq!(old.union(&new, NS).len(), 5);
     }
 
     #[test]
     fn ten_thousand_object_inventory_stays_far_below_the_object_limit() {
         // 5k ConfigMaps + 5k Deployments with realistic 40-character names, and the worst case of
         // 63-character names spread over 50 kinds.
-        let realistic = Inventory::from_entries((0..10_000).map(|i| {
-            let (api, kind) = if i % 2 == 0 {
-                ("v1", "ConfigMap")
-            } else {
-                ("apps/v1", "Deployment")
-            };
-            entry(
-                api,
-                kind,
-                None,
-                &format!("team-payments-service-component-{i:08}"),
-            )
-        }));
+        let realistic = inventory(
+            &(0..10_000)
+                .map(|i| {
+                    let (api, kind) = if i % 2 == 0 {
+                        ("v1", "ConfigMap")
+                    } else {
+                        ("apps/v1", "Deployment")
+                    };
+                    obj(
+                        api,
+                        kind,
+                        Some(NS),
+                        &format!("team-payments-service-component-{i:08}"),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
         let size = serde_json::to_vec(&realistic).expect("serializes").len();
         eprintln!("10k-object inventory, 40-char names: {size} bytes");
         assert_eq!(realistic.len(), 10_000);
         assert!(size < 450 * 1024, "inventory is {size} bytes");
 
-        let worst = Inventory::from_entries((0..10_000).map(|i| {
-            let kind = format!("Kind{}", i % 50);
-            entry("example.com/v1", &kind, None, &format!("{i:063}"))
-        }));
+        let worst = inventory(
+            &(0..10_000)
+                .map(|i| {
+                    let kind = format!("Kind{}", i % 50);
+                    obj("example.com/v1", &kind, Some(NS), &format!("{i:063}"))
+                })
+                .collect::<Vec<_>>(),
+        );
         let size = serde_json::to_vec(&worst).expect("serializes").len();
         eprintln!("10k-object inventory, 63-char names: {size} bytes");
         assert!(size < 1024 * 1024, "inventory is {size} bytes");

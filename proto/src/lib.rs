@@ -22,6 +22,7 @@ pub mod helmrelease;
 pub mod kustomization;
 pub mod limits;
 pub mod merge;
+pub mod object;
 pub mod revision;
 pub mod selector;
 pub mod source;
@@ -38,10 +39,11 @@ pub use helm_repository::{
 pub use helmrelease::{HelmRelease, HelmReleaseSpec, HelmReleaseStatus};
 pub use kustomization::{
     CrossNamespaceSourceReference, DependencyReference, DriftMode, DriftReport, DriftedObject,
-    Inventory, InventoryEntry, InventoryGroup, Kustomization, KustomizationSpec,
-    KustomizationStatus, NamespacedObjectKindReference, PostBuild, SubstituteReference,
+    Inventory, InventoryGroup, Kustomization, KustomizationSpec, KustomizationStatus,
+    NamespacedObjectKindReference, PostBuild, SubstituteReference,
 };
 pub use limits::{ArtifactLimits, LimitError};
+pub use object::ObjectRef;
 pub use revision::{Revision, RevisionError};
 pub use source::{
     GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,

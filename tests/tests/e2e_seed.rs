@@ -220,7 +220,7 @@ async fn seed_scenario() -> Result<()> {
             },
         )
         .await?;
-    let entry = inv.entries().next().context("one inventory entry")?;
+    let (entry, _) = inv.objects(NS).next().context("one inventory entry")?;
     assert_eq!(
         (entry.kind.as_str(), entry.name.as_str()),
         ("Deployment", "my-app"),

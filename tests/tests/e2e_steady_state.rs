@@ -256,8 +256,8 @@ async fn a_revision_that_cannot_be_created_changes_no_existing_object() -> Resul
         .inventory
         .as_ref()
         .context("inventory")?
-        .entries()
-        .map(|e| e.name)
+        .objects(NS)
+        .map(|(id, _)| id.name)
         .collect();
     assert!(
         inventoried.contains(&"extra".to_string()),

@@ -14,7 +14,7 @@ use crate::resource::{Gvk, ResId, ResMap, Resource};
 
 struct Candidate {
     id: ResId,
-    /// `id.gvk.is_cluster_scoped()`, asked for every pair of resources, so computed once.
+    /// `id.is_cluster_scoped()`, asked for every pair of resources, so computed once.
     cluster: bool,
     prev: Vec<ResId>,
     prefixes: Vec<String>,
@@ -25,7 +25,7 @@ impl Candidate {
     fn of(r: &Resource) -> Self {
         let id = r.id();
         Candidate {
-            cluster: id.gvk.is_cluster_scoped(),
+            cluster: id.is_cluster_scoped(),
             id,
             prev: r.prev_ids.clone(),
             prefixes: r.name_prefixes.clone(),
@@ -45,8 +45,8 @@ impl Candidate {
         effective(
             self.prev
                 .first()
-                .map(|p| p.namespace.as_str())
-                .unwrap_or(&self.id.namespace),
+                .map(|p| p.namespace_or_empty())
+                .unwrap_or(self.id.namespace_or_empty()),
         )
     }
 }
@@ -95,18 +95,19 @@ fn select<'c>(
         .iter()
         .copied()
         .filter(|c| c.any_id(|id| id.name == old_name))
-        .filter(|c| c.any_id(|id| target.selects(&id.gvk)))
+        .filter(|c| c.any_id(|id| target.selects_id(id)))
         .collect();
     if spec.raw_path.ends_with("roleRef/name")
         && let Some(kind) = &referrer.role_ref_kind
     {
-        c.retain(|c| c.any_id(|id| &id.gvk.kind == kind));
+        c.retain(|c| c.any_id(|id| &id.kind == kind));
     }
     if !referrer.cluster {
         c.retain(|c| {
             c.cluster
-                || c.id.gvk.kind == "ServiceAccount"
-                || effective(&referrer.id.namespace) == effective(&c.id.namespace)
+                || c.id.kind == "ServiceAccount"
+                || effective(referrer.id.namespace_or_empty())
+                    == effective(c.id.namespace_or_empty())
         });
     }
     if c.len() > 1 {
@@ -165,7 +166,7 @@ fn set_mapping(
                 cands
                     .iter()
                     .copied()
-                    .filter(|c| effective(&c.id.namespace) == ns)
+                    .filter(|c| effective(c.id.namespace_or_empty()) == ns)
                     .collect()
             } else {
                 by_org
@@ -175,12 +176,12 @@ fn set_mapping(
     let Some(c) = select(&old, &filtered, target, referrer, spec)? else {
         return Ok(());
     };
-    if c.id.name == old && c.id.namespace.is_empty() {
+    if c.id.name == old && c.id.namespace.is_none() {
         return Ok(());
     }
     m.insert("name".into(), Value::String(c.id.name.clone()));
-    if !c.id.namespace.is_empty() {
-        m.insert("namespace".into(), Value::String(c.id.namespace.clone()));
+    if let Some(ns) = &c.id.namespace {
+        m.insert("namespace".into(), Value::String(ns.clone()));
     }
     Ok(())
 }
@@ -195,7 +196,7 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
         let r = &resources.resources[idx];
         let id = r.id();
         let referrer = Referrer {
-            cluster: id.gvk.is_cluster_scoped(),
+            cluster: id.is_cluster_scoped(),
             id,
             prefixes: r.name_prefixes.clone(),
             suffixes: r.name_suffixes.clone(),
@@ -204,7 +205,7 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
                 .and_then(Value::as_str)
                 .map(str::to_string),
         };
-        let org_gvk = r.org_id().gvk;
+        let org_gvk = r.org_id().gvk();
         if !backrefs
             .iter()
             .any(|br| br.field_specs.iter().any(|spec| spec.gvk.selects(&org_gvk)))
@@ -216,8 +217,9 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
         let sees = |c: &Candidate| {
             referrer.cluster
                 || c.cluster
-                || effective(&c.id.namespace) == effective(&referrer.id.namespace)
-                || rb_ns.contains(&c.id.namespace)
+                || effective(c.id.namespace_or_empty())
+                    == effective(referrer.id.namespace_or_empty())
+                || rb_ns.iter().any(|ns| ns == c.id.namespace_or_empty())
         };
         let owned: Vec<&Candidate>;
         let visible: &[&Candidate] = if referrer.cluster || !rb_ns.is_empty() {
@@ -225,7 +227,7 @@ pub fn fix(resources: &mut ResMap, backrefs: &[NameBackRef], at: &Location) -> R
             &owned
         } else {
             by_namespace
-                .entry(effective(&referrer.id.namespace).to_string())
+                .entry(effective(referrer.id.namespace_or_empty()).to_string())
                 .or_insert_with(|| all.iter().filter(|c| sees(c)).collect())
         };
         for br in backrefs {

@@ -190,11 +190,11 @@ fn check_strategic_doc(doc: &Value) -> std::result::Result<(), String> {
 /// The id a strategic-merge patch names itself by.
 fn patch_id(doc: &Value) -> ResId {
     let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
-    ResId {
-        gvk: Gvk::from_api_version(&s(doc.get("apiVersion")), &s(doc.get("kind"))),
-        name: s(doc.pointer("/metadata/name")),
-        namespace: s(doc.pointer("/metadata/namespace")),
-    }
+    ResId::new(
+        &Gvk::from_api_version(&s(doc.get("apiVersion")), &s(doc.get("kind"))),
+        &s(doc.pointer("/metadata/namespace")),
+        &s(doc.pointer("/metadata/name")),
+    )
 }
 
 /// Applies a target-less strategic-merge patch to the one resource it names.

@@ -236,7 +236,7 @@ fn source_selects(sel: &SourceSelector, r: &Resource) -> bool {
     std::iter::once(r.id())
         .chain(r.prev_ids.iter().cloned())
         .any(|id| {
-            gvk.selects(&id.gvk)
+            gvk.selects_id(&id)
                 && sel
                     .name
                     .as_deref()
@@ -244,7 +244,7 @@ fn source_selects(sel: &SourceSelector, r: &Resource) -> bool {
                 && sel
                     .namespace
                     .as_deref()
-                    .is_none_or(|n| n.is_empty() || n == id.namespace)
+                    .is_none_or(|n| n.is_empty() || n == id.namespace_or_empty())
         })
 }
 

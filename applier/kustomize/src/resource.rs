@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use ferry_proto::ObjectRef;
 use serde_json::{Map, Value};
 
 use crate::fs::RelPath;
@@ -40,9 +41,18 @@ impl Gvk {
 
     /// Selector semantics: every non-empty field of `self` must equal `other`'s.
     pub fn selects(&self, other: &Gvk) -> bool {
-        (self.group.is_empty() || self.group == other.group)
-            && (self.version.is_empty() || self.version == other.version)
-            && (self.kind.is_empty() || self.kind == other.kind)
+        self.selects_parts(&other.group, &other.version, &other.kind)
+    }
+
+    /// [`Gvk::selects`] for a resource id, without building its `Gvk`.
+    pub fn selects_id(&self, id: &ResId) -> bool {
+        self.selects_parts(&id.group, &id.version, &id.kind)
+    }
+
+    fn selects_parts(&self, group: &str, version: &str, kind: &str) -> bool {
+        (self.group.is_empty() || self.group == group)
+            && (self.version.is_empty() || self.version == version)
+            && (self.kind.is_empty() || self.kind == kind)
     }
 
     /// Cluster-scoped kinds of the Kubernetes API kustomize knows; anything else (CRs
@@ -52,42 +62,74 @@ impl Gvk {
     }
 }
 
-/// Identity of a resource: gvk + name + namespace (`""` and `"default"` compare equal).
+/// Identity of a resource as kustomize matches it: Ferry's one object identity
+/// ([`ObjectRef`], reached through `Deref`) plus the version, which kustomize's ids include.
+/// The namespace is `None` when the object sets none (kustomize's `""`), which for namespaced
+/// kinds compares equal to `default`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ResId {
-    pub gvk: Gvk,
-    pub name: String,
-    pub namespace: String,
+    pub object: ObjectRef,
+    pub version: String,
+}
+
+impl std::ops::Deref for ResId {
+    type Target = ObjectRef;
+
+    fn deref(&self) -> &ObjectRef {
+        &self.object
+    }
 }
 
 impl ResId {
+    pub fn new(gvk: &Gvk, namespace: &str, name: &str) -> Self {
+        ResId {
+            object: ObjectRef::new(&gvk.group, &gvk.kind, Some(namespace), name),
+            version: gvk.version.clone(),
+        }
+    }
+
+    pub fn gvk(&self) -> Gvk {
+        Gvk {
+            group: self.object.group.clone(),
+            version: self.version.clone(),
+            kind: self.object.kind.clone(),
+        }
+    }
+
+    pub fn api_version(&self) -> String {
+        self.object.api_version(&self.version)
+    }
+
+    /// See [`Gvk::is_cluster_scoped`].
+    pub fn is_cluster_scoped(&self) -> bool {
+        crate::scope::is_cluster_scoped(&self.object.group, &self.version, &self.object.kind)
+    }
+
     pub fn ns_equals(&self, other: &ResId) -> bool {
         fn norm(ns: &str) -> &str {
             if ns.is_empty() { "default" } else { ns }
         }
-        if self.gvk.is_cluster_scoped() || other.gvk.is_cluster_scoped() {
-            return self.gvk.is_cluster_scoped() == other.gvk.is_cluster_scoped();
+        if self.is_cluster_scoped() || other.is_cluster_scoped() {
+            return self.is_cluster_scoped() == other.is_cluster_scoped();
         }
-        norm(&self.namespace) == norm(&other.namespace)
+        norm(self.namespace_or_empty()) == norm(other.namespace_or_empty())
     }
 
     /// Same object for kustomize's uniqueness rules.
     pub fn same_as(&self, other: &ResId) -> bool {
-        self.gvk == other.gvk && self.name == other.name && self.ns_equals(other)
+        self.version == other.version
+            && self.object.group == other.object.group
+            && self.object.kind == other.object.kind
+            && self.object.name == other.object.name
+            && self.ns_equals(other)
     }
 }
 
 impl fmt::Display for ResId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.gvk.api_version(),
-            self.gvk.kind,
-            self.name
-        )?;
-        if !self.namespace.is_empty() {
-            write!(f, " (namespace {})", self.namespace)?;
+        write!(f, "{} {} {}", self.api_version(), self.kind, self.name)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " (namespace {ns})")?;
         }
         Ok(())
     }
@@ -195,30 +237,35 @@ impl Resource {
 
     /// Current id.
     pub fn id(&self) -> ResId {
+        let (object, version) = ObjectRef::from_api_version(
+            self.api_version(),
+            self.kind(),
+            Some(self.namespace()),
+            self.name(),
+        );
         ResId {
-            gvk: self.gvk(),
-            name: self.name().to_string(),
-            namespace: self.namespace().to_string(),
+            object,
+            version: version.to_string(),
         }
     }
 
     /// `self.id().same_as(id)` without allocating (hot in large builds).
     pub fn has_id(&self, id: &ResId) -> bool {
-        if self.kind() != id.gvk.kind || self.name() != id.name {
+        if self.kind() != id.kind || self.name() != id.name {
             return false;
         }
         let av = self.api_version();
         let gv = ferry_proto::GroupVersion::parse(av);
-        if gv.group != id.gvk.group || gv.version != id.gvk.version {
+        if gv.group != id.group || gv.version != id.version {
             return false;
         }
-        if id.gvk.is_cluster_scoped() {
+        if id.is_cluster_scoped() {
             return true;
         }
         fn norm(ns: &str) -> &str {
             if ns.is_empty() { "default" } else { ns }
         }
-        norm(self.namespace()) == norm(&id.namespace)
+        norm(self.namespace()) == norm(id.namespace_or_empty())
     }
 
     /// Id as first loaded (before any rename).
@@ -367,10 +414,10 @@ struct IdKey(ResId);
 impl IdKey {
     fn of(r: &Resource) -> Self {
         let mut id = r.id();
-        if id.gvk.is_cluster_scoped() {
-            id.namespace.clear();
-        } else if id.namespace.is_empty() {
-            id.namespace = "default".into();
+        if id.is_cluster_scoped() {
+            id.object.namespace = None;
+        } else if id.namespace.is_none() {
+            id.object.namespace = Some("default".into());
         }
         IdKey(id)
     }

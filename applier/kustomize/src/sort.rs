@@ -56,13 +56,9 @@ fn gvk_string(g: &Gvk) -> String {
 }
 
 fn id_string(id: &ResId) -> String {
-    let ns = if id.namespace.is_empty() {
-        "~X"
-    } else {
-        &id.namespace
-    };
+    let ns = id.namespace.as_deref().unwrap_or("~X");
     let name = if id.name.is_empty() { "~N" } else { &id.name };
-    format!("{}|{ns}|{name}", gvk_string(&id.gvk))
+    format!("{}|{ns}|{name}", gvk_string(&id.gvk()))
 }
 
 /// Is the build ordered by kind (legacy) rather than kept in input order (fifo)?
@@ -96,8 +92,8 @@ pub fn sort(resources: &mut ResMap, opts: &Option<SortOptions>) {
             .map(|r| {
                 let id = r.id();
                 (
-                    rank.get(&id.gvk.kind).copied().unwrap_or(0),
-                    gvk_string(&id.gvk),
+                    rank.get(&id.kind).copied().unwrap_or(0),
+                    gvk_string(&id.gvk()),
                     id_string(&id),
                     r,
                 )

@@ -105,7 +105,7 @@ pub fn prefix_suffix(
     at: &Location,
 ) -> Result<()> {
     for r in resources.iter_mut() {
-        let org = r.org_id().gvk;
+        let org = r.org_id().gvk();
         if skip_prefix(&org) {
             continue;
         }
@@ -312,7 +312,7 @@ pub fn replicas(
             for r in resources.iter_mut() {
                 let matches = std::iter::once(r.id())
                     .chain(r.prev_ids.iter().cloned())
-                    .any(|id| id.name == rep.name && spec.gvk.selects(&id.gvk));
+                    .any(|id| id.name == rep.name && spec.gvk.selects_id(&id));
                 if !matches {
                     continue;
                 }

@@ -132,11 +132,11 @@ pub fn resolve(resources: &mut ResMap, vars: &[VarDef], specs: &[FieldSpec]) -> 
                 std::iter::once(r.id())
                     .chain(r.prev_ids.iter().cloned())
                     .any(|id| {
-                        sel.selects(&id.gvk)
+                        sel.selects_id(&id)
                             && id.name == name
                             && o.namespace
                                 .as_deref()
-                                .is_none_or(|ns| ns.is_empty() || ns == id.namespace)
+                                .is_none_or(|ns| ns.is_empty() || ns == id.namespace_or_empty())
                     })
             })
             .collect();

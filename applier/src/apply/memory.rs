@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::ObjectId;
+use super::ObjectRef;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Seen {
@@ -28,12 +28,12 @@ struct Seen {
 /// of that manifest.
 #[derive(Debug, Default)]
 pub struct Memory {
-    seen: Mutex<HashMap<ObjectId, Seen>>,
+    seen: Mutex<HashMap<ObjectRef, Seen>>,
 }
 
 impl Memory {
     /// Whether `id` is known to match the manifest with `fingerprint` at `resource_version`.
-    pub fn in_sync(&self, id: &ObjectId, resource_version: &str, fingerprint: u64) -> bool {
+    pub fn in_sync(&self, id: &ObjectRef, resource_version: &str, fingerprint: u64) -> bool {
         let seen = self.seen.lock().expect("apply memory lock poisoned");
         seen.get(id)
             .is_some_and(|s| s.fingerprint == fingerprint && s.resource_version == resource_version)
@@ -41,7 +41,7 @@ impl Memory {
 
     /// Records that `id` matched the manifest with `fingerprint` at `resource_version` (an
     /// answer without a resourceVersion forgets the object instead).
-    pub fn record(&self, id: &ObjectId, resource_version: Option<String>, fingerprint: u64) {
+    pub fn record(&self, id: &ObjectRef, resource_version: Option<String>, fingerprint: u64) {
         let mut seen = self.seen.lock().expect("apply memory lock poisoned");
         match resource_version.filter(|rv| !rv.is_empty()) {
             Some(resource_version) => {
@@ -59,7 +59,7 @@ impl Memory {
         }
     }
 
-    pub fn forget(&self, id: &ObjectId) {
+    pub fn forget(&self, id: &ObjectRef) {
         self.seen
             .lock()
             .expect("apply memory lock poisoned")
@@ -100,13 +100,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn id(name: &str) -> ObjectId {
-        ObjectId {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: "ns".into(),
-            name: name.into(),
-        }
+    fn id(name: &str) -> ObjectRef {
+        ObjectRef::new("", "ConfigMap", Some("ns"), name)
     }
 
     #[test]

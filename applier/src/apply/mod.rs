@@ -33,10 +33,11 @@ use memory::Memory;
 use plan::{Applied, Planned, Verdict, gather, managed_fields_of};
 
 pub use diff::changed_paths;
+pub use ferry_proto::ObjectRef;
 pub use managed_fields::{FOREIGN_MANAGERS, takeover_patch};
 pub use object::{
-    FORCE_ANNOTATION, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, ObjectId, PRUNE_ANNOTATION,
-    SSA_ANNOTATION, SsaPolicy, annotation, from_value, owned_by, prune_disabled, set_owner_labels,
+    FORCE_ANNOTATION, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, PRUNE_ANNOTATION, SSA_ANNOTATION,
+    SsaPolicy, annotation, from_value, object_ref, owned_by, prune_disabled, set_owner_labels,
 };
 pub use resolve::{Resolved, Resolver};
 
@@ -44,13 +45,17 @@ pub use resolve::{Resolved, Resolver};
 /// and prune read a whole group this way instead of one GET per object.
 pub async fn list_by_name(
     api: &Api<DynamicObject>,
-    group: &ObjectId,
+    group: &ObjectRef,
 ) -> Result<HashMap<String, DynamicObject>, ApplyError> {
     let live = api
         .list(&ListParams::default())
         .await
         .map_err(|e| ApplyError::Request {
-            object: format!("{} in namespace {:?}", group.kind, group.namespace),
+            object: format!(
+                "{} in namespace {:?}",
+                group.kind,
+                group.namespace_or_empty()
+            ),
             action: "list",
             source: e,
         })?;
@@ -102,7 +107,7 @@ fn join(errors: &[ApplyError]) -> String {
 }
 
 impl ApplyError {
-    fn request(id: &ObjectId, action: &'static str, source: kube::Error) -> Self {
+    fn request(id: &ObjectRef, action: &'static str, source: kube::Error) -> Self {
         ApplyError::Request {
             object: id.to_string(),
             action,
@@ -134,7 +139,7 @@ impl fmt::Display for Action {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
-    pub id: ObjectId,
+    pub id: ObjectRef,
     pub version: String,
     pub action: Action,
 }
@@ -198,7 +203,7 @@ impl Default for ApplyOptions {
 /// One object's drift: the fields whose live value differs from Git.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
-    pub id: ObjectId,
+    pub id: ObjectRef,
     pub version: String,
     /// Empty when the object does not exist.
     pub fields: Vec<String>,
@@ -231,7 +236,7 @@ impl Applier {
     }
 
     /// Forgets what was applied to `id` (after it was deleted).
-    pub fn forget(&self, id: &ObjectId) {
+    pub fn forget(&self, id: &ObjectRef) {
         self.memory.forget(id);
     }
 

@@ -1,11 +1,7 @@
-//! Object identity and the per-object knobs users set with annotations.
-//!
-//! An [`ObjectId`] is what the inventory remembers and what events and status messages name
-//! (`Deployment/team-a/my-app`, Flux's notation). The version is not part of the identity: the
-//! same object may be written through another served version after an upgrade.
+//! Object identity ([`ferry_proto::ObjectRef`], read from a rendered object) and the
+//! per-object knobs users set with annotations.
 
-use ferry_proto::GroupVersion;
-use std::fmt;
+use ferry_proto::ObjectRef;
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -24,60 +20,22 @@ pub const FORCE_ANNOTATION: &str = "ferry.dev/force";
 pub const OWNER_NAME_LABEL: &str = "apply.ferry.dev/name";
 pub const OWNER_NAMESPACE_LABEL: &str = "apply.ferry.dev/namespace";
 
-/// Group, kind, namespace and name: what identifies an object across versions.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectId {
-    pub group: String,
-    pub kind: String,
-    /// Empty for cluster-scoped objects.
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectId {
-    /// Identity of a rendered object; `apiVersion`, `kind` and `metadata.name` are required.
-    pub fn of(obj: &DynamicObject) -> Result<(Self, String), ApplyError> {
-        let name = obj.metadata.name.clone().unwrap_or_default();
-        let types = obj.types.as_ref();
-        let api_version = types.map(|t| t.api_version.as_str()).unwrap_or("");
-        let kind = types.map(|t| t.kind.as_str()).unwrap_or("");
-        if name.is_empty() || api_version.is_empty() || kind.is_empty() {
-            return Err(ApplyError::InvalidObject {
-                object: format!("{kind}/{name}"),
-                message: "apiVersion, kind and metadata.name are required".into(),
-            });
-        }
-        let GroupVersion { group, version } = GroupVersion::parse(api_version);
-        Ok((
-            ObjectId {
-                group: group.to_string(),
-                kind: kind.to_string(),
-                namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                name,
-            },
-            version.to_string(),
-        ))
+/// The identity of a rendered object and the version it is written in; `apiVersion`, `kind`
+/// and `metadata.name` are required.
+pub fn object_ref(obj: &DynamicObject) -> Result<(ObjectRef, String), ApplyError> {
+    let name = obj.metadata.name.as_deref().unwrap_or_default();
+    let types = obj.types.as_ref();
+    let api_version = types.map(|t| t.api_version.as_str()).unwrap_or("");
+    let kind = types.map(|t| t.kind.as_str()).unwrap_or("");
+    if name.is_empty() || api_version.is_empty() || kind.is_empty() {
+        return Err(ApplyError::InvalidObject {
+            object: format!("{kind}/{name}"),
+            message: "apiVersion, kind and metadata.name are required".into(),
+        });
     }
-
-    /// `apiVersion` for `version` of this object's group.
-    pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{}/{}", self.group, version)
-        }
-    }
-}
-
-/// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects — the form Flux's events use.
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{}/{}", self.kind, self.name)
-        } else {
-            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-        }
-    }
+    let (id, version) =
+        ObjectRef::from_api_version(api_version, kind, obj.metadata.namespace.as_deref(), name);
+    Ok((id, version.to_string()))
 }
 
 /// How one object is applied, from its `ferry.dev/ssa` annotation (Flux's values).
@@ -94,7 +52,7 @@ pub enum SsaPolicy {
 }
 
 impl SsaPolicy {
-    pub fn of(id: &ObjectId, obj: &DynamicObject) -> Result<Self, ApplyError> {
+    pub fn of(id: &ObjectRef, obj: &DynamicObject) -> Result<Self, ApplyError> {
         let Some(value) = annotation(obj, SSA_ANNOTATION) else {
             return Ok(SsaPolicy::Override);
         };
@@ -206,12 +164,12 @@ mod tests {
     fn identity_and_display_follow_flux() {
         let d = obj(json!({"apiVersion":"apps/v1","kind":"Deployment",
             "metadata":{"name":"my-app","namespace":"team-a"}}));
-        let (id, v) = ObjectId::of(&d).expect("id");
+        let (id, v) = object_ref(&d).expect("id");
         assert_eq!(id.group, "apps");
         assert_eq!(v, "v1");
         assert_eq!(id.to_string(), "Deployment/team-a/my-app");
         let ns = obj(json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"}}));
-        let (id, _) = ObjectId::of(&ns).expect("id");
+        let (id, _) = object_ref(&ns).expect("id");
         assert_eq!(id.group, "");
         assert_eq!(id.to_string(), "Namespace/x");
     }
@@ -219,7 +177,7 @@ mod tests {
     #[test]
     fn missing_name_is_an_error_naming_the_kind() {
         let d = obj(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{}}));
-        let err = ObjectId::of(&d).expect_err("no name");
+        let err = object_ref(&d).expect_err("no name");
         assert!(err.to_string().contains("ConfigMap/"), "{err}");
     }
 
@@ -229,7 +187,7 @@ mod tests {
             obj(json!({"apiVersion":"v1","kind":"ConfigMap",
                 "metadata":{"name":"c","annotations":{SSA_ANNOTATION: v}}}))
         };
-        let id = ObjectId::of(&mk("Merge")).expect("id").0;
+        let id = object_ref(&mk("Merge")).expect("id").0;
         assert_eq!(
             SsaPolicy::of(&id, &mk("Merge")).ok(),
             Some(SsaPolicy::Merge)

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::memory::fingerprint;
 use super::{
-    Applier, ApplyError, ApplyOptions, FIELD_MANAGER, ObjectId, SsaPolicy, changed_paths,
+    Applier, ApplyError, ApplyOptions, FIELD_MANAGER, ObjectRef, SsaPolicy, changed_paths,
     managed_fields, object,
 };
 
@@ -40,7 +40,7 @@ pub(super) enum Verdict {
 }
 
 pub(super) struct Planned {
-    pub id: ObjectId,
+    pub id: ObjectRef,
     pub version: String,
     pub obj: DynamicObject,
     /// The kind's collection URL (in the object's namespace when namespaced).
@@ -183,10 +183,10 @@ impl Applier {
     /// Identity, policy, kind resolution and fingerprint: everything that needs no request (or
     /// only the cached discovery), so a bad object stops the stage before the first one.
     async fn prepare(&self, mut obj: DynamicObject) -> Result<Prepared, ApplyError> {
-        let (id, version) = ObjectId::of(&obj)?;
+        let (mut id, version) = object::object_ref(&obj)?;
         let policy = SsaPolicy::of(&id, &obj)?;
         let resolved = self.resolver.resolve(&id, &version).await?;
-        if resolved.namespaced && id.namespace.is_empty() {
+        if resolved.namespaced && id.namespace.is_none() {
             return Err(ApplyError::InvalidObject {
                 object: id.to_string(),
                 message: "namespaced kind without metadata.namespace".into(),
@@ -194,10 +194,11 @@ impl Applier {
         }
         if !resolved.namespaced {
             obj.metadata.namespace = None;
+            id.namespace = None;
         }
         obj.metadata.managed_fields = None;
         obj.metadata.resource_version = None;
-        let url = resolved.url(&id.namespace);
+        let url = resolved.url(id.namespace_or_empty());
         Ok(Prepared {
             planned: Planned {
                 fingerprint: fingerprint(&obj),
@@ -223,10 +224,9 @@ impl Applier {
         for p in prepared {
             let (url, id) = (&p.planned.url, &p.planned.id);
             if p.policy != SsaPolicy::Ignore && !collections.iter().any(|(u, _)| u == url) {
-                let what = if id.namespace.is_empty() {
-                    format!("{} objects", id.kind)
-                } else {
-                    format!("{} objects in namespace {}", id.kind, id.namespace)
+                let what = match &id.namespace {
+                    None => format!("{} objects", id.kind),
+                    Some(ns) => format!("{} objects in namespace {ns}", id.kind),
                 };
                 collections.push((url.clone(), what));
             }

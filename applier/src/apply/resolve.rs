@@ -12,7 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::discovery::{Discovery, Scope};
 use tokio::sync::{Mutex, RwLock};
 
-use super::{ApplyError, ObjectId};
+use super::{ApplyError, ObjectRef};
 
 /// A resolved kind: how to reach it and whether it lives in a namespace.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ impl Resolver {
     }
 
     /// Resolves `id` at `version`, refreshing discovery once if the kind is not known yet.
-    pub async fn resolve(&self, id: &ObjectId, version: &str) -> Result<Resolved, ApplyError> {
+    pub async fn resolve(&self, id: &ObjectRef, version: &str) -> Result<Resolved, ApplyError> {
         let gvk = GroupVersionKind::gvk(&id.group, version, &id.kind);
         let seen = *self.refreshing.lock().await;
         if let Some(found) = self.lookup(&gvk).await {

@@ -11,7 +11,7 @@
 mod artifact;
 mod desired;
 
-use ferry_proto::GroupVersion;
+use ferry_proto::ObjectRef;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -144,11 +144,16 @@ type Failed = (ReconcileError, Option<String>);
 /// what was there stays listed next to what this attempt applied, so a later revision that
 /// drops either can still prune it; once prune has run (or is off), the applied objects alone,
 /// as on success. Failures before apply leave the inventory untouched.
-pub fn inventory_after_failure(old: &Inventory, applied: &Inventory, pruned: bool) -> Inventory {
+pub fn inventory_after_failure(
+    old: &Inventory,
+    applied: &Inventory,
+    pruned: bool,
+    namespace: &str,
+) -> Inventory {
     if pruned {
         applied.clone()
     } else {
-        Inventory::from_entries(old.entries().chain(applied.entries()))
+        old.union(applied, namespace)
     }
 }
 
@@ -342,6 +347,7 @@ async fn run(
             &old_inventory,
             &new_inventory,
             false,
+            &ctx.namespace,
         ));
         return Err(at(e));
     }
@@ -357,6 +363,7 @@ async fn run(
             &old_inventory,
             &new_inventory,
             true,
+            &ctx.namespace,
         ));
         return Err(at(e.into()));
     }
@@ -378,7 +385,7 @@ fn health_targets(
     ks: &Kustomization,
     changes: &ChangeSet,
     namespace: &str,
-) -> Vec<(crate::apply::ObjectId, String)> {
+) -> Vec<(ObjectRef, String)> {
     if ks.spec.wait {
         return changes
             .changes
@@ -391,17 +398,13 @@ fn health_targets(
         .health_checks
         .iter()
         .map(|h| {
-            let api_version = h.api_version.clone().unwrap_or_else(|| "v1".into());
-            let GroupVersion { group, version } = GroupVersion::parse(&api_version);
-            (
-                crate::apply::ObjectId {
-                    group: group.to_string(),
-                    kind: h.kind.clone(),
-                    namespace: h.namespace.clone().unwrap_or_else(|| namespace.to_string()),
-                    name: h.name.clone(),
-                },
-                version.to_string(),
-            )
+            let (id, version) = ObjectRef::from_api_version(
+                h.api_version.as_deref().unwrap_or("v1"),
+                &h.kind,
+                Some(h.namespace.as_deref().unwrap_or(namespace)),
+                &h.name,
+            );
+            (id, version.to_string())
         })
         .collect()
 }
@@ -443,26 +446,27 @@ async fn dependencies_ready(ks: &Kustomization, ctx: &Context) -> Result<(), Dep
 mod tests {
     use super::*;
     use ferry_proto::condition::{STALLED, find_condition};
-    use ferry_proto::kustomization::InventoryEntry;
 
     fn inv(names: &[&str]) -> Inventory {
-        Inventory::from_entries(names.iter().map(|n| InventoryEntry {
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            namespace: None,
-            name: (*n).into(),
-        }))
+        let ids: Vec<ObjectRef> = names
+            .iter()
+            .map(|n| ObjectRef::new("", "ConfigMap", Some("team-a"), n))
+            .collect();
+        Inventory::from_objects("team-a", ids.iter().map(|id| (id, "v1")))
     }
 
     #[test]
     fn the_inventory_keeps_what_prune_has_not_removed_yet() {
         let (old, applied) = (inv(&["a", "b"]), inv(&["b", "c"]));
         assert_eq!(
-            inventory_after_failure(&old, &applied, false),
+            inventory_after_failure(&old, &applied, false, "team-a"),
             inv(&["a", "b", "c"]),
             "before prune: both, so a later revision can prune either"
         );
-        assert_eq!(inventory_after_failure(&old, &applied, true), applied);
+        assert_eq!(
+            inventory_after_failure(&old, &applied, true, "team-a"),
+            applied
+        );
     }
 
     #[test]

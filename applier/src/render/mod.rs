@@ -16,7 +16,7 @@ pub mod tenancy;
 
 use std::collections::BTreeMap;
 
-use ferry_proto::{InventoryEntry, KustomizationSpec};
+use ferry_proto::{KustomizationSpec, ObjectRef};
 use serde_json::Value;
 
 use crate::fetch::ArtifactTree;
@@ -65,30 +65,22 @@ impl RenderedObject {
         }
     }
 
-    /// This object's inventory entry for a Kustomization in `ks_namespace` (whose own namespace
-    /// is implied, keeping the inventory small).
-    pub fn inventory_entry(&self, ks_namespace: &str) -> InventoryEntry {
-        InventoryEntry {
-            api_version: self.api_version().to_string(),
-            kind: self.kind().to_string(),
-            namespace: match self.namespace() {
-                Some(ns) if ns == ks_namespace => None,
-                Some(ns) => Some(ns.to_string()),
-                None => Some(String::new()),
-            },
-            name: self.name().to_string(),
-        }
+    /// This object's identity and the version it is written in.
+    pub fn object_ref(&self) -> (ObjectRef, &str) {
+        ObjectRef::from_api_version(
+            self.api_version(),
+            self.kind(),
+            self.namespace(),
+            self.name(),
+        )
     }
 
     /// `Kind/namespace/name (file)`, the way errors and events name an object.
     pub fn describe(&self) -> String {
-        let id = match self.namespace() {
-            Some(ns) => format!("{}/{}/{}", self.kind(), ns, self.name()),
-            None => format!("{}/{}", self.kind(), self.name()),
-        };
+        let id = self.object_ref().0;
         match &self.file {
             Some(f) => format!("{id} ({f})"),
-            None => id,
+            None => id.to_string(),
         }
     }
 }

@@ -91,7 +91,8 @@ fn plain_directory_renders_every_manifest_recursively_in_path_order() {
     );
     assert_eq!(objs[1].file.as_deref(), Some("apps/web/deployment.yml"));
 
-    let inv = ferry_proto::Inventory::from_entries(objs.iter().map(|o| o.inventory_entry(NS)));
+    let ids: Vec<_> = objs.iter().map(|o| o.object_ref()).collect();
+    let inv = ferry_proto::Inventory::from_objects(NS, ids.iter().map(|(id, v)| (id, *v)));
     assert_eq!(inv.len(), 4);
     assert!(
         inv.groups.iter().all(|g| g.namespace.is_none()),

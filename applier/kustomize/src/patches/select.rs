@@ -57,7 +57,7 @@ impl Matcher {
         {
             return false;
         }
-        if !self.gvk.selects(&cur.gvk) {
+        if !self.gvk.selects_id(&cur) {
             return false;
         }
         let labels = res.labels();
@@ -80,12 +80,10 @@ impl Matcher {
 /// kustomize's `EffectiveNamespace`: empty means `default` for namespaced kinds; cluster-scoped
 /// kinds have a namespace no selector names.
 fn effective_namespace(id: &ResId) -> String {
-    if id.gvk.is_cluster_scoped() {
+    if id.is_cluster_scoped() {
         "_non_namespaceable_".to_string()
-    } else if id.namespace.is_empty() {
-        "default".to_string()
     } else {
-        id.namespace.clone()
+        id.namespace.as_deref().unwrap_or("default").to_string()
     }
 }
 
