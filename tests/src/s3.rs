@@ -10,9 +10,11 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::poll::{Started, listening};
 
 /// A running `moto_server`; killed on drop. It accepts any access key.
 pub struct S3Server {
@@ -43,20 +45,12 @@ impl S3Server {
                 ),
                 Err(e) => return Err(e).with_context(|| format!("starting {program}")),
             };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(S3Server { child, port });
+            match listening(&mut child, port, &program, Duration::from_secs(30)) {
+                Ok(Started::Listening) => return Ok(S3Server { child, port }),
+                Ok(Started::Exited(status)) if status.code() == Some(127) => {
+                    bail!("{program} could not run: install it with `pip install 'moto[server]'`")
                 }
-                if let Some(status) = child.try_wait()? {
-                    if status.code() == Some(127) {
-                        bail!(
-                            "{program} could not run: install it with `pip install 'moto[server]'`"
-                        );
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                Ok(Started::Exited(_)) | Err(_) => {}
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -1,11 +1,13 @@
 //! [`GitDaemon`]: `git daemon` (the `git-daemon` program) serving an upstream's root on 127.0.0.1.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::poll::{Started, listening};
 
 /// A running `git daemon`; killed on drop.
 pub struct GitDaemon {
@@ -37,15 +39,10 @@ impl GitDaemon {
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting git daemon")?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(GitDaemon { child, port });
-                }
-                if child.try_wait()?.is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Started::Listening) =
+                listening(&mut child, port, "git daemon", Duration::from_secs(10))
+            {
+                return Ok(GitDaemon { child, port });
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -5,12 +5,14 @@
 //! login of the current user is allowed; the server runs in the foreground (`-D`) so killing the
 //! child on drop stops it.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::poll::{Started, listening};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const INSTALL: &str = "apt-get update -qq && apt-get install -y -qq openssh-server openssh-client";
@@ -71,22 +73,17 @@ impl SshServer {
                 .stderr(std::fs::File::create(&log)?)
                 .spawn()
                 .with_context(|| format!("starting {SSHD}"))?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(SshServer {
-                        child,
-                        port,
-                        user,
-                        dir,
-                        client_key: client,
-                        host_public_key,
-                    });
-                }
-                if child.try_wait()?.is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Started::Listening) =
+                listening(&mut child, port, SSHD, Duration::from_secs(10))
+            {
+                return Ok(SshServer {
+                    child,
+                    port,
+                    user,
+                    dir,
+                    client_key: client,
+                    host_public_key,
+                });
             }
             let _ = child.kill();
             let _ = child.wait();
