@@ -112,6 +112,17 @@ impl ArtifactLimits {
         Ok(())
     }
 
+    /// Checks a path's length; the error carries the path cut to the limit.
+    pub fn check_path(&self, path: &[u8]) -> Result<(), LimitError> {
+        if path.len() > self.max_path_len {
+            return Err(LimitError::PathTooLong {
+                path: String::from_utf8_lossy(&path[..self.max_path_len]).into_owned(),
+                limit: self.max_path_len,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the uncompressed size reached so far.
     pub fn check_total(&self, total: u64) -> Result<(), LimitError> {
         if total > self.max_total_size {
@@ -126,6 +137,22 @@ impl ArtifactLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_path_is_refused_with_the_path_cut_to_the_limit() {
+        let l = ArtifactLimits {
+            max_path_len: 8,
+            ..ArtifactLimits::default()
+        };
+        assert!(l.check_path(b"12345678").is_ok());
+        assert_eq!(
+            l.check_path(b"123456789"),
+            Err(LimitError::PathTooLong {
+                path: "12345678".into(),
+                limit: 8
+            })
+        );
+    }
 
     #[test]
     fn checks_name_the_limit_and_the_flag() {

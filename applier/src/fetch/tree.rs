@@ -41,20 +41,36 @@ impl ArtifactTree {
         limits: &ArtifactLimits,
     ) -> Result<Self, TreeError> {
         let mut archive = tar::Archive::new(tar);
+        // Raw: the tar crate would read a GNU long-name or pax header whole into memory,
+        // bounded only by the artifact; here a long name is read up to the path limit.
         let entries = archive
             .entries()
-            .map_err(|e| TreeError::Malformed(e.to_string()))?;
+            .map_err(|e| TreeError::Malformed(e.to_string()))?
+            .raw(true);
         let mut files = BTreeMap::new();
         let mut dirs = BTreeSet::new();
         let mut total = 0u64;
         let mut count = 0u64;
+        let mut long_name: Option<Vec<u8>> = None;
         for entry in entries {
             let mut entry = entry.map_err(|e| TreeError::Malformed(e.to_string()))?;
+            let kind = entry.header().entry_type();
+            if kind.is_gnu_longname() {
+                if long_name.is_some() {
+                    return Err(TreeError::Malformed(
+                        "two long-name headers for one entry".into(),
+                    ));
+                }
+                long_name = Some(read_long_name(&mut entry, limits)?);
+                continue;
+            }
             count += 1;
             limits.check_entries(count)?;
-            let raw = entry.path_bytes().into_owned();
-            let path = normalise(&raw, limits.max_path_len)?;
-            let kind = entry.header().entry_type();
+            let raw = match long_name.take() {
+                Some(name) => name,
+                None => entry.path_bytes().into_owned(),
+            };
+            let path = normalise(&raw, limits)?;
             if kind.is_dir() {
                 if !path.is_empty() {
                     if files.contains_key(&path) {
@@ -93,6 +109,11 @@ impl ArtifactTree {
                 return Err(TreeError::Duplicate { path });
             }
         }
+        if long_name.is_some() {
+            return Err(TreeError::Malformed(
+                "a long-name header is the last entry".into(),
+            ));
+        }
         // A file used as a directory by another entry (`a` and `a/b`) is ambiguous: refuse it.
         for path in files.keys() {
             let mut prefix = path.as_str();
@@ -123,10 +144,7 @@ impl ArtifactTree {
         let mut out = BTreeMap::new();
         let mut dirs = BTreeSet::new();
         for (p, d) in files {
-            let path = normalise(
-                p.as_ref().as_bytes(),
-                ArtifactLimits::default().max_path_len,
-            )?;
+            let path = normalise(p.as_ref().as_bytes(), &ArtifactLimits::default())?;
             let mut prefix = path.as_str();
             while let Some((parent, _)) = prefix.rsplit_once('/') {
                 dirs.insert(parent.to_string());
@@ -180,13 +198,45 @@ impl ArtifactTree {
     }
 }
 
+/// The name a GNU long-name header (`././@LongLink`, what the source server writes for paths
+/// over 100 bytes) gives the next entry, without its terminating NUL. A header announcing more
+/// than the path limit is refused after reading only that much, for the message.
+fn read_long_name<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    limits: &ArtifactLimits,
+) -> Result<Vec<u8>, TreeError> {
+    let size = entry
+        .header()
+        .size()
+        .map_err(|e| TreeError::Malformed(e.to_string()))?;
+    let max = limits.max_path_len as u64;
+    let mut name = Vec::new();
+    // The NUL terminator is one byte past the longest allowed path.
+    entry
+        .by_ref()
+        .take(size.min(max + 1))
+        .read_to_end(&mut name)
+        .map_err(|e| TreeError::Malformed(format!("long-name header: {e}")))?;
+    if size > max + 1 {
+        name.truncate(limits.max_path_len);
+        return Err(LimitError::PathTooLong {
+            path: String::from_utf8_lossy(&name).into_owned(),
+            limit: limits.max_path_len,
+        }
+        .into());
+    }
+    if name.last() == Some(&0) {
+        name.pop();
+    }
+    limits.check_path(&name)?;
+    Ok(name)
+}
+
 /// `./a//b/` → `a/b`; refuses what could name anything outside the tree.
-fn normalise(raw: &[u8], max_len: usize) -> Result<String, TreeError> {
+fn normalise(raw: &[u8], limits: &ArtifactLimits) -> Result<String, TreeError> {
+    limits.check_path(raw)?;
     let lossy = || String::from_utf8_lossy(raw).into_owned();
     let bad = |why| TreeError::BadPath { path: lossy(), why };
-    if raw.len() > max_len {
-        return Err(bad("path is too long"));
-    }
     let s = std::str::from_utf8(raw).map_err(|_| bad("path is not valid UTF-8"))?;
     if s.starts_with('/') {
         return Err(bad("absolute paths are not allowed"));
@@ -215,6 +265,8 @@ fn type_name(t: tar::EntryType) -> String {
         tar::EntryType::Char => "character device".into(),
         tar::EntryType::Block => "block device".into(),
         tar::EntryType::Fifo => "fifo".into(),
+        tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => "pax extended header".into(),
+        tar::EntryType::GNULongLink => "long link name header".into(),
         other => format!("{other:?} entry"),
     }
 }
@@ -385,6 +437,94 @@ pub(crate) mod tests {
         assert!(matches!(err, TreeError::Duplicate { .. }));
         let err = read(&[(b"a", F, b"1"), (b"a/b", F, b"2")]).expect_err("clash");
         assert_eq!(err, TreeError::Duplicate { path: "a".into() });
+    }
+
+    /// A tar with one GNU long-name header announcing `name` (`size` bytes of it, the rest
+    /// zero) for a regular file.
+    fn long_name_tar(name: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, std::str::from_utf8(name).expect("utf8"), &b"x"[..])
+            .expect("append");
+        b.into_inner().expect("finish")
+    }
+
+    /// Counts what the tar reader took from the stream.
+    struct Counting<'a>(&'a [u8], usize);
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn long_names_are_read_up_to_the_path_limit_only() {
+        // What the source server writes for a path over 100 bytes.
+        let name = format!("{}/deploy.yaml", "d".repeat(200));
+        let tar = long_name_tar(name.as_bytes());
+        let t = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &ArtifactLimits::default())
+            .expect("a long name within the limit");
+        assert_eq!(t.get(&name), Some(&b"x"[..]));
+
+        let name = "a".repeat(5000);
+        let tar = long_name_tar(name.as_bytes());
+        let err = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &ArtifactLimits::default())
+            .expect_err("over the path limit");
+        assert_eq!(
+            err,
+            TreeError::Limit(LimitError::PathTooLong {
+                path: "a".repeat(4096),
+                limit: 4096
+            })
+        );
+
+        // A long-name header announcing 64 MiB: refused after reading one path's worth.
+        let mut huge = tar::Header::new_gnu();
+        huge.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+        huge.set_entry_type(tar::EntryType::GNULongName);
+        huge.set_size(64 << 20);
+        huge.set_cksum();
+        let mut tar = huge.as_bytes().to_vec();
+        tar.resize(tar.len() + (64 << 20), b'b');
+        let mut counting = Counting(&tar, 0);
+        let err =
+            ArtifactTree::from_reader(Digest::of(&tar), &mut counting, &ArtifactLimits::default())
+                .expect_err("huge long name");
+        assert!(
+            matches!(&err, TreeError::Limit(LimitError::PathTooLong { path, limit: 4096 }) if path.len() == 4096),
+            "{err}"
+        );
+        assert!(counting.1 < 1 << 20, "read {} bytes of it", counting.1);
+    }
+
+    #[test]
+    fn pax_headers_are_refused_without_being_read() {
+        let record = b"30 path=pax/overrides/name.yml\n";
+        let mut h = tar::Header::new_ustar();
+        h.set_path("PaxHeaders/x").expect("path");
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(record.len() as u64);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &record[..]).expect("append");
+        let mut f = tar::Header::new_ustar();
+        f.set_path("x").expect("path");
+        f.set_size(1);
+        f.set_cksum();
+        b.append(&f, &b"x"[..]).expect("append");
+        let tar = b.into_inner().expect("finish");
+        let err = ArtifactTree::from_reader(Digest::of(&tar), &tar[..], &ArtifactLimits::default())
+            .expect_err("pax");
+        assert!(
+            err.to_string().contains("pax extended header")
+                && err.to_string().contains("PaxHeaders/x"),
+            "{err}"
+        );
     }
 
     #[test]

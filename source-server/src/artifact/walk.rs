@@ -140,14 +140,7 @@ impl<W: Write> Walk<'_, W> {
     fn add(&mut self, name: &[u8], kind: Kind, data: &[u8]) -> Result<(), ArtifactError> {
         self.entries += 1;
         self.limits.check_entries(self.entries)?;
-        if name.len() > self.limits.max_path_len {
-            let cut = &name[..self.limits.max_path_len];
-            return Err(LimitError::PathTooLong {
-                path: cut.to_str_lossy().into_owned(),
-                limit: self.limits.max_path_len,
-            }
-            .into());
-        }
+        self.limits.check_path(name)?;
         self.tar_size += entry_len(name.len(), data.len() as u64);
         // The two zero blocks that end every tar count too.
         self.limits.check_total(self.tar_size + 1024)?;
