@@ -4,11 +4,13 @@
 //! `git http-backend` as a CGI behind a small axum server, optionally requiring basic or
 //! bearer auth) or ssh ([`SshServer`]: a private `sshd` accepting one generated key). Servers bind 127.0.0.1 on a free port and stop when dropped.
 
+pub mod charts;
 mod daemon;
 mod http;
 mod repo;
 mod ssh;
 
+pub use charts::ChartServer;
 pub use daemon::GitDaemon;
 pub use http::{HttpAuth, SmartHttp};
 pub use repo::{Upstream, git};

@@ -31,8 +31,9 @@ fn client(d: &DesiredHelmRepository) -> Result<RepoClient, String> {
     .map_err(|e| format!("HelmRepository {}: {e}", d.key))
 }
 
-/// Makes the running repositories match `desired`.
-pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) {
+/// Makes the running repositories match `desired`; true when one was removed (its chart
+/// artifacts may now be collected).
+pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) -> bool {
     let repos = &inner.helm;
     *repos.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired
         .invalid_helm
@@ -120,14 +121,17 @@ pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) {
                     Progress::Progressing { message: &message },
                 );
                 let trigger = Arc::new(Notify::new());
-                let task = tokio::spawn(repo_loop(inner.clone(), d.clone(), trigger.clone()));
                 let mut charts = state.charts;
                 for c in &mut charts {
                     // The server may be reachable at another address than in its last life.
                     c.artifact.url =
                         crate::reconcile::artifact_url(&inner.opts.public_url, &c.artifact.digest);
                 }
-                repos.write().insert(
+                // Spawned under the write lock: the task's first look at its slot waits
+                // until the slot is there.
+                let mut slots = repos.write();
+                let task = tokio::spawn(repo_loop(inner.clone(), d.clone(), trigger.clone()));
+                slots.insert(
                     key.clone(),
                     Slot {
                         desired: d.clone(),
@@ -141,10 +145,12 @@ pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) {
                         pack: Arc::default(),
                     },
                 );
+                drop(slots);
                 tracing::info!(repository = %key, url = %crate::git::redact_url(&d.spec.url), "HelmRepository added");
             }
         }
     }
+    !removed.is_empty()
 }
 
 enum Next {

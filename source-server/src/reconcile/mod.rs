@@ -334,12 +334,12 @@ impl Controller {
                 }
             }
         }
-        crate::helm::apply(inner, desired).await;
+        let helm_removed = crate::helm::apply(inner, desired).await;
         let first = !inner.ready.swap(true, Ordering::AcqRel);
         if first {
             self.forget_unconfigured(desired).await;
         }
-        if first || !removed.is_empty() {
+        if first || !removed.is_empty() || helm_removed {
             inner.collect_garbage().await;
         }
     }

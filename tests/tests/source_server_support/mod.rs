@@ -24,6 +24,8 @@ pub struct Harness {
     pub cache: PathBuf,
     pub keep: usize,
     pub storage_env: Option<Vec<(String, String)>>,
+    /// Bounds on Helm indexes and charts the server is started with.
+    pub helm: ferry_source_server::helm::HelmLimits,
     pub server: Option<Running>,
     pub http: reqwest::Client,
 }
@@ -65,6 +67,7 @@ impl Harness {
             dir,
             keep: 2,
             storage_env: None,
+            helm: Default::default(),
             server: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -83,6 +86,7 @@ impl Harness {
         opts.backoff =
             ferry_proto::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         opts.storage_env = self.storage_env.clone();
+        opts.helm = self.helm.clone();
         self.server = Some(server::start(opts).await?);
         Ok(())
     }
