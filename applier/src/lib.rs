@@ -20,6 +20,7 @@ pub mod drift;
 pub mod events;
 pub mod fetch;
 pub mod health;
+pub mod helm;
 pub mod metrics;
 pub mod poll;
 pub mod preview;

@@ -36,6 +36,26 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Show what the next reconcile of a Kustomization would change (exit 1 when it would).
     Diff(cli::diff::DiffArgs),
+    /// Internal: set resource limits on this process, then exec a program (how the agent
+    /// starts helm).
+    #[command(name = "helm-exec", hide = true)]
+    HelmExec(HelmExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HelmExecArgs {
+    /// Address-space limit, bytes.
+    #[arg(long)]
+    max_memory: u64,
+    /// CPU-time limit, seconds.
+    #[arg(long)]
+    max_cpu_seconds: u64,
+    /// Largest file the program may write, bytes.
+    #[arg(long)]
+    max_file_size: u64,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +73,21 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::HelmExec(args) => {
+            let limits = ferry_applier::helm::render::Limits {
+                memory: args.max_memory,
+                cpu_seconds: args.max_cpu_seconds,
+                file_size: args.max_file_size,
+            };
+            let (program, rest) = args.command.split_first().expect("clap requires a command");
+            let e = ferry_applier::helm::render::exec_limited(
+                limits,
+                std::path::Path::new(program),
+                rest,
+            );
+            eprintln!("error: starting {}: {e}", program.to_string_lossy());
+            ExitCode::from(127)
+        }
         Command::Diff(args) => match cli::diff::run(&args, &mut std::io::stdout().lock()) {
             Ok(false) => ExitCode::SUCCESS,
             Ok(true) => ExitCode::from(1),

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FERRY_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// The `helm` binary HelmReleases are rendered with (v4); default: `helm` on PATH.
+    #[arg(long, env = "FERRY_HELM", default_value = "helm")]
+    pub helm_binary: PathBuf,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -120,10 +123,31 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "API discovery at start failed; retried on first use");
             }
         });
-        ferry_applier::controller::run(ctx, shutdown_signal()).await;
+        let launcher = std::env::current_exe().context("locating the agent's own binary")?;
+        let helm = Arc::new(ferry_applier::helm::HelmContext::new(
+            ferry_applier::helm::HelmConfig::new(resolve_helm(&args.helm_binary), launcher),
+        ));
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()));
+        tokio::join!(
+            ferry_applier::controller::run(ctx.clone(), shutdown.clone()),
+            ferry_applier::helm::controller::run(ctx, helm, shutdown),
+        );
         tracing::info!("agent stopped");
         Ok(())
     })
+}
+
+/// `helm` as given, or found on PATH when given as a bare name (the child gets no PATH).
+fn resolve_helm(binary: &std::path::Path) -> PathBuf {
+    if binary.components().count() > 1 {
+        return binary.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| binary.to_path_buf())
 }
 
 async fn shutdown_signal() {

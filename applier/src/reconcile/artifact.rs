@@ -44,8 +44,28 @@ pub async fn current(
             });
         }
     };
-    let ns = key.namespace.clone();
-    match ctx.sources.current_artifact(&ns, &src.name).await {
+    current_or(&key.namespace, &src.name, ctx, || from_status(st, ctx)).await
+}
+
+/// The current artifact of GitRepository `namespace/name`, or the last one seen while the
+/// source server is unreachable (a HelmRelease's chart from Git).
+pub async fn current_source(
+    namespace: &str,
+    name: &str,
+    ctx: &Context,
+) -> Result<ArtifactRef, ArtifactError> {
+    current_or(namespace, name, ctx, || None).await
+}
+
+async fn current_or(
+    ns: &str,
+    name: &str,
+    ctx: &Context,
+    fallback: impl FnOnce() -> Option<ArtifactRef>,
+) -> Result<ArtifactRef, ArtifactError> {
+    let key = ferry_proto::SourceKey::of(SourceKind::GitRepository, ns, name);
+    let (ns, src_name) = (ns.to_string(), name.to_string());
+    match ctx.sources.current_artifact(&ns, &src_name).await {
         Ok(Some(a)) => {
             if let Ok(mut m) = ctx.artifacts.lock() {
                 m.insert(key, a.clone());
@@ -54,7 +74,7 @@ pub async fn current(
         }
         Ok(None) => Err(ArtifactError::NotReady {
             namespace: ns,
-            name: src.name.clone(),
+            name: src_name,
         }),
         Err(e) => {
             let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
@@ -63,14 +83,14 @@ pub async fn current(
                 return Ok(a);
             }
             if !e.is_not_found()
-                && let Some(a) = from_status(st, ctx)
+                && let Some(a) = fallback()
             {
                 tracing::warn!(error = %e, "source server unavailable; using the last applied artifact");
                 return Ok(a);
             }
             Err(ArtifactError::Source {
                 namespace: ns,
-                name: src.name.clone(),
+                name: src_name,
                 source: e,
             })
         }

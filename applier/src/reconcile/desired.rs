@@ -225,9 +225,17 @@ async fn substitute_from(
     Ok(vars)
 }
 
+/// Tenancy's scope answers from the agent's current discovery snapshot.
+pub async fn discovery_scopes(ctx: &Context) -> Result<DiscoveryScopes, ApplyError> {
+    Ok(DiscoveryScopes {
+        discovery: ctx.applier.resolver().snapshot().await?,
+        missed: AtomicBool::new(false),
+    })
+}
+
 /// Tenancy asks whether a kind is namespaced; the API server's discovery knows. Remembers
 /// whether it was asked about a kind discovery does not know.
-struct DiscoveryScopes {
+pub struct DiscoveryScopes {
     discovery: Arc<Discovery>,
     missed: AtomicBool,
 }

@@ -18,13 +18,17 @@ use std::time::Duration;
 
 use ferry_proto::ArtifactRef;
 use ferry_proto::condition::reason;
+use ferry_proto::helmrelease::HelmRelease;
 use ferry_proto::kustomization::{DriftMode, Inventory, Kustomization, KustomizationStatus};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
-pub use artifact::ArtifactError;
-pub use desired::{BuildError, DISCOVERY_MIN_AGE, Desired, DesiredError, desired};
+pub use artifact::{ArtifactError, current_source};
+pub use desired::{
+    BuildError, DISCOVERY_MIN_AGE, Desired, DesiredError, DiscoveryScopes, desired,
+    discovery_scopes,
+};
 
 use crate::apply::{Action, Applier, ApplyError, ApplyOptions, ChangeSet};
 use crate::events::{EventType, Recorder};
@@ -77,8 +81,15 @@ pub enum DependencyError {
         source: kube::Error,
     },
     /// The dependency is absent or not Ready at its current generation.
-    #[error("dependency '{namespace}/{name}' is not ready")]
-    NotReady { namespace: String, name: String },
+    #[error("dependency {kind} '{namespace}/{name}' is not ready")]
+    NotReady {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    /// `dependsOn[].kind` is neither Kustomization nor HelmRelease.
+    #[error("dependency {name}: kind {kind:?} is not Kustomization or HelmRelease")]
+    Kind { name: String, kind: String },
 }
 
 /// The apply stage failed; what it did apply is inventoried.
@@ -175,8 +186,14 @@ pub use ferry_proto::kustomization::KustomizationIntervals as Intervals;
 
 /// The value of the `reconcile.fluxcd.io/requestedAt` annotation, if set.
 pub fn requested_at(ks: &Kustomization) -> Option<&str> {
-    ks.metadata
-        .annotations
+    requested_at_of(&ks.metadata)
+}
+
+/// [`requested_at`] of any object.
+pub fn requested_at_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&str> {
+    meta.annotations
         .as_ref()
         .and_then(|a| a.get(ferry_proto::kustomization::RECONCILE_REQUESTED_AT))
         .map(String::as_str)
@@ -262,7 +279,7 @@ async fn run(
     let name = ks.name_any();
     let generation = ks.metadata.generation;
     let timeout = periods.timeout;
-    dependencies_ready(ks, ctx)
+    dependencies_ready("Kustomization", &ks.spec.depends_on, ctx)
         .await
         .map_err(|e| (e.into(), None))?;
     let desired = desired(ks, ctx, st)
@@ -409,10 +426,15 @@ fn health_targets(
         .collect()
 }
 
-/// Every `dependsOn` entry must be Ready at its current generation.
-async fn dependencies_ready(ks: &Kustomization, ctx: &Context) -> Result<(), DependencyError> {
-    let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    for dep in &ks.spec.depends_on {
+/// Every `dependsOn` entry must be Ready at its current generation. An entry names a
+/// Kustomization or a HelmRelease (`kind`, default `own_kind`): either kind may wait for the
+/// other.
+pub async fn dependencies_ready(
+    own_kind: &str,
+    deps: &[ferry_proto::kustomization::DependencyReference],
+    ctx: &Context,
+) -> Result<(), DependencyError> {
+    for dep in deps {
         if dep.namespace.as_deref().is_some_and(|n| n != ctx.namespace) {
             return Err(DependencyError::OtherNamespace {
                 namespace: dep.namespace.clone().unwrap_or_default(),
@@ -420,20 +442,45 @@ async fn dependencies_ready(ks: &Kustomization, ctx: &Context) -> Result<(), Dep
                 own: ctx.namespace.clone(),
             });
         }
-        let found = api
-            .get_opt(&dep.name)
-            .await
-            .map_err(|source| DependencyError::Read {
-                namespace: ctx.namespace.clone(),
-                name: dep.name.clone(),
-                source,
-            })?;
-        let ready = found.as_ref().is_some_and(|d| {
-            status::is_ready(d.status.as_ref())
-                && d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation
-        });
+        let kind = dep.kind_or(own_kind);
+        let read = |source| DependencyError::Read {
+            namespace: ctx.namespace.clone(),
+            name: dep.name.clone(),
+            source,
+        };
+        let ready = match kind {
+            "Kustomization" => {
+                let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+                api.get_opt(&dep.name)
+                    .await
+                    .map_err(read)?
+                    .is_some_and(|d| {
+                        status::is_ready(d.status.as_ref())
+                            && d.status.as_ref().and_then(|s| s.observed_generation)
+                                == d.metadata.generation
+                    })
+            }
+            "HelmRelease" => {
+                let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+                api.get_opt(&dep.name)
+                    .await
+                    .map_err(read)?
+                    .is_some_and(|d| {
+                        crate::helm::status::is_ready(d.status.as_ref())
+                            && d.status.as_ref().and_then(|s| s.observed_generation)
+                                == d.metadata.generation
+                    })
+            }
+            other => {
+                return Err(DependencyError::Kind {
+                    name: dep.name.clone(),
+                    kind: other.to_string(),
+                });
+            }
+        };
         if !ready {
             return Err(DependencyError::NotReady {
+                kind: kind.to_string(),
                 namespace: ctx.namespace.clone(),
                 name: dep.name.clone(),
             });

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use ferry_proto::helmrelease::HelmRelease;
 use ferry_proto::kustomization::Kustomization;
 use ferry_testcluster::audit::Audit;
 use ferry_testcluster::cluster::{ClusterOptions, TestCluster};
@@ -274,19 +275,21 @@ impl Env {
     async fn with(cluster: Cluster) -> Result<Self> {
         let client = cluster.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &Kustomization::crd())
+        for crd in [Kustomization::crd(), HelmRelease::crd()] {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .with_context(|| format!("creating CRD {name}"))?;
+            // The real server serves a CRD's resource only once it is Established.
+            let established = kube::runtime::wait::conditions::is_crd_established();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                kube::runtime::wait::await_condition(crds.clone(), &name, established),
+            )
             .await
-            .context("creating the Kustomization CRD")?;
-        // The real server serves a CRD's resource only once it is Established.
-        let name = Kustomization::crd_name();
-        let established = kube::runtime::wait::conditions::is_crd_established();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            kube::runtime::wait::await_condition(crds.clone(), name, established),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not Established after 30s"))?
-        .with_context(|| format!("waiting for CRD {name}"))?;
+            .with_context(|| format!("CRD {name} not Established after 30s"))?
+            .with_context(|| format!("waiting for CRD {name}"))?;
+        }
         let nss: Api<Namespace> = Api::all(client.clone());
         nss.create(
             &PostParams::default(),
@@ -371,6 +374,8 @@ impl Env {
             ])
             .args(&self.agent_args)
             .env("RUST_LOG", "info,ferry_applier=debug")
+            // HelmReleases render with the real helm when installed (tests/scripts/install-tools.sh).
+            .envs(ferry_tests::tools::helm().ok().map(|h| ("FERRY_HELM", h)))
             .envs(env.iter().copied());
         self.agent = Some(Proc::spawn(
             "ferry-applier",

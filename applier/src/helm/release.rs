@@ -1,0 +1,807 @@
+//! One reconcile of one HelmRelease: dependencies → chart artifact → values → (only when an
+//! input changed) `helm template` → CRDs per policy → pre hooks → the same staged server-side
+//! apply as Kustomizations → prune of what the chart no longer renders → post hooks → health
+//! (Helm's `--wait`) → test hooks (`test.enable`) → status with a history snapshot.
+//!
+//! **Upgrade only when something changed.** The inputs of a release — the chart artifact's
+//! digest and directory, the config digest of the merged values, the post-renderers, the
+//! generation, release name and namespace — are digested into `status.lastReleaseInputs`. While
+//! it is unchanged nothing is rendered again: the objects of the last render are kept in memory
+//! and compared with (`warn`) or re-applied to (`enabled`, which writes only what drifted) the
+//! cluster each interval. A chart calling `randAlphaNum` therefore keeps the value it was
+//! installed with until an input changes; after an agent restart the first reconcile renders
+//! once more and applies that render.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_proto::condition::reason as flux;
+use ferry_proto::helmrelease::{
+    DriftDetectionMode, GIT_REPOSITORY, HelmRelease, HelmReleaseStatus, Snapshot,
+};
+use ferry_proto::{ArtifactRef, Digest, Hasher};
+use kube::api::DynamicObject;
+use kube::{Api, ResourceExt};
+use serde_json::{Map, Value, json};
+
+use super::manifest::{self, Manifest, Phase};
+use super::render::{self, HelmConfig};
+use super::status::{self, Released, reason};
+use super::{hooks, postrender, values};
+use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectId, from_value, set_owner_labels};
+use crate::events::EventType;
+use crate::prune::{inventory_of, prune};
+use crate::reconcile::{Context, dependencies_ready};
+use crate::render::RenderedObject;
+
+/// The agent's Helm state: where helm is, and the last render of each release.
+pub struct HelmContext {
+    pub config: HelmConfig,
+    renders: Mutex<HashMap<String, Arc<Rendered>>>,
+}
+
+impl HelmContext {
+    pub fn new(config: HelmConfig) -> Self {
+        Self {
+            config,
+            renders: Default::default(),
+        }
+    }
+
+    fn last_render(&self, name: &str, inputs: &Digest) -> Option<Arc<Rendered>> {
+        let m = self.renders.lock().ok()?;
+        m.get(name).filter(|r| &r.inputs == inputs).cloned()
+    }
+
+    fn remember(&self, name: &str, r: Arc<Rendered>) {
+        if let Ok(mut m) = self.renders.lock() {
+            m.insert(name.to_string(), r);
+        }
+    }
+
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut m) = self.renders.lock() {
+            m.remove(name);
+        }
+    }
+}
+
+/// The owner-label value of HelmRelease `name`: the uppercase prefix cannot be a Kustomization
+/// name (object names are lowercase), so prune never mistakes one owner for the other.
+pub fn owner(name: &str) -> String {
+    format!("HelmRelease.{name}")
+}
+
+/// A render of one release at one set of inputs.
+struct Rendered {
+    inputs: Digest,
+    crds: Vec<DynamicObject>,
+    manifest: Manifest,
+    /// The release's objects, labelled, namespaced, post-rendered.
+    objects: Vec<DynamicObject>,
+    /// Hooks, labelled and namespaced, in the manifest's order.
+    hook_objects: Vec<DynamicObject>,
+    digest: Digest,
+    chart: ChartMeta,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    app_version: Option<String>,
+}
+
+/// Why a reconcile of a HelmRelease stopped; nothing after the failing stage ran.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The spec cannot be acted on (Stalled until edited).
+    #[error("{0}")]
+    Spec(String),
+    /// A dependency is not Ready.
+    #[error(transparent)]
+    Dependency(#[from] crate::reconcile::DependencyError),
+    /// The chart's source or artifact is not available.
+    #[error("{0}")]
+    Artifact(String),
+    /// `valuesFrom` could not be read, or values do not merge.
+    #[error("{0}")]
+    Values(String),
+    /// helm template, the manifest or a post-renderer failed: nothing was applied.
+    #[error("{0}")]
+    Render(String),
+    /// Applying, pruning, a hook or the health wait failed.
+    #[error("{0}")]
+    Release(String),
+}
+
+type Failed = (ReleaseError, Option<(String, Digest)>);
+
+/// What the controller needs afterwards.
+pub struct Outcome {
+    pub requeue: Option<Duration>,
+    pub ready: bool,
+}
+
+/// Runs one reconcile of `hr` and writes its status.
+pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> Outcome {
+    let name = hr.name_any();
+    let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let generation = hr.metadata.generation;
+    let mut st = hr.status.clone().unwrap_or_default();
+    let started = std::time::Instant::now();
+    let periods = match hr.spec.intervals() {
+        Ok(p) => p,
+        Err(e) => {
+            status::stalled(&mut st, generation, flux::INVALID_SPEC, &e.to_string());
+            write(&api, &name, &st).await;
+            return Outcome {
+                requeue: None,
+                ready: false,
+            };
+        }
+    };
+    if hr.spec.suspend {
+        status::suspended(&mut st, generation, &name);
+        write(&api, &name, &st).await;
+        return Outcome {
+            requeue: Some(periods.interval),
+            ready: status::is_ready(Some(&st)),
+        };
+    }
+    let result = run(hr, ctx, helm, &mut st, periods.timeout).await;
+    if let Some(at) = crate::reconcile::requested_at_of(&hr.metadata) {
+        st.last_handled_reconcile_at = Some(at.to_string());
+    }
+    let metric_name = format!("HelmRelease/{name}");
+    ctx.metrics
+        .observe_reconcile(&metric_name, started.elapsed(), result.is_ok());
+    match result {
+        Ok(()) => {
+            if hr.status.as_ref() != Some(&st) {
+                write(&api, &name, &st).await;
+            }
+            Outcome {
+                requeue: Some(periods.interval),
+                ready: true,
+            }
+        }
+        Err((error, attempted)) => {
+            let upgrade = !st.history.is_empty();
+            let why = match &error {
+                ReleaseError::Spec(_) => flux::INVALID_SPEC,
+                ReleaseError::Dependency(_) => flux::DEPENDENCY_NOT_READY,
+                ReleaseError::Artifact(_) => flux::ARTIFACT_FAILED,
+                ReleaseError::Values(_) | ReleaseError::Render(_) | ReleaseError::Release(_) => {
+                    if upgrade {
+                        reason::UPGRADE_FAILED
+                    } else {
+                        reason::INSTALL_FAILED
+                    }
+                }
+            };
+            let message = error.to_string();
+            tracing::warn!(reason = why, message = %message, "helm release failed");
+            if matches!(error, ReleaseError::Spec(_)) {
+                status::stalled(&mut st, generation, why, &message);
+            } else {
+                let attempted = attempted.as_ref().map(|(r, d)| (r.as_str(), *d));
+                status::failed(&mut st, generation, why, &message, attempted);
+            }
+            write(&api, &name, &st).await;
+            ctx.recorder
+                .publish(hr, EventType::Warning, why, &[message])
+                .await;
+            Outcome {
+                requeue: (!matches!(error, ReleaseError::Spec(_))).then_some(periods.interval),
+                ready: false,
+            }
+        }
+    }
+}
+
+async fn write(api: &Api<HelmRelease>, name: &str, st: &HelmReleaseStatus) {
+    if let Err(e) = status::write(api, name, st).await {
+        tracing::warn!(error = %e, "could not write status; the previous status stands");
+    }
+}
+
+async fn run(
+    hr: &HelmRelease,
+    ctx: &Context,
+    helm: &HelmContext,
+    st: &mut HelmReleaseStatus,
+    timeout: Duration,
+) -> Result<(), Failed> {
+    let name = hr.name_any();
+    let generation = hr.metadata.generation;
+    if let Some(t) = hr.spec.target_namespace.as_deref()
+        && t != ctx.namespace
+    {
+        return Err((
+            ReleaseError::Spec(format!(
+                "spec.targetNamespace {t:?}: this agent only applies into namespace {:?}",
+                ctx.namespace
+            )),
+            None,
+        ));
+    }
+    dependencies_ready("HelmRelease", &hr.spec.depends_on, ctx)
+        .await
+        .map_err(|e| (e.into(), None))?;
+    let artifact = chart_artifact(hr, ctx).await.map_err(|e| (e, None))?;
+    let tree = ctx
+        .fetcher
+        .get(&artifact)
+        .await
+        .map_err(|e| (ReleaseError::Artifact(e.to_string()), None))?;
+    let merged = merged_values(hr, ctx)
+        .await
+        .map_err(|e| (ReleaseError::Values(e), None))?;
+    let config_digest = values::config_digest(&merged);
+    let release_name = hr.spec.release_name(&name);
+    let chart_dir = render::chart_dir(&hr.spec.chart.spec.chart);
+    let inputs = inputs_digest(
+        hr,
+        &artifact.digest,
+        &chart_dir,
+        &config_digest,
+        &release_name,
+    );
+    let chart = chart_meta(&tree, &chart_dir);
+    let revision = format!("{}@{}", chart.version, artifact.revision);
+    let attempted = Some((revision.clone(), config_digest));
+    let fail = |e: ReleaseError| (e, attempted.clone());
+    let up_to_date = st.last_release_inputs.as_ref() == Some(&inputs)
+        && st.observed_generation == generation
+        && status::is_ready(Some(st));
+    let opts = ApplyOptions {
+        // Helm's own behaviour on an immutable change is to fail; Flux's `force` recreates.
+        force: false,
+        wait_timeout: timeout,
+        ..Default::default()
+    };
+
+    if up_to_date && let Some(last) = helm.last_render(&name, &inputs) {
+        return drift(hr, ctx, st, &last, &opts).await.map_err(fail);
+    }
+
+    let is_upgrade = !st.history.is_empty();
+    let rendered = render_release(
+        hr,
+        ctx,
+        helm,
+        &tree,
+        &chart_dir,
+        &release_name,
+        &merged,
+        is_upgrade,
+        timeout,
+        chart,
+        inputs,
+    )
+    .await
+    .map_err(fail)?;
+    if up_to_date {
+        // Restarted: the release is current; re-apply the fresh render as drift correction.
+        let rendered = Arc::new(rendered);
+        helm.remember(&name, rendered.clone());
+        return drift(hr, ctx, st, &rendered, &opts).await.map_err(fail);
+    }
+    status::progressing(st, generation, &revision);
+    write(
+        &Api::namespaced(ctx.client.clone(), &ctx.namespace),
+        &name,
+        st,
+    )
+    .await;
+
+    let rendered = Arc::new(rendered);
+    let mut lines = vec![];
+    // CRDs first, per policy; never inventoried, so never pruned (Helm never deletes CRDs).
+    if !rendered.crds.is_empty() {
+        let mut crd_changes = ChangeSet::default();
+        ctx.applier
+            .apply_all(rendered.crds.clone(), &opts, &mut crd_changes)
+            .await
+            .map_err(|e| fail(ReleaseError::Release(format!("CRDs: {e}"))))?;
+        lines.extend(
+            crd_changes
+                .written()
+                .map(|c| format!("{} {}", c.id, c.action)),
+        );
+    }
+    let (pre, post) = if is_upgrade {
+        (Phase::PreUpgrade, Phase::PostUpgrade)
+    } else {
+        (Phase::PreInstall, Phase::PostInstall)
+    };
+    lines.extend(
+        run_hooks(ctx, &rendered, pre, &opts, timeout)
+            .await
+            .map_err(fail)?,
+    );
+    let mut changes = ChangeSet::default();
+    let applied = tokio::time::timeout(
+        timeout,
+        ctx.applier
+            .apply_all(rendered.objects.clone(), &opts, &mut changes),
+    )
+    .await;
+    lines.extend(changes.written().map(|c| format!("{} {}", c.id, c.action)));
+    let old_inventory = st.inventory.clone().unwrap_or_default();
+    let new_inventory = inventory_of(&changes, &ctx.namespace);
+    let applied = match applied {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("apply timed out after {timeout:?}")),
+    };
+    if let Err(e) = applied {
+        st.inventory = Some(crate::reconcile::inventory_after_failure(
+            &old_inventory,
+            &new_inventory,
+            false,
+        ));
+        publish(hr, ctx, &lines).await;
+        return Err(fail(ReleaseError::Release(e)));
+    }
+    // Helm deletes what a new chart version no longer renders: prune is always on.
+    match prune(
+        &ctx.applier,
+        &ctx.namespace,
+        &owner(&name),
+        &old_inventory,
+        &new_inventory,
+    )
+    .await
+    {
+        Ok(p) => lines.extend(p.deleted.iter().map(|id| format!("{id} deleted"))),
+        Err(e) => {
+            st.inventory = Some(crate::reconcile::inventory_after_failure(
+                &old_inventory,
+                &new_inventory,
+                false,
+            ));
+            publish(hr, ctx, &lines).await;
+            return Err(fail(ReleaseError::Release(e.to_string())));
+        }
+    }
+    st.inventory = Some(new_inventory.clone());
+    ctx.metrics
+        .observe_changes(&format!("HelmRelease/{name}"), &changes);
+    let finished = finish(
+        ctx, hr, &rendered, &changes, post, &opts, timeout, &mut lines,
+    )
+    .await;
+    publish(hr, ctx, &lines).await;
+    finished.map_err(fail)?;
+
+    let now = chrono::Utc::now();
+    let first = st.history.last().map_or(now, |s| s.first_deployed);
+    let version = st.history.first().map_or(1, |s| s.version + 1);
+    let snapshot = Snapshot {
+        version,
+        name: release_name.clone(),
+        namespace: ctx.namespace.clone(),
+        chart_name: rendered.chart.name.clone(),
+        chart_version: rendered.chart.version.clone(),
+        app_version: rendered.chart.app_version.clone(),
+        config_digest,
+        digest: rendered.digest,
+        status: "deployed".into(),
+        first_deployed: first,
+        last_deployed: now,
+    };
+    st.last_attempted_config_digest = Some(config_digest);
+    st.release_name = Some(release_name);
+    status::succeeded(
+        st,
+        generation,
+        Released {
+            snapshot,
+            revision,
+            inputs,
+            inventory: new_inventory,
+            max_history: hr.spec.max_history,
+        },
+    );
+    helm.remember(&name, rendered);
+    Ok(())
+}
+
+/// After the apply: post hooks, the health wait (Helm's `--wait`), then test hooks.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ctx: &Context,
+    hr: &HelmRelease,
+    rendered: &Rendered,
+    changes: &ChangeSet,
+    post: Phase,
+    opts: &ApplyOptions,
+    timeout: Duration,
+    lines: &mut Vec<String>,
+) -> Result<(), ReleaseError> {
+    lines.extend(run_hooks(ctx, rendered, post, opts, timeout).await?);
+    let targets: Vec<(ObjectId, String)> = changes
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Skipped)
+        .map(|c| (c.id.clone(), c.version.clone()))
+        .collect();
+    crate::health::wait_ready(&ctx.applier, &targets, timeout)
+        .await
+        .map_err(|e| ReleaseError::Release(e.to_string()))?;
+    if hr.spec.tests_enabled() {
+        lines.extend(run_hooks(ctx, rendered, Phase::Test, opts, timeout).await?);
+    }
+    Ok(())
+}
+
+async fn publish(hr: &HelmRelease, ctx: &Context, lines: &[String]) {
+    if !lines.is_empty() {
+        ctx.recorder
+            .publish(hr, EventType::Normal, flux::PROGRESSING, lines)
+            .await;
+    }
+}
+
+async fn run_hooks(
+    ctx: &Context,
+    rendered: &Rendered,
+    phase: Phase,
+    opts: &ApplyOptions,
+    timeout: Duration,
+) -> Result<Vec<String>, ReleaseError> {
+    let hooks: Vec<_> = rendered
+        .manifest
+        .hooks_of(phase)
+        .into_iter()
+        .filter_map(|h| {
+            let i = rendered
+                .manifest
+                .hooks
+                .iter()
+                .position(|x| std::ptr::eq(x, h))?;
+            Some((h, rendered.hook_objects[i].clone()))
+        })
+        .collect();
+    if hooks.is_empty() {
+        return Ok(vec![]);
+    }
+    hooks::run(&ctx.applier, hooks, opts, timeout)
+        .await
+        .map_err(|e| ReleaseError::Release(e.to_string()))
+}
+
+/// Drift of an unchanged release: compared (`warn`) or corrected (`enabled`).
+async fn drift(
+    hr: &HelmRelease,
+    ctx: &Context,
+    st: &mut HelmReleaseStatus,
+    rendered: &Rendered,
+    opts: &ApplyOptions,
+) -> Result<(), ReleaseError> {
+    let name = hr.name_any();
+    let generation = hr.metadata.generation;
+    match hr.spec.drift_mode() {
+        DriftDetectionMode::Disabled => Ok(()),
+        DriftDetectionMode::Warn => {
+            let drift = ctx
+                .applier
+                .drift(rendered.objects.clone(), opts)
+                .await
+                .map_err(|e| ReleaseError::Release(e.to_string()))?;
+            ctx.metrics
+                .set_drifted(&format!("HelmRelease/{name}"), drift.len());
+            let lines: Vec<String> = drift.iter().map(crate::drift::describe).collect();
+            let message = (!lines.is_empty())
+                .then(|| format!("{} object(s) drifted: {}", lines.len(), lines.join("; ")));
+            let was = ferry_proto::condition::find_condition(
+                &st.conditions,
+                ferry_proto::helmrelease::DRIFTED,
+            )
+            .map(|c| c.message.clone());
+            if message.is_some() && message != was {
+                ctx.recorder
+                    .publish(hr, EventType::Warning, reason::DRIFT_DETECTED, &lines)
+                    .await;
+            }
+            status::set_drifted(st, generation, message);
+            Ok(())
+        }
+        DriftDetectionMode::Enabled => {
+            let mut changes = ChangeSet::default();
+            ctx.applier
+                .apply_all(rendered.objects.clone(), opts, &mut changes)
+                .await
+                .map_err(|e| ReleaseError::Release(e.to_string()))?;
+            let lines: Vec<String> = changes
+                .written()
+                .map(|c| format!("{} {} (drift corrected)", c.id, c.action))
+                .collect();
+            if !lines.is_empty() {
+                ctx.recorder
+                    .publish(hr, EventType::Warning, reason::DRIFT_DETECTED, &lines)
+                    .await;
+            }
+            ctx.metrics
+                .observe_changes(&format!("HelmRelease/{name}"), &changes);
+            Ok(())
+        }
+    }
+}
+
+/// The chart's artifact. GitRepository: the repository's current artifact; HelmRepository
+/// charts come from the source server's resolve API.
+async fn chart_artifact(hr: &HelmRelease, ctx: &Context) -> Result<ArtifactRef, ReleaseError> {
+    let src = &hr.spec.chart.spec.source_ref;
+    let ns = src
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ctx.namespace.clone());
+    match src.kind.as_str() {
+        GIT_REPOSITORY => crate::reconcile::current_source(&ns, &src.name, ctx)
+            .await
+            .map_err(|e| ReleaseError::Artifact(e.to_string())),
+        other => Err(ReleaseError::Artifact(format!(
+            "spec.chart.spec.sourceRef.kind {other:?} is not supported by this agent yet (GitRepository)"
+        ))),
+    }
+}
+
+/// Digest of everything a release depends on (see the module documentation).
+fn inputs_digest(
+    hr: &HelmRelease,
+    artifact: &Digest,
+    chart_dir: &str,
+    config: &Digest,
+    release: &str,
+) -> Digest {
+    let v = json!({
+        "artifact": artifact.to_string(),
+        "chart": chart_dir,
+        "config": config.to_string(),
+        "postRenderers": hr.spec.post_renderers,
+        "generation": hr.metadata.generation,
+        "release": release,
+    });
+    let mut buf = vec![];
+    values::canonical(&v, &mut buf);
+    let mut h = Hasher::new();
+    h.update(&buf);
+    h.finish()
+}
+
+fn chart_meta(tree: &crate::fetch::ArtifactTree, chart_dir: &str) -> ChartMeta {
+    let path = if chart_dir.is_empty() {
+        "Chart.yaml".to_string()
+    } else {
+        format!("{chart_dir}/Chart.yaml")
+    };
+    tree.get(&path)
+        .and_then(|b| serde_yaml::from_slice(b).ok())
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_release(
+    hr: &HelmRelease,
+    ctx: &Context,
+    helm: &HelmContext,
+    tree: &crate::fetch::ArtifactTree,
+    chart_dir: &str,
+    release: &str,
+    merged: &Map<String, Value>,
+    is_upgrade: bool,
+    timeout: Duration,
+    chart: ChartMeta,
+    inputs: Digest,
+) -> Result<Rendered, ReleaseError> {
+    let name = hr.name_any();
+    let what = format!("HelmRelease {}/{name}", ctx.namespace);
+    let render_err = |e: String| ReleaseError::Render(format!("{what}: {e}"));
+    let (kube_version, api_versions) = capabilities(ctx)
+        .await
+        .map_err(|e| render_err(format!("API discovery: {e}")))?;
+    let text = render::template(
+        &helm.config,
+        &render::Request {
+            tree,
+            chart_dir,
+            release,
+            namespace: &ctx.namespace,
+            values: merged,
+            kube_version: &kube_version,
+            api_versions: &api_versions,
+            is_upgrade,
+            timeout,
+        },
+    )
+    .await
+    .map_err(|e| render_err(e.to_string()))?;
+    let (hooks, objects) = manifest::split(&text).map_err(|e| render_err(e.to_string()))?;
+    let objects = postrender::apply(&hr.spec.post_renderers, objects)
+        .map_err(|e| render_err(e.to_string()))?;
+    let policy = hr.spec.crds_policy(is_upgrade);
+    let crds = match policy {
+        ferry_proto::helmrelease::CrdsPolicy::Skip => vec![],
+        _ => manifest::crds(tree, chart_dir).map_err(|e| render_err(e.to_string()))?,
+    };
+    let manifest = Manifest {
+        crds: crds.clone(),
+        hooks,
+        objects,
+    };
+    let scopes = crate::reconcile::discovery_scopes(ctx)
+        .await
+        .map_err(|e| render_err(format!("API discovery: {e}")))?;
+    let to_objects =
+        |values: Vec<Value>, label: bool| -> Result<Vec<DynamicObject>, ReleaseError> {
+            let mut rendered: Vec<RenderedObject> = values
+                .into_iter()
+                .map(|object| RenderedObject { object, file: None })
+                .collect();
+            crate::render::tenancy::enforce(&mut rendered, &ctx.namespace, false, &scopes)
+                .map_err(|e| render_err(e.to_string()))?;
+            rendered
+                .into_iter()
+                .map(|r| {
+                    let mut obj = from_value(r.object).map_err(|e| render_err(e.to_string()))?;
+                    if label {
+                        set_owner_labels(&mut obj, &ctx.namespace, &owner(&name));
+                    }
+                    let ann = obj
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default);
+                    ann.insert("meta.helm.sh/release-name".into(), release.to_string());
+                    ann.insert(
+                        "meta.helm.sh/release-namespace".into(),
+                        ctx.namespace.clone(),
+                    );
+                    Ok(obj)
+                })
+                .collect()
+        };
+    let objects = to_objects(manifest.objects.clone(), true)?;
+    let hook_objects = to_objects(
+        manifest.hooks.iter().map(|h| h.object.clone()).collect(),
+        false,
+    )?;
+    // CRDs are cluster-scoped: tenancy does not apply them; the agent's RBAC decides. Under
+    // `Create` they are created when absent and never updated.
+    let crd_objects = crds
+        .into_iter()
+        .map(|mut v| {
+            if policy == ferry_proto::helmrelease::CrdsPolicy::Create
+                && let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
+            {
+                let ann = m.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = ann.as_object_mut() {
+                    a.insert(crate::apply::SSA_ANNOTATION.into(), json!("IfNotPresent"));
+                }
+            }
+            from_value(v).map_err(|e| render_err(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut buf = vec![];
+    for o in &objects {
+        values::canonical(
+            &serde_json::to_value(o).expect("an object serialises"),
+            &mut buf,
+        );
+    }
+    let mut h = Hasher::new();
+    h.update(&buf);
+    Ok(Rendered {
+        inputs,
+        crds: crd_objects,
+        manifest,
+        objects,
+        hook_objects,
+        digest: h.finish(),
+        chart,
+    })
+}
+
+/// `--kube-version` and `--api-versions` from the API server (as Argo CD passes them).
+async fn capabilities(ctx: &Context) -> Result<(String, Vec<String>), String> {
+    let info = ctx
+        .client
+        .apiserver_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    let discovery = ctx
+        .applier
+        .resolver()
+        .snapshot()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut versions = vec![];
+    for group in discovery.groups() {
+        for v in group.versions() {
+            let gv = if group.name().is_empty() {
+                v.to_string()
+            } else {
+                format!("{}/{v}", group.name())
+            };
+            for (res, _) in group.versioned_resources(v) {
+                versions.push(format!("{gv}/{}", res.kind));
+            }
+            versions.push(gv);
+        }
+    }
+    versions.sort();
+    versions.dedup();
+    Ok((info.git_version, versions))
+}
+
+/// `valuesFrom` in order, then `values`.
+async fn merged_values(hr: &HelmRelease, ctx: &Context) -> Result<Map<String, Value>, String> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let mut out = Map::new();
+    for r in &hr.spec.values_from {
+        let key = r
+            .values_key
+            .as_deref()
+            .unwrap_or(ferry_proto::helmrelease::DEFAULT_VALUES_KEY);
+        let what = format!(
+            "valuesFrom: {}/{}/{} key {key}",
+            r.kind, ctx.namespace, r.name
+        );
+        let text: Option<String> = match r.kind.as_str() {
+            "ConfigMap" => {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+                match api.get_opt(&r.name).await {
+                    Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(key)),
+                    Ok(None) => None,
+                    Err(e) => return Err(format!("{what}: {e}")),
+                }
+            }
+            "Secret" => {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+                match api.get_opt(&r.name).await {
+                    Ok(Some(s)) => match s.data.and_then(|mut d| d.remove(key)) {
+                        Some(b) => {
+                            Some(String::from_utf8(b.0).map_err(|_| format!("{what}: not UTF-8"))?)
+                        }
+                        None => s.string_data.and_then(|mut d| d.remove(key)),
+                    },
+                    Ok(None) => None,
+                    Err(e) => return Err(format!("{what}: {e}")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "valuesFrom: kind {other:?} is not ConfigMap or Secret"
+                ));
+            }
+        };
+        let Some(text) = text else {
+            if r.optional {
+                continue;
+            }
+            return Err(format!("{what}: not found"));
+        };
+        match r.target_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => values::set_path(&mut out, path, Value::String(text))
+                .map_err(|e| format!("{what}: {e}"))?,
+            None => values::merge(
+                &mut out,
+                values::parse_yaml(&what, &text).map_err(|e| e.to_string())?,
+            ),
+        }
+    }
+    if let Some(v) = &hr.spec.values {
+        match v {
+            Value::Object(m) => values::merge(&mut out, m.clone()),
+            Value::Null => {}
+            _ => return Err("spec.values: must be a mapping".into()),
+        }
+    }
+    Ok(out)
+}
