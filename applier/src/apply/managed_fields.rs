@@ -15,6 +15,9 @@ pub const FOREIGN_MANAGERS: &[&str] = &[
     "kubectl-patch",
     "kubectl-client-side-apply",
     "before-first-apply",
+    // `helm install`/`helm upgrade`: a release installed by helm is adopted by a HelmRelease
+    // (or a Kustomization) and what the chart no longer sets is then removed.
+    "helm",
 ];
 
 /// Returns the JSON patch that moves every [`FOREIGN_MANAGERS`] entry into `manager`'s Apply

@@ -80,6 +80,9 @@ fn spec_or_request(hr: &HelmRelease) -> Option<u64> {
     std::hash::Hash::hash(&predicates::generation(hr), &mut h);
     std::hash::Hash::hash(&crate::reconcile::requested_at_of(&hr.metadata), &mut h);
     std::hash::Hash::hash(&hr.metadata.deletion_timestamp.is_some(), &mut h);
+    // The finalizer helper adds the finalizer and waits for that change to reconcile.
+    let finalized = hr.finalizers().iter().any(|f| f == FINALIZER);
+    std::hash::Hash::hash(&finalized, &mut h);
     Some(std::hash::Hasher::finish(&h))
 }
 

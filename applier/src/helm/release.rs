@@ -16,24 +16,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_proto::Digest;
 use ferry_proto::condition::reason as flux;
-use ferry_proto::helmrelease::{
-    DriftDetectionMode, GIT_REPOSITORY, HelmRelease, HelmReleaseStatus, Snapshot,
-};
-use ferry_proto::{ArtifactRef, Digest, Hasher};
-use kube::api::DynamicObject;
+use ferry_proto::helmrelease::{DriftDetectionMode, HelmRelease, HelmReleaseStatus, Snapshot};
 use kube::{Api, ResourceExt};
-use serde_json::{Map, Value, json};
 
-use super::manifest::{self, Manifest, Phase};
+use super::desired::{
+    Rendered, chart_artifact, chart_meta, inputs_digest, merged_values, render_release,
+};
+use super::{hooks, values};
+use super::manifest::Phase;
 use super::render::{self, HelmConfig};
 use super::status::{self, Released, reason};
-use super::{hooks, postrender, values};
-use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectId, from_value, set_owner_labels};
+use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectId};
 use crate::events::EventType;
 use crate::prune::{inventory_of, prune};
 use crate::reconcile::{Context, dependencies_ready};
-use crate::render::RenderedObject;
 
 /// The agent's Helm state: where helm is, and the last render of each release.
 pub struct HelmContext {
@@ -71,30 +69,6 @@ impl HelmContext {
 /// name (object names are lowercase), so prune never mistakes one owner for the other.
 pub fn owner(name: &str) -> String {
     format!("HelmRelease.{name}")
-}
-
-/// A render of one release at one set of inputs.
-struct Rendered {
-    inputs: Digest,
-    crds: Vec<DynamicObject>,
-    manifest: Manifest,
-    /// The release's objects, labelled, namespaced, post-rendered.
-    objects: Vec<DynamicObject>,
-    /// Hooks, labelled and namespaced, in the manifest's order.
-    hook_objects: Vec<DynamicObject>,
-    digest: Digest,
-    chart: ChartMeta,
-}
-
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChartMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    app_version: Option<String>,
 }
 
 /// Why a reconcile of a HelmRelease stopped; nothing after the failing stage ran.
@@ -533,275 +507,4 @@ async fn drift(
             Ok(())
         }
     }
-}
-
-/// The chart's artifact. GitRepository: the repository's current artifact; HelmRepository
-/// charts come from the source server's resolve API.
-async fn chart_artifact(hr: &HelmRelease, ctx: &Context) -> Result<ArtifactRef, ReleaseError> {
-    let src = &hr.spec.chart.spec.source_ref;
-    let ns = src
-        .namespace
-        .clone()
-        .unwrap_or_else(|| ctx.namespace.clone());
-    match src.kind.as_str() {
-        GIT_REPOSITORY => crate::reconcile::current_source(&ns, &src.name, ctx)
-            .await
-            .map_err(|e| ReleaseError::Artifact(e.to_string())),
-        other => Err(ReleaseError::Artifact(format!(
-            "spec.chart.spec.sourceRef.kind {other:?} is not supported by this agent yet (GitRepository)"
-        ))),
-    }
-}
-
-/// Digest of everything a release depends on (see the module documentation).
-fn inputs_digest(
-    hr: &HelmRelease,
-    artifact: &Digest,
-    chart_dir: &str,
-    config: &Digest,
-    release: &str,
-) -> Digest {
-    let v = json!({
-        "artifact": artifact.to_string(),
-        "chart": chart_dir,
-        "config": config.to_string(),
-        "postRenderers": hr.spec.post_renderers,
-        "generation": hr.metadata.generation,
-        "release": release,
-    });
-    let mut buf = vec![];
-    values::canonical(&v, &mut buf);
-    let mut h = Hasher::new();
-    h.update(&buf);
-    h.finish()
-}
-
-fn chart_meta(tree: &crate::fetch::ArtifactTree, chart_dir: &str) -> ChartMeta {
-    let path = if chart_dir.is_empty() {
-        "Chart.yaml".to_string()
-    } else {
-        format!("{chart_dir}/Chart.yaml")
-    };
-    tree.get(&path)
-        .and_then(|b| serde_yaml::from_slice(b).ok())
-        .unwrap_or_default()
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn render_release(
-    hr: &HelmRelease,
-    ctx: &Context,
-    helm: &HelmContext,
-    tree: &crate::fetch::ArtifactTree,
-    chart_dir: &str,
-    release: &str,
-    merged: &Map<String, Value>,
-    is_upgrade: bool,
-    timeout: Duration,
-    chart: ChartMeta,
-    inputs: Digest,
-) -> Result<Rendered, ReleaseError> {
-    let name = hr.name_any();
-    let what = format!("HelmRelease {}/{name}", ctx.namespace);
-    let render_err = |e: String| ReleaseError::Render(format!("{what}: {e}"));
-    let (kube_version, api_versions) = capabilities(ctx)
-        .await
-        .map_err(|e| render_err(format!("API discovery: {e}")))?;
-    let text = render::template(
-        &helm.config,
-        &render::Request {
-            tree,
-            chart_dir,
-            release,
-            namespace: &ctx.namespace,
-            values: merged,
-            kube_version: &kube_version,
-            api_versions: &api_versions,
-            is_upgrade,
-            timeout,
-        },
-    )
-    .await
-    .map_err(|e| render_err(e.to_string()))?;
-    let (hooks, objects) = manifest::split(&text).map_err(|e| render_err(e.to_string()))?;
-    let objects = postrender::apply(&hr.spec.post_renderers, objects)
-        .map_err(|e| render_err(e.to_string()))?;
-    let policy = hr.spec.crds_policy(is_upgrade);
-    let crds = match policy {
-        ferry_proto::helmrelease::CrdsPolicy::Skip => vec![],
-        _ => manifest::crds(tree, chart_dir).map_err(|e| render_err(e.to_string()))?,
-    };
-    let manifest = Manifest {
-        crds: crds.clone(),
-        hooks,
-        objects,
-    };
-    let scopes = crate::reconcile::discovery_scopes(ctx)
-        .await
-        .map_err(|e| render_err(format!("API discovery: {e}")))?;
-    let to_objects =
-        |values: Vec<Value>, label: bool| -> Result<Vec<DynamicObject>, ReleaseError> {
-            let mut rendered: Vec<RenderedObject> = values
-                .into_iter()
-                .map(|object| RenderedObject { object, file: None })
-                .collect();
-            crate::render::tenancy::enforce(&mut rendered, &ctx.namespace, false, &scopes)
-                .map_err(|e| render_err(e.to_string()))?;
-            rendered
-                .into_iter()
-                .map(|r| {
-                    let mut obj = from_value(r.object).map_err(|e| render_err(e.to_string()))?;
-                    if label {
-                        set_owner_labels(&mut obj, &ctx.namespace, &owner(&name));
-                    }
-                    let ann = obj
-                        .metadata
-                        .annotations
-                        .get_or_insert_with(Default::default);
-                    ann.insert("meta.helm.sh/release-name".into(), release.to_string());
-                    ann.insert(
-                        "meta.helm.sh/release-namespace".into(),
-                        ctx.namespace.clone(),
-                    );
-                    Ok(obj)
-                })
-                .collect()
-        };
-    let objects = to_objects(manifest.objects.clone(), true)?;
-    let hook_objects = to_objects(
-        manifest.hooks.iter().map(|h| h.object.clone()).collect(),
-        false,
-    )?;
-    // CRDs are cluster-scoped: tenancy does not apply them; the agent's RBAC decides. Under
-    // `Create` they are created when absent and never updated.
-    let crd_objects = crds
-        .into_iter()
-        .map(|mut v| {
-            if policy == ferry_proto::helmrelease::CrdsPolicy::Create
-                && let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
-            {
-                let ann = m.entry("annotations").or_insert_with(|| json!({}));
-                if let Some(a) = ann.as_object_mut() {
-                    a.insert(crate::apply::SSA_ANNOTATION.into(), json!("IfNotPresent"));
-                }
-            }
-            from_value(v).map_err(|e| render_err(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut buf = vec![];
-    for o in &objects {
-        values::canonical(
-            &serde_json::to_value(o).expect("an object serialises"),
-            &mut buf,
-        );
-    }
-    let mut h = Hasher::new();
-    h.update(&buf);
-    Ok(Rendered {
-        inputs,
-        crds: crd_objects,
-        manifest,
-        objects,
-        hook_objects,
-        digest: h.finish(),
-        chart,
-    })
-}
-
-/// `--kube-version` and `--api-versions` from the API server (as Argo CD passes them).
-async fn capabilities(ctx: &Context) -> Result<(String, Vec<String>), String> {
-    let info = ctx
-        .client
-        .apiserver_version()
-        .await
-        .map_err(|e| e.to_string())?;
-    let discovery = ctx
-        .applier
-        .resolver()
-        .snapshot()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut versions = vec![];
-    for group in discovery.groups() {
-        for v in group.versions() {
-            let gv = if group.name().is_empty() {
-                v.to_string()
-            } else {
-                format!("{}/{v}", group.name())
-            };
-            for (res, _) in group.versioned_resources(v) {
-                versions.push(format!("{gv}/{}", res.kind));
-            }
-            versions.push(gv);
-        }
-    }
-    versions.sort();
-    versions.dedup();
-    Ok((info.git_version, versions))
-}
-
-/// `valuesFrom` in order, then `values`.
-async fn merged_values(hr: &HelmRelease, ctx: &Context) -> Result<Map<String, Value>, String> {
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    let mut out = Map::new();
-    for r in &hr.spec.values_from {
-        let key = r
-            .values_key
-            .as_deref()
-            .unwrap_or(ferry_proto::helmrelease::DEFAULT_VALUES_KEY);
-        let what = format!(
-            "valuesFrom: {}/{}/{} key {key}",
-            r.kind, ctx.namespace, r.name
-        );
-        let text: Option<String> = match r.kind.as_str() {
-            "ConfigMap" => {
-                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-                match api.get_opt(&r.name).await {
-                    Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(key)),
-                    Ok(None) => None,
-                    Err(e) => return Err(format!("{what}: {e}")),
-                }
-            }
-            "Secret" => {
-                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-                match api.get_opt(&r.name).await {
-                    Ok(Some(s)) => match s.data.and_then(|mut d| d.remove(key)) {
-                        Some(b) => {
-                            Some(String::from_utf8(b.0).map_err(|_| format!("{what}: not UTF-8"))?)
-                        }
-                        None => s.string_data.and_then(|mut d| d.remove(key)),
-                    },
-                    Ok(None) => None,
-                    Err(e) => return Err(format!("{what}: {e}")),
-                }
-            }
-            other => {
-                return Err(format!(
-                    "valuesFrom: kind {other:?} is not ConfigMap or Secret"
-                ));
-            }
-        };
-        let Some(text) = text else {
-            if r.optional {
-                continue;
-            }
-            return Err(format!("{what}: not found"));
-        };
-        match r.target_path.as_deref().filter(|p| !p.is_empty()) {
-            Some(path) => values::set_path(&mut out, path, Value::String(text))
-                .map_err(|e| format!("{what}: {e}"))?,
-            None => values::merge(
-                &mut out,
-                values::parse_yaml(&what, &text).map_err(|e| e.to_string())?,
-            ),
-        }
-    }
-    if let Some(v) = &hr.spec.values {
-        match v {
-            Value::Object(m) => values::merge(&mut out, m.clone()),
-            Value::Null => {}
-            _ => return Err("spec.values: must be a mapping".into()),
-        }
-    }
-    Ok(out)
 }

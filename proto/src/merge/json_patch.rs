@@ -38,16 +38,30 @@ pub fn parse(value: &Value) -> Result<Patch, JsonPatchError> {
 }
 
 /// Applies `patch` to `doc`. On error `doc` is left as it was.
+///
+/// A `test` of `null` at a path that does not exist succeeds, as in the Go implementation the
+/// API server and kustomize use (evanphx/json-patch): kube-rs adds a first finalizer with
+/// `test /metadata/finalizers null` then `add`.
 pub fn apply(doc: &mut Value, patch: &Patch) -> Result<(), JsonPatchError> {
-    json_patch::patch(doc, &patch.0).map_err(|e| {
-        let op = patch.0.get(e.operation);
-        JsonPatchError::Apply {
-            index: e.operation,
-            op: op.map_or("?", op_name),
-            path: op.map_or_else(|| e.path.to_string(), |o| o.path().to_string()),
-            reason: e.kind.to_string(),
+    let mut work = doc.clone();
+    for (index, op) in patch.0.iter().enumerate() {
+        if let PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none()
+        {
+            continue;
         }
-    })
+        json_patch::patch(&mut work, std::slice::from_ref(op)).map_err(|e| {
+            JsonPatchError::Apply {
+                index,
+                op: op_name(op),
+                path: op.path().to_string(),
+                reason: e.kind.to_string(),
+            }
+        })?;
+    }
+    *doc = work;
+    Ok(())
 }
 
 fn op_name(op: &PatchOperation) -> &'static str {
@@ -66,6 +80,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_null_test_of_a_missing_path_succeeds_as_in_go() {
+        let ops = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        let out = run(json!({"metadata": {"name": "a"}}), ops.clone()).expect("applies");
+        assert_eq!(out["metadata"]["finalizers"], json!(["f"]));
+        let err = run(json!({"metadata": {"finalizers": ["x"]}}), ops).expect_err("not null");
+        assert!(err.to_string().contains("operation 0 (test"), "{err}");
+    }
 
     fn run(doc: Value, ops: Value) -> Result<Value, JsonPatchError> {
         let mut doc = doc;
