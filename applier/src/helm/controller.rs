@@ -93,7 +93,8 @@ async fn forward_artifacts(shared: Arc<Shared>) {
         for hr in shared.store.state() {
             let src = &hr.spec.chart.spec.source_ref;
             let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
-            if src.kind == ferry_proto::helmrelease::GIT_REPOSITORY
+            if ev.kind == ferry_proto::SourceKind::GitRepository
+                && src.kind == ferry_proto::helmrelease::GIT_REPOSITORY
                 && src.name == ev.name
                 && src_ns == ev.namespace
             {

@@ -24,10 +24,10 @@ use kube::{Api, ResourceExt};
 use super::desired::{
     Rendered, chart_artifact, chart_meta, inputs_digest, merged_values, render_release,
 };
-use super::{hooks, values};
 use super::manifest::Phase;
 use super::render::{self, HelmConfig};
 use super::status::{self, Released, reason};
+use super::{hooks, values};
 use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectId};
 use crate::events::EventType;
 use crate::prune::{inventory_of, prune};

@@ -283,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_bounded() {
-        let data = vec![b'x'; 100];
+        let data = [b'x'; 100];
         let (buf, full) = read_bounded(&data[..], 10).await.expect("reads");
         assert!(full);
         assert_eq!(buf.len(), 10);
