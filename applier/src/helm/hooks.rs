@@ -10,7 +10,7 @@ use std::time::Duration;
 use kube::api::{DeleteParams, DynamicObject, PropagationPolicy};
 
 use super::manifest::{DeletePolicy, Hook};
-use crate::apply::{Applier, ApplyError, ApplyOptions, ChangeSet, ObjectId};
+use crate::apply::{Applier, ApplyError, ApplyOptions, ChangeSet, ObjectRef, object_ref};
 use crate::health::{self, HealthError};
 
 /// A hook that did not succeed.
@@ -44,7 +44,7 @@ pub async fn run(
 ) -> Result<Vec<String>, HookError> {
     let mut ran = vec![];
     for (hook, obj) in hooks {
-        let (id, version) = ObjectId::of(&obj).map_err(|source| HookError::Apply {
+        let (id, version) = object_ref(&obj).map_err(|source| HookError::Apply {
             hook: hook.name().to_string(),
             source,
         })?;
@@ -86,7 +86,7 @@ pub async fn run(
 /// Deletes `id` (its Pods with it, in the foreground) and waits until it is gone.
 async fn delete(
     applier: &Applier,
-    id: &ObjectId,
+    id: &ObjectRef,
     version: &str,
     timeout: Duration,
 ) -> Result<(), ApplyError> {
@@ -94,7 +94,7 @@ async fn delete(
         .resolver()
         .resolve(id, version)
         .await?
-        .api(applier.client(), &id.namespace);
+        .api(applier.client(), id.namespace_or_empty());
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Foreground),
         ..Default::default()

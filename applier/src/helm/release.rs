@@ -28,7 +28,7 @@ use super::manifest::Phase;
 use super::render::{self, HelmConfig};
 use super::status::{self, Released, reason};
 use super::{hooks, values};
-use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectId};
+use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectRef};
 use crate::events::EventType;
 use crate::prune::{inventory_of, prune};
 use crate::reconcile::{Context, dependencies_ready};
@@ -319,6 +319,7 @@ async fn run(
             &old_inventory,
             &new_inventory,
             false,
+            &ctx.namespace,
         ));
         publish(hr, ctx, &lines).await;
         return Err(fail(ReleaseError::Release(e)));
@@ -339,6 +340,7 @@ async fn run(
                 &old_inventory,
                 &new_inventory,
                 false,
+                &ctx.namespace,
             ));
             publish(hr, ctx, &lines).await;
             return Err(fail(ReleaseError::Release(e.to_string())));
@@ -400,7 +402,7 @@ async fn finish(
     lines: &mut Vec<String>,
 ) -> Result<(), ReleaseError> {
     lines.extend(run_hooks(ctx, rendered, post, opts, timeout).await?);
-    let targets: Vec<(ObjectId, String)> = changes
+    let targets: Vec<(ObjectRef, String)> = changes
         .changes
         .iter()
         .filter(|c| c.action != Action::Skipped)
