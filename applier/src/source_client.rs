@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, SourceList, SourceView};
+use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, HelmChartArtifact, SourceList, SourceView};
 use ferry_proto::{ArtifactRef, Digest, SourceKey};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -43,6 +43,14 @@ pub enum SourceClientError {
 impl SourceClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, SourceClientError::Status { status: 404, .. })
+    }
+
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SourceClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
     }
 }
 
@@ -110,6 +118,27 @@ impl SourceClient {
         Ok(self.get_source(namespace, name).await?.status.artifact)
     }
 
+    /// `GET /v1/helmrepositories/{namespace}/{repository}/charts/{chart}?version=<range>`: the
+    /// highest chart version matching `range`, packed by the server into an artifact (which
+    /// also registers the range, so new matching versions are announced as `HelmChart` events).
+    pub async fn resolve_chart(
+        &self,
+        namespace: &str,
+        repository: &str,
+        chart: &str,
+        range: &str,
+    ) -> Result<HelmChartArtifact, SourceClientError> {
+        let path = format!("/v1/helmrepositories/{namespace}/{repository}/charts/{chart}");
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
+            SourceClientError::Transport {
+                url: format!("{}{path}", self.base),
+                why: e.to_string(),
+            }
+        })?;
+        url.query_pairs_mut().append_pair("version", range);
+        self.get_json_at(url.to_string()).await
+    }
+
     /// `GET /v1/sources`.
     pub async fn list_sources(&self) -> Result<SourceList, SourceClientError> {
         self.get_json("/v1/sources").await
@@ -119,7 +148,13 @@ impl SourceClient {
         &self,
         path: &str,
     ) -> Result<T, SourceClientError> {
-        let url = format!("{}{path}", self.base);
+        self.get_json_at(format!("{}{path}", self.base)).await
+    }
+
+    async fn get_json_at<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+    ) -> Result<T, SourceClientError> {
         let resp = self
             .http
             .get(&url)

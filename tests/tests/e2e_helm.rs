@@ -6,7 +6,9 @@
 //! and nothing touched, and removal uninstalling; a `helm create` chart installed after a
 //! Kustomization it depends on, with a Kustomization depending on it in turn. Conformance: each
 //! object the agent applied carries every field `helm template` renders for the same values.
-//! Runs on the real control plane with `FERRY_CLUSTER=real`.
+//! A chart from a HelmRepository (a real chart repository: `helm package` + `helm repo index`
+//! served over HTTP) installs and follows new versions matching its range. Runs on the real
+//! control plane with `FERRY_CLUSTER=real`.
 
 mod e2e_support;
 
@@ -130,7 +132,7 @@ fn contains(got: &Value, want: &Value, path: &str) -> Result<()> {
 async fn conformance(
     env: &Env,
     release: &str,
-    chart_dir: &str,
+    chart_dir: &std::path::Path,
     values: &Value,
     is_upgrade: bool,
 ) -> Result<usize> {
@@ -140,7 +142,7 @@ async fn conformance(
     std::fs::write(&values_file, serde_json::to_vec(values)?)?;
     let out = tokio::process::Command::new(helm)
         .args(["template", release])
-        .arg(env.upstream.work().join(chart_dir))
+        .arg(chart_dir)
         .args(["--namespace", NS, "--values"])
         .arg(&values_file)
         .args(is_upgrade.then_some("--is-upgrade"))
@@ -233,7 +235,14 @@ async fn a_chart_from_git_installs_upgrades_corrects_drift_rolls_back_and_uninst
         !inventory.contains("app-migrate"),
         "hooks are not release objects: {inventory}"
     );
-    let n = conformance(&env, "app", "charts/app", &json!({"greeting": "hi"}), false).await?;
+    let n = conformance(
+        &env,
+        "app",
+        &env.upstream.work().join("charts/app"),
+        &json!({"greeting": "hi"}),
+        false,
+    )
+    .await?;
     assert_eq!(n, 3, "ConfigMap, Deployment, Widget");
 
     // A values change upgrades: release 2, the hook re-created (before-hook-creation).
@@ -265,7 +274,14 @@ async fn a_chart_from_git_installs_upgrades_corrects_drift_rolls_back_and_uninst
         "true",
         ".Release.IsUpgrade on upgrade"
     );
-    let n = conformance(&env, "app", "charts/app", &json!({"greeting": "hey"}), true).await?;
+    let n = conformance(
+        &env,
+        "app",
+        &env.upstream.work().join("charts/app"),
+        &json!({"greeting": "hey"}),
+        true,
+    )
+    .await?;
     assert_eq!(n, 3);
 
     // Drift is corrected (driftDetection enabled by default).
@@ -442,7 +458,7 @@ async fn a_helm_create_chart_waits_for_a_kustomization_and_is_waited_for() -> Re
     let n = conformance(
         &env,
         "demo",
-        "charts/demo",
+        &env.upstream.work().join("charts/demo"),
         &json!({"replicaCount": 2}),
         false,
     )
@@ -453,5 +469,71 @@ async fn a_helm_create_chart_waits_for_a_kustomization_and_is_waited_for() -> Re
             .await?
             .is_none()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_from_a_helm_repository_installs_and_follows_its_version_range() -> Result<()> {
+    use ferry_tests::upstream::ChartServer;
+    use ferry_tests::upstream::charts::{create_and_package, index};
+    let work = tempfile::tempdir()?;
+    let repo = work.path().join("repo");
+    create_and_package(work.path(), &repo, "app", "1.0.0")?;
+    index(work.path(), &repo, None)?;
+    let server = ChartServer::start(&repo, None).await?;
+    let mut env = Env::new().await?;
+    env.extra_sources.push(format!(
+        "apiVersion: source.ferry.dev/v1\nkind: HelmRepository\nmetadata:\n  name: charts\n  \
+         namespace: {NS}\nspec:\n  url: {}\n  interval: 1s\n  timeout: 30s\n",
+        server.url()
+    ));
+    write_seed(&env.upstream, "app", "v1.0.0")?;
+    env.upstream.commit_push("seed")?;
+    env.start_source()?;
+    env.start_agent()?;
+
+    let spec = json!({
+        "chart": {"spec": {"chart": "app", "version": "^1.0.0",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+        "interval": "1m",
+        "timeout": "45s",
+        "values": {"replicaCount": 2},
+    });
+    apply_release(&env, "web", spec).await?;
+    let hr = wait_condition(&env, "web", "Ready", "True", "InstallSucceeded").await?;
+    let st = hr.status.context("status")?;
+    assert_eq!(st.history[0].chart_version, "1.0.0");
+    let revision = st.last_attempted_revision.unwrap_or_default();
+    assert!(revision.starts_with("1.0.0@sha256:"), "{revision}");
+    let d = env
+        .get("apps/v1", "Deployment", "web-app")
+        .await?
+        .context("deployment")?;
+    assert_eq!(d["spec"]["replicas"], 2);
+    let chart = work.path().join("app-1.0.0/app");
+    let n = conformance(&env, "web", &chart, &json!({"replicaCount": 2}), false).await?;
+    assert_eq!(n, 3, "ServiceAccount, Service, Deployment");
+
+    // New versions: 1.1.0 matches ^1.0.0, 2.0.0 does not. The source server announces the new
+    // resolution; the agent upgrades without a change to the HelmRelease (interval 1m).
+    create_and_package(work.path(), &repo, "app", "1.1.0")?;
+    create_and_package(work.path(), &repo, "app", "2.0.0")?;
+    index(work.path(), &repo, None)?;
+    let hr = env
+        .wait_for("web upgraded to chart 1.1.0", LIMIT, || async {
+            let hr = release(&env, "web").await?;
+            Ok(hr.filter(|h| {
+                h.status.as_ref().is_some_and(|s| {
+                    s.history
+                        .first()
+                        .is_some_and(|r| r.chart_version == "1.1.0")
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.reason == "UpgradeSucceeded")
+                })
+            }))
+        })
+        .await?;
+    assert_eq!(hr.status.context("status")?.history.len(), 2);
     Ok(())
 }

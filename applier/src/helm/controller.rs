@@ -86,17 +86,15 @@ fn spec_or_request(hr: &HelmRelease) -> Option<u64> {
     Some(std::hash::Hasher::finish(&h))
 }
 
-/// New artifacts of a chart's GitRepository → the HelmReleases using it.
+/// New artifacts of a chart's source (a GitRepository, or the `HelmChart` the source server
+/// resolved for a HelmRepository range) → the HelmReleases using it.
 async fn forward_artifacts(shared: Arc<Shared>) {
     let mut watch = shared.ctx.sources.watch(WatchConfig::default());
     while let Some(ev) = watch.next().await {
+        let source = ev.source();
         for hr in shared.store.state() {
-            let src = &hr.spec.chart.spec.source_ref;
-            let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
-            if ev.kind == ferry_proto::SourceKind::GitRepository
-                && src.kind == ferry_proto::helmrelease::GIT_REPOSITORY
-                && src.name == ev.name
-                && src_ns == ev.namespace
+            if super::desired::chart_source_key(&hr, &shared.ctx.namespace).as_ref()
+                == Some(&source)
             {
                 let _ = shared.trigger.unbounded_send(ObjectRef::from_obj(&*hr));
             }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use ferry_proto::helmrelease::{GIT_REPOSITORY, HelmRelease};
-use ferry_proto::{ArtifactRef, Digest, Hasher};
+use ferry_proto::helmrelease::{GIT_REPOSITORY, HELM_REPOSITORY, HelmRelease};
+use ferry_proto::{ArtifactRef, Digest, Hasher, SourceKey, SourceKind};
 use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde_json::{Map, Value, json};
@@ -42,13 +42,45 @@ pub(super) struct ChartMeta {
     pub(super) app_version: Option<String>,
 }
 
-/// The chart's artifact. GitRepository: the repository's current artifact; HelmRepository
-/// charts come from the source server's resolve API.
+/// Where the chart is inside its artifact: a GitRepository's `chart` path, or the root of a
+/// HelmRepository chart artifact (the server strips the top-level `<chart>/` directory).
+pub(super) fn chart_dir(hr: &HelmRelease) -> String {
+    let spec = &hr.spec.chart.spec;
+    if spec.source_ref.kind == HELM_REPOSITORY {
+        String::new()
+    } else {
+        render::chart_dir(&spec.chart)
+    }
+}
+
+/// The source key whose artifact events concern `hr`'s chart (how the controller matches
+/// announcements): the GitRepository, or the `HelmChart` of `(repository, chart, range)` as
+/// the source server names it.
+pub fn chart_source_key(hr: &HelmRelease, own_namespace: &str) -> Option<SourceKey> {
+    let spec = &hr.spec.chart.spec;
+    let src = &spec.source_ref;
+    let ns = src.namespace.as_deref().unwrap_or(own_namespace);
+    match src.kind.as_str() {
+        GIT_REPOSITORY => Some(SourceKey::of(SourceKind::GitRepository, ns, &src.name)),
+        HELM_REPOSITORY => Some(SourceKey::helm_chart(
+            ns,
+            &src.name,
+            &spec.chart,
+            spec.version.as_deref().unwrap_or("*"),
+        )),
+        _ => None,
+    }
+}
+
+/// The chart's artifact. GitRepository: the repository's current artifact. HelmRepository:
+/// the source server resolves `(repository, chart, version range)` to a chart artifact; while
+/// the server is unreachable, the last one resolved is used.
 pub(super) async fn chart_artifact(
     hr: &HelmRelease,
     ctx: &Context,
 ) -> Result<ArtifactRef, ReleaseError> {
-    let src = &hr.spec.chart.spec.source_ref;
+    let spec = &hr.spec.chart.spec;
+    let src = &spec.source_ref;
     let ns = src
         .namespace
         .clone()
@@ -57,8 +89,45 @@ pub(super) async fn chart_artifact(
         GIT_REPOSITORY => crate::reconcile::current_source(&ns, &src.name, ctx)
             .await
             .map_err(|e| ReleaseError::Artifact(e.to_string())),
-        other => Err(ReleaseError::Artifact(format!(
-            "spec.chart.spec.sourceRef.kind {other:?} is not supported by this agent yet (GitRepository)"
+        HELM_REPOSITORY => {
+            let range = spec.version.as_deref().unwrap_or("*");
+            let key = SourceKey::helm_chart(&ns, &src.name, &spec.chart, range);
+            match ctx
+                .sources
+                .resolve_chart(&ns, &src.name, &spec.chart, range)
+                .await
+            {
+                Ok(c) => {
+                    let a = ArtifactRef {
+                        digest: c.digest,
+                        size: c.size,
+                        compressed_size: None,
+                        revision: c.revision,
+                        url: c.url,
+                        last_update_time: chrono::Utc::now(),
+                    };
+                    if let Ok(mut m) = ctx.artifacts.lock() {
+                        m.insert(key, a.clone());
+                    }
+                    Ok(a)
+                }
+                Err(e) => {
+                    let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
+                    match known.filter(|_| !e.is_not_found() && e.status() != Some(422)) {
+                        Some(a) => {
+                            tracing::warn!(error = %e, "source server unavailable; using the last resolved chart");
+                            Ok(a)
+                        }
+                        None => Err(ReleaseError::Artifact(format!(
+                            "chart {} {range:?} of HelmRepository {ns}/{}: {e}",
+                            spec.chart, src.name
+                        ))),
+                    }
+                }
+            }
+        }
+        other => Err(ReleaseError::Spec(format!(
+            "spec.chart.spec.sourceRef.kind {other:?} is not GitRepository or HelmRepository"
         ))),
     }
 }

@@ -10,7 +10,7 @@
 //! snapshots, inventory) is the record of a release.
 
 pub mod controller;
-mod desired;
+pub mod desired;
 pub mod hooks;
 pub mod manifest;
 pub mod postrender;

@@ -25,7 +25,7 @@ use super::desired::{
     Rendered, chart_artifact, chart_meta, inputs_digest, merged_values, render_release,
 };
 use super::manifest::Phase;
-use super::render::{self, HelmConfig};
+use super::render::HelmConfig;
 use super::status::{self, Released, reason};
 use super::{hooks, values};
 use crate::apply::{Action, ApplyOptions, ChangeSet, ObjectRef};
@@ -219,7 +219,7 @@ async fn run(
         .map_err(|e| (ReleaseError::Values(e), None))?;
     let config_digest = values::config_digest(&merged);
     let release_name = hr.spec.release_name(&name);
-    let chart_dir = render::chart_dir(&hr.spec.chart.spec.chart);
+    let chart_dir = super::desired::chart_dir(hr);
     let inputs = inputs_digest(
         hr,
         &artifact.digest,
@@ -228,7 +228,15 @@ async fn run(
         &release_name,
     );
     let chart = chart_meta(&tree, &chart_dir);
-    let revision = format!("{}@{}", chart.version, artifact.revision);
+    // A HelmRepository chart's revision already is `<version>@sha256:<digest>`; a chart from
+    // Git gets its version in front of the commit.
+    let revision = if chart_dir.is_empty()
+        && hr.spec.chart.spec.source_ref.kind == ferry_proto::helmrelease::HELM_REPOSITORY
+    {
+        artifact.revision.to_string()
+    } else {
+        format!("{}@{}", chart.version, artifact.revision)
+    };
     let attempted = Some((revision.clone(), config_digest));
     let fail = |e: ReleaseError| (e, attempted.clone());
     let up_to_date = st.last_release_inputs.as_ref() == Some(&inputs)

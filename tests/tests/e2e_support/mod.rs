@@ -229,6 +229,8 @@ pub struct Env {
     pub agent: Option<Proc>,
     /// Sources served: `(name, branch)`.
     pub sources: Vec<(String, String)>,
+    /// More documents for the source server's config (e.g. `HelmRepository` objects).
+    pub extra_sources: Vec<String>,
     /// The agent's credentials; default: the cluster's admin kubeconfig.
     pub agent_kubeconfig: Option<PathBuf>,
     /// Extra arguments for `ferry-applier run`.
@@ -306,6 +308,7 @@ impl Env {
             source: None,
             agent: None,
             sources: vec![("app".into(), "main".into())],
+            extra_sources: vec![],
             agent_kubeconfig: None,
             agent_args: vec![],
             agent_metrics_port: free_port()?,
@@ -325,6 +328,10 @@ impl Env {
                 "---\napiVersion: source.ferry.dev/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  url: {}\n  interval: 1s\n  ref:\n    branch: {branch}\n",
                 self.upstream.file_url()
             ));
+        }
+        for doc in &self.extra_sources {
+            config.push_str("---\n");
+            config.push_str(doc);
         }
         std::fs::write(dir.join("sources.yaml"), config)?;
         let mut cmd = Command::new(bin("ferry-source-server")?);
