@@ -537,3 +537,113 @@ async fn a_chart_from_a_helm_repository_installs_and_follows_its_version_range()
     assert_eq!(hr.status.context("status")?.history.len(), 2);
     Ok(())
 }
+
+const RAND_CHART: &str = "apiVersion: v2\nname: rand\nversion: 0.1.0\n";
+const RAND_TOKEN: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-token\ndata:\n  token: {{ randAlphaNum 16 | quote }}\n";
+const RAND_DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {{ .Release.Name }}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.0\n";
+const RAND_TEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-test\n  annotations:\n    helm.sh/hook: test\n    helm.sh/hook-delete-policy: hook-succeeded\nspec:\n  restartPolicy: Never\n  containers:\n  - name: test\n    image: busybox\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_installed_release_is_adopted_and_random_values_do_not_upgrade_every_interval()
+-> Result<()> {
+    let mut env = Env::new().await?;
+    let up = &env.upstream;
+    up.write("charts/rand/Chart.yaml", RAND_CHART)?;
+    up.write("charts/rand/templates/token.yaml", RAND_TOKEN)?;
+    up.write("charts/rand/templates/deployment.yaml", RAND_DEPLOYMENT)?;
+    up.write("charts/rand/templates/tests/test.yaml", RAND_TEST)?;
+    up.commit_push("chart rand")?;
+
+    // First installed by helm itself.
+    let helm = ferry_tests::tools::Client::helm(env.cluster.kubeconfig_path())
+        .context("helm installed")?;
+    let chart = env.upstream.work().join("charts/rand");
+    helm.ok(&[
+        "install",
+        "rand",
+        &chart.display().to_string(),
+        "--namespace",
+        NS,
+    ])
+    .await;
+    let cm = env
+        .get("v1", "ConfigMap", "rand-token")
+        .await?
+        .context("helm's ConfigMap")?;
+    let managers = |o: &Value| -> Vec<String> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["manager"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(
+        managers(&cm).contains(&"helm".to_string()),
+        "{:?}",
+        managers(&cm)
+    );
+
+    env.start_source()?;
+    env.start_agent()?;
+    let mut spec = release_spec("./charts/rand", json!({}));
+    spec["test"] = json!({"enable": true});
+    spec["postRenderers"] =
+        json!([{"kustomize": {"images": [{"name": "nginx", "newTag": "1.27"}]}}]);
+    apply_release(&env, "rand", spec).await?;
+    let hr = wait_condition(&env, "rand", "Ready", "True", "InstallSucceeded").await?;
+
+    // Adopted: helm's field manager entries became Ferry's.
+    let cm = env
+        .get("v1", "ConfigMap", "rand-token")
+        .await?
+        .context("cm")?;
+    let m = managers(&cm);
+    assert!(
+        m.contains(&"ferry".to_string()) && !m.contains(&"helm".to_string()),
+        "{m:?}"
+    );
+    // The post-renderer's image, and the test hook ran and was deleted (hook-succeeded).
+    let d = env
+        .get("apps/v1", "Deployment", "rand")
+        .await?
+        .context("deployment")?;
+    assert_eq!(e2e_support::image(&d), "nginx:1.27");
+    let events = env.events("rand").await?;
+    assert!(
+        events
+            .iter()
+            .any(|(_, m)| m.contains("Pod/team-a/rand-test hook succeeded")),
+        "{events:?}"
+    );
+    assert!(env.get("v1", "Pod", "rand-test").await?.is_none());
+
+    // randAlphaNum: nothing is rendered again while the inputs stay the same, so the token and
+    // the release stay as they are over several reconciles.
+    let token = cm["data"]["token"].clone();
+    let version = cm["metadata"]["resourceVersion"].clone();
+    let series = [("kustomization", "HelmRelease/rand"), ("result", "success")];
+    let before = env
+        .agent_metric("ferry_applier_reconciles_total", &series)
+        .await?;
+    env.wait_agent_metric(
+        "ferry_applier_reconciles_total",
+        &series,
+        before + 3.0,
+        LIMIT,
+    )
+    .await?;
+    let cm = env
+        .get("v1", "ConfigMap", "rand-token")
+        .await?
+        .context("cm")?;
+    assert_eq!(cm["data"]["token"], token);
+    assert_eq!(cm["metadata"]["resourceVersion"], version);
+    let now = release(&env, "rand").await?.context("hr")?;
+    assert_eq!(
+        now.status.as_ref().map(|s| s.history.len()),
+        hr.status.as_ref().map(|s| s.history.len()),
+        "no upgrade without a changed input"
+    );
+    Ok(())
+}
