@@ -76,13 +76,7 @@ pub fn build_from_files(
     for (name, (kind, data)) in &entries {
         count += 1;
         limits.check_entries(count)?;
-        if name.len() > limits.max_path_len {
-            return Err(LimitError::PathTooLong {
-                path: String::from_utf8_lossy(&name[..limits.max_path_len]).into_owned(),
-                limit: limits.max_path_len,
-            }
-            .into());
-        }
+        limits.check_path(name)?;
         tar_size += super::tar::entry_len(name.len(), data.len() as u64);
         limits.check_total(tar_size)?;
         tar.append(name, *kind, data).map_err(|e| {
