@@ -45,7 +45,9 @@
 //! namespace). An agent only has to listen: it computes the same key from its HelmRelease
 //! (`SourceKey::helm_chart`) and matches events exactly, as Kustomizations match their
 //! GitRepository's events. Registrations are kept in the server's state (they survive a
-//! restart) and keep their chart artifacts from garbage collection.
+//! restart) and keep their chart artifacts from garbage collection; an agent keeps its
+//! registration alive by resolving on each reconcile (one nobody asked for within the server's
+//! `--helm-registration-ttl`, default 7 days, is dropped).
 //!
 //! **Charts from Git.** A HelmRelease whose `sourceRef` is a `GitRepository` with `chart:
 //! ./charts/app` needs nothing beyond the GitRepository's artifact: the chart is that

@@ -71,6 +71,10 @@ struct HelmArgs {
     /// Largest single file in a chart, in bytes.
     #[arg(long, env = "FERRY_HELM_CHART_FILE_MAX_SIZE", default_value_t = helm::DEFAULT_MAX_CHART_FILE_SIZE)]
     helm_chart_file_max_size: u64,
+    /// Drop a chart resolution no agent asked for within this long (Go duration), so its
+    /// artifacts can be collected.
+    #[arg(long, env = "FERRY_HELM_REGISTRATION_TTL", default_value = "168h", value_parser = ferry_proto::parse_duration)]
+    helm_registration_ttl: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
                 max_chart_size: helm_args.helm_chart_max_size,
                 max_chart_file_size: helm_args.helm_chart_file_max_size,
                 artifact: opts.limits.clone(),
+                registration_ttl: helm_args.helm_registration_ttl,
             };
             let running = server::start(opts)
                 .await

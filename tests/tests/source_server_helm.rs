@@ -496,3 +496,37 @@ async fn chart_artifacts_survive_a_restart_and_go_with_their_repository() -> Res
     h.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolutions_no_agent_asks_for_expire_and_their_artifacts_are_collected() -> Result<()> {
+    let repo = Repo::new(&[("app", "1.0.0")])?;
+    let server = ChartServer::start(&repo.dir, None).await?;
+    let mut h = Harness::new(&helm_repo_doc("ns", "r", &server.url(), ""))?;
+    h.helm.registration_ttl = std::time::Duration::from_secs(1);
+    h.start().await?;
+    wait_index(&h, "ns", "r").await?;
+    let a = resolve_ok(&h, "ns", "r", "app", None).await?;
+    assert_eq!(
+        stored_artifacts(h.storage_dir())?,
+        vec![format!("{}.tar.gz", a.digest.hex())]
+    );
+    // Past the TTL without a resolve (a precondition, not a proof), the next index fetch
+    // drops the registration and GC collects its artifact.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    h.http
+        .post(format!("{}/v1/helmrepositories/ns/r/reconcile", h.base()))
+        .send()
+        .await?
+        .error_for_status()?;
+    let what = "the expired resolution's artifact to be collected";
+    ferry_tests::poll::until(what, WAIT, std::time::Duration::from_millis(50), || async {
+        Ok(stored_artifacts(h.storage_dir())?.is_empty().then_some(()))
+    })
+    .await?;
+    // Asking again packs it again.
+    let again = resolve_ok(&h, "ns", "r", "app", None).await?;
+    assert_eq!(again.digest, a.digest);
+    assert_eq!(server.count("/app-1.0.0.tgz", 200), 2);
+    h.stop().await;
+    Ok(())
+}

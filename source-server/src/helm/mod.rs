@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_CHART_SIZE: u64 = 10 << 20;
 /// Flux's `--helm-chart-file-max-size` default (one file in a chart): 5 MiB.
 pub const DEFAULT_MAX_CHART_FILE_SIZE: u64 = 5 << 20;
 
-/// Bounds on what a chart repository may send.
+/// Bounds on what a chart repository may send, and how long chart resolutions are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HelmLimits {
     /// Largest `index.yaml`, in bytes.
@@ -53,7 +53,14 @@ pub struct HelmLimits {
     pub max_chart_file_size: u64,
     /// The artifact limits every artifact obeys (the agents').
     pub artifact: ArtifactLimits,
+    /// A registered chart resolution no agent asked for within this long is dropped (checked
+    /// after each index fetch), and its artifacts become collectable.
+    pub registration_ttl: std::time::Duration,
 }
+
+/// Default of [`HelmLimits::registration_ttl`]: 7 days (agents re-resolve on every reconcile).
+pub const DEFAULT_REGISTRATION_TTL: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl Default for HelmLimits {
     fn default() -> Self {
@@ -62,6 +69,7 @@ impl Default for HelmLimits {
             max_chart_size: DEFAULT_MAX_CHART_SIZE,
             max_chart_file_size: DEFAULT_MAX_CHART_FILE_SIZE,
             artifact: ArtifactLimits::default(),
+            registration_ttl: DEFAULT_REGISTRATION_TTL,
         }
     }
 }

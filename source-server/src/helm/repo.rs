@@ -122,7 +122,11 @@ pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) -> bool {
                 );
                 let trigger = Arc::new(Notify::new());
                 let mut charts = state.charts;
+                let now = Utc::now();
                 for c in &mut charts {
+                    // Resolves are not persisted one by one: a restart counts as one, so an
+                    // agent has a full TTL to ask again.
+                    c.last_resolved = now;
                     // The server may be reachable at another address than in its last life.
                     c.artifact.url =
                         crate::reconcile::artifact_url(&inner.opts.public_url, &c.artifact.digest);
@@ -311,6 +315,7 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
             inner.helm.update(key, |slot| {
                 condition::remove_condition(&mut slot.status.conditions, condition::FETCH_FAILED);
             });
+            expire(inner, key).await;
             Next::Interval
         }
         Err((why, message)) => {
@@ -368,4 +373,36 @@ async fn reresolve(inner: &Arc<Inner>, key: &SourceKey, index: &Index) {
             }
         }
     }
+}
+
+/// Drops the registrations no agent asked for within `registration_ttl` (their HelmRelease is
+/// gone or uses another range now), so GC can collect their artifacts.
+async fn expire(inner: &Arc<Inner>, key: &SourceKey) {
+    let ttl = chrono::Duration::from_std(inner.opts.helm.registration_ttl)
+        .unwrap_or(chrono::Duration::MAX);
+    let Some(pack) = inner.helm.read().get(key).map(|s| s.pack.clone()) else {
+        return;
+    };
+    let _one_at_a_time = pack.lock().await;
+    let _guard = inner.storage_lock.lock().await;
+    let now = Utc::now();
+    let mut state = None;
+    inner.helm.update(key, |slot| {
+        let before = slot.charts.len();
+        slot.charts.retain(|c| now - c.last_resolved <= ttl);
+        if slot.charts.len() != before {
+            tracing::info!(repository = %key, dropped = before - slot.charts.len(), "chart resolutions no agent asked for expired");
+            state = Some(SourceState {
+                charts: slot.charts.clone(),
+                ..Default::default()
+            });
+        }
+    });
+    let Some(state) = state else { return };
+    if let Err(e) = inner.storage.save_state(key, &state).await {
+        tracing::warn!(repository = %key, error = %e, "saving expired chart resolutions");
+        return;
+    }
+    drop(_guard);
+    inner.collect_garbage().await;
 }
