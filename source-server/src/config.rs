@@ -98,6 +98,10 @@ pub struct DesiredState {
     pub helm_repositories: BTreeMap<SourceKey, DesiredHelmRepository>,
     /// Refused `HelmRepository` documents without a valid earlier version.
     pub invalid_helm: BTreeMap<SourceKey, InvalidHelmRepository>,
+    /// Refused edits of sources whose earlier valid version keeps running (it is in
+    /// `sources`): shown `Stalled` too, naming the field, while the last valid settings are
+    /// served.
+    pub rejected_edits: BTreeMap<SourceKey, InvalidSource>,
 }
 
 /// The channel pair of the seam.
@@ -314,13 +318,17 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             }
         }
     }
-    // A refused edit keeps the earlier valid version running; only a source without one is
-    // shown stalled.
-    invalid.retain(|key, _| {
+    // A refused edit keeps the earlier valid version running, and is reported beside it.
+    let mut rejected_edits = BTreeMap::new();
+    invalid.retain(|key, refused| {
         if let Some(prev) = previous.sources.get(key) {
             sources.entry(key.clone()).or_insert_with(|| prev.clone());
         }
-        !sources.contains_key(key)
+        if sources.contains_key(key) {
+            rejected_edits.insert(key.clone(), refused.clone());
+            return false;
+        }
+        true
     });
     let mut helm_repositories = BTreeMap::new();
     for (i, object, key, generation, spec) in helm_repos {
@@ -368,6 +376,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         invalid,
         helm_repositories,
         invalid_helm,
+        rejected_edits,
     })
 }
 

@@ -5,6 +5,7 @@ mod source_server_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ferry_proto::condition;
 use ferry_tests::upstream::{GitDaemon, Upstream};
 use source_server_support::*;
 
@@ -248,6 +249,53 @@ async fn config_edits_apply_live_and_invalid_documents_are_reported() -> Result<
     assert!(!is_ready(&broken));
     let url = format!("{}/v1/sources/team-b/broken/reconcile", h.base());
     assert_eq!(h.http.post(&url).send().await?.status(), 409);
+
+    // Issue 12: a bad edit of a source that already runs keeps its last valid settings served
+    // and says so on the source itself, not only in /v1/config and a metric.
+    let app_broken = repo_doc(
+        "team-a",
+        "app",
+        &up.file_url(),
+        "ignore: \"docs/\"\ninterval: 5mins",
+    );
+    let other = repo_doc("team-b", "other", &up.file_url(), "");
+    h.write_config(&join_docs(&[app_broken, other.clone()]))?;
+    let app = h
+        .wait_source(
+            "team-a",
+            "app",
+            "the refused edit shown on the source",
+            |v| condition::is_stalled(&v.status.conditions),
+        )
+        .await?;
+    let stalled = condition::find_condition(&app.status.conditions, condition::STALLED)
+        .expect("Stalled condition");
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(
+        stalled.message.contains("spec.interval")
+            && stalled.message.contains("5mins")
+            && stalled.message.contains("still served"),
+        "{}",
+        stalled.message
+    );
+    assert!(!is_ready(&app), "Ready=False while the edit is refused");
+    let served = app.status.artifact.as_ref().expect("artifact still served");
+    assert_eq!(served.digest, a2.digest);
+    assert_eq!(h.http.get(&served.url).send().await?.status(), 200);
+    let listed = h.sources().await?;
+    let in_list = listed
+        .sources
+        .iter()
+        .find(|s| s.name == "app")
+        .expect("listed");
+    assert!(condition::is_stalled(&in_list.status.conditions));
+    // Fixing the document clears it.
+    let app_fixed = repo_doc("team-a", "app", &up.file_url(), "ignore: \"docs/\"");
+    h.write_config(&join_docs(&[app_fixed, other]))?;
+    h.wait_source("team-a", "app", "the fixed edit clears Stalled", |v| {
+        !condition::is_stalled(&v.status.conditions) && is_ready(v)
+    })
+    .await?;
 
     // Removing a source stops serving it.
     h.write_config(&repo_doc("team-b", "other", &up.file_url(), ""))?;

@@ -96,9 +96,11 @@ fn a_broken_edit_keeps_the_previous_version_running() {
     let edited = GOOD.replace("https://git.example/app.git", "ftp://nope");
     let after = parse("f.yaml", &edited, &before).expect("parses");
     assert_eq!(after.errors[0].field, "spec.url");
-    assert!(
-        after.invalid.is_empty(),
-        "the earlier version runs: not stalled"
+    assert!(after.invalid.is_empty(), "the earlier version runs");
+    assert_eq!(
+        after.rejected_edits[&key("team-a", "app")].error,
+        after.errors[0],
+        "the refused edit is kept beside it, to be shown"
     );
     assert_eq!(
         after.sources[&key("team-a", "app")].spec.url,

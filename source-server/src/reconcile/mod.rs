@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::SourceKey;
 use crate::backend::SourceBackend;
-use crate::config::{ConfigError, DesiredSource, DesiredState};
+use crate::config::{ConfigError, DesiredSource, DesiredState, InvalidSource};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::storage::{SourceState, Storage};
@@ -65,6 +65,9 @@ impl Default for Options {
 
 struct Slot {
     desired: DesiredSource,
+    /// A refused edit of this source's document: the view shows it `Stalled` while `desired`
+    /// (the last valid settings) keeps being served.
+    rejected: Option<InvalidSource>,
     status: GitRepositoryStatus,
     history: Vec<ferry_proto::Digest>,
     trigger: Arc<Notify>,
@@ -323,6 +326,7 @@ impl Controller {
                         key.clone(),
                         Slot {
                             desired: src.clone(),
+                            rejected: None,
                             status,
                             history: state.history,
                             trigger,
@@ -335,6 +339,9 @@ impl Controller {
             }
         }
         let helm_removed = crate::helm::apply(inner, desired).await;
+        for (key, slot) in inner.write_slots().iter_mut() {
+            slot.rejected = desired.rejected_edits.get(key).cloned();
+        }
         let first = !inner.ready.swap(true, Ordering::AcqRel);
         if first {
             self.forget_unconfigured(desired).await;

@@ -13,12 +13,31 @@ use crate::config::{DesiredSource, InvalidSource};
 use crate::storage::SourceState;
 
 pub(super) fn view(key: &SourceKey, slot: &Slot) -> SourceView {
+    let mut status = slot.status.clone();
+    if let Some(refused) = &slot.rejected {
+        // Over the reconcile's own conditions, which keep describing the served settings.
+        let message = format!(
+            "{}; the last valid settings (generation {}) are still served",
+            invalid_message(key, refused),
+            slot.desired
+                .generation
+                .map_or_else(|| "unknown".to_string(), |g| g.to_string()),
+        );
+        record(
+            &mut status.conditions,
+            refused.generation,
+            Progress::Stalled {
+                reason: reason::INVALID_SPEC,
+                message: &message,
+            },
+        );
+    }
     SourceView {
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         kind: "GitRepository".into(),
         spec: redacted(&slot.desired.spec),
-        status: slot.status.clone(),
+        status,
     }
 }
 
@@ -95,10 +114,7 @@ pub(super) fn invalid_status(key: &SourceKey, invalid: &InvalidSource) -> GitRep
         observed_generation: invalid.generation,
         ..Default::default()
     };
-    let message = format!(
-        "GitRepository {key}: invalid spec: {}: {} ({}, document {})",
-        invalid.error.field, invalid.error.message, invalid.error.file, invalid.error.document
-    );
+    let message = invalid_message(key, invalid);
     record(
         &mut status.conditions,
         invalid.generation,
@@ -108,6 +124,13 @@ pub(super) fn invalid_status(key: &SourceKey, invalid: &InvalidSource) -> GitRep
         },
     );
     status
+}
+
+fn invalid_message(key: &SourceKey, invalid: &InvalidSource) -> String {
+    format!(
+        "GitRepository {key}: invalid spec: {}: {} ({}, document {})",
+        invalid.error.field, invalid.error.message, invalid.error.file, invalid.error.document
+    )
 }
 
 pub(super) fn succeed(inner: &Inner, src: &DesiredSource, rev: &ferry_proto::Revision) {
