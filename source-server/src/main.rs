@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use ferry_proto::ArtifactLimits;
 use ferry_proto::limits;
 use ferry_source_server::helm;
-use ferry_source_server::server::{self, ServeOptions};
+use ferry_source_server::server::{self, PublicUrl, ServeOptions};
+use ferry_source_server::storage::StorageLocation;
 
 #[derive(Parser)]
 #[command(
@@ -88,7 +89,7 @@ enum Command {
         /// Artifact storage: a directory, or s3://bucket/prefix (credentials, region and
         /// endpoint from the AWS_* environment variables).
         #[arg(long, env = "FERRY_STORAGE", default_value = "./ferry-data")]
-        storage: String,
+        storage: StorageLocation,
         /// Directory for the bare Git mirrors.
         #[arg(long, env = "FERRY_CACHE", default_value = "./ferry-cache")]
         cache: PathBuf,
@@ -97,7 +98,7 @@ enum Command {
         listen: SocketAddr,
         /// Base URL put into artifact URLs (default: http://<listen address>).
         #[arg(long, env = "FERRY_PUBLIC_URL")]
-        public_url: Option<String>,
+        public_url: Option<PublicUrl>,
         /// Artifacts kept per source besides the current one.
         #[arg(long, env = "FERRY_KEEP", default_value_t = 2)]
         keep: usize,
@@ -168,4 +169,64 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec!["ferry-source-server", "serve", "--config", "sources.yaml"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn storage_and_public_url_are_typed_and_refused_at_parse_time() {
+        let cli = serve(&[
+            "--storage",
+            "s3://ferry/prod",
+            "--public-url",
+            "https://ferry.example:8443/src/",
+        ])
+        .expect("valid flags");
+        let Command::Serve {
+            storage,
+            public_url,
+            ..
+        } = cli.command;
+        assert_eq!(
+            storage,
+            StorageLocation::S3 {
+                bucket: "ferry".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(
+            public_url.expect("set").to_string(),
+            "https://ferry.example:8443/src"
+        );
+
+        for (flag, value, why) in [
+            ("--storage", "s3://", "no bucket name"),
+            (
+                "--storage",
+                "gs://bucket/x",
+                "expected a directory or s3://bucket/prefix",
+            ),
+            ("--public-url", "ferry.example:9090", "http"),
+            ("--public-url", "ftp://ferry.example", "not http or https"),
+            ("--public-url", "http://", "public URL"),
+            ("--public-url", "http://ferry.example/?a=b", "query"),
+        ] {
+            let err = match serve(&[flag, value]) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(flag) && err.contains(why),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
 }

@@ -14,7 +14,58 @@ use tokio::task::JoinHandle;
 use crate::backend::{GitBackend, SourceBackend};
 use crate::config::{self, ConfigWatch, LoadError};
 use crate::reconcile::{Controller, Options};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, StorageLocation};
+
+/// The base URL agents download artifacts from (`--public-url`): `http` or `https` with a
+/// host, optionally a path, no query. Shown without a trailing `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl(http::Uri);
+
+/// Why a `--public-url` value is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("public URL {url:?}: {reason}")]
+pub struct PublicUrlError {
+    /// The value given.
+    url: String,
+    /// What is wrong with it.
+    reason: String,
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = PublicUrlError;
+
+    fn from_str(url: &str) -> Result<Self, PublicUrlError> {
+        let bad = |reason: String| PublicUrlError {
+            url: url.to_string(),
+            reason,
+        };
+        let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            Some(other) => return Err(bad(format!("scheme {other:?} is not http or https"))),
+            None => return Err(bad("expected http://host[:port][/path]".into())),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(bad("no host".into()));
+        }
+        if uri.query().is_some() {
+            return Err(bad("a query cannot be the base of artifact URLs".into()));
+        }
+        Ok(Self(uri))
+    }
+}
+
+impl std::fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.scheme_str().expect("checked when parsed");
+        let authority = self.0.authority().expect("checked when parsed");
+        write!(
+            f,
+            "{scheme}://{authority}{}",
+            self.0.path().trim_end_matches('/')
+        )
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -22,12 +73,12 @@ pub struct ServeOptions {
     /// for changes.
     pub config: PathBuf,
     /// A directory or `s3://bucket/prefix`.
-    pub storage: String,
+    pub storage: StorageLocation,
     /// Where bare Git mirrors live.
     pub cache: PathBuf,
     pub listen: SocketAddr,
     /// Base URL in artifact URLs; default `http://<bound address>`.
-    pub public_url: Option<String>,
+    pub public_url: Option<PublicUrl>,
     pub keep: usize,
     /// Delays between reconciles of a failing source.
     pub backoff: Backoff,
@@ -40,7 +91,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    pub fn new(config: PathBuf, storage: String, cache: PathBuf) -> Self {
+    pub fn new(config: PathBuf, storage: StorageLocation, cache: PathBuf) -> Self {
         let defaults = Options::default();
         Self {
             config,
@@ -151,8 +202,8 @@ pub async fn start_with_backend(
     })?;
     let public_url = opts
         .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .as_ref()
+        .map_or_else(|| format!("http://{addr}"), ToString::to_string);
     let controller = Controller::new(
         storage,
         backend,

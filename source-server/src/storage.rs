@@ -8,7 +8,10 @@
 //! - `state/helmrepositories/<namespace>/<name>.json` — a [`SourceState`] per HelmRepository:
 //!   its registered chart resolutions ([`ChartRecord`]) and their artifacts.
 
+use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -120,6 +123,74 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// Where artifacts are stored: the `--storage` value, checked when it is parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageLocation {
+    /// A local directory, created if missing.
+    Dir(PathBuf),
+    /// An S3 bucket (credentials, region and endpoint from the `AWS_*` environment), with a
+    /// key prefix (no leading or trailing `/`; empty for the bucket's root).
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The key prefix every object is stored under.
+        prefix: String,
+    },
+}
+
+impl FromStr for StorageLocation {
+    type Err = StorageError;
+
+    /// `s3://bucket[/prefix]` or a directory path.
+    fn from_str(location: &str) -> Result<Self, StorageError> {
+        let bad = |reason: &str| StorageError::Location {
+            location: location.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name after s3://"));
+            }
+            // S3's rules: 3–63 lowercase letters, digits, '.' and '-', alphanumeric at both ends.
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !valid {
+                return Err(bad(
+                    "not a valid S3 bucket name (3 to 63 lowercase letters, digits, '.' and '-')",
+                ));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if location.contains("://") {
+            return Err(bad("expected a directory or s3://bucket/prefix"));
+        }
+        if location.is_empty() {
+            return Err(bad(
+                "expected a directory or s3://bucket/prefix, got nothing",
+            ));
+        }
+        Ok(Self::Dir(PathBuf::from(location)))
+    }
+}
+
+impl fmt::Display for StorageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
 /// Size and byte range of an artifact read.
 pub struct ArtifactRead {
     pub total: u64,
@@ -128,59 +199,52 @@ pub struct ArtifactRead {
 }
 
 impl Storage {
-    /// Opens `location`: `s3://bucket[/prefix]` (credentials, region and endpoint from the
-    /// standard `AWS_*` environment variables, e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), or a
-    /// local directory, created if missing.
-    pub fn open(location: &str) -> Result<Self, StorageError> {
+    /// Opens `location`; for S3, credentials, region and endpoint come from the standard
+    /// `AWS_*` environment variables (e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
+    pub fn open(location: &StorageLocation) -> Result<Self, StorageError> {
         Self::open_with_env(location, std::env::vars())
     }
 
     /// [`Self::open`] with the `AWS_*` variables taken from `env` instead of the process.
     pub fn open_with_env(
-        location: &str,
+        location: &StorageLocation,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, StorageError> {
         let bad = |reason: String| StorageError::Location {
             location: location.to_string(),
             reason,
         };
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket name after s3://".into()));
-            }
-            // As AmazonS3Builder::from_env, which knows AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, ….
-            let mut builder = AmazonS3Builder::new();
-            for (k, v) in env {
-                if k.starts_with("AWS_")
-                    && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
-                {
-                    builder = builder.with_config(key, v);
+        let store: Arc<dyn ObjectStore> = match location {
+            StorageLocation::S3 { bucket, prefix } => {
+                // As AmazonS3Builder::from_env, which knows AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, ….
+                let mut builder = AmazonS3Builder::new();
+                for (k, v) in env {
+                    if k.starts_with("AWS_")
+                        && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+                    {
+                        builder = builder.with_config(key, v);
+                    }
+                }
+                let s3 = builder
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
                 }
             }
-            let s3 = builder
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-                "" => Arc::new(s3),
-                p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
-            };
-            return Ok(Self {
-                store,
-                describe: location.to_string(),
-            });
-        }
-        if location.contains("://") {
-            return Err(bad("expected a directory or s3://bucket/prefix".into()));
-        }
-        std::fs::create_dir_all(location).map_err(|source| StorageError::CreateDir {
-            dir: location.to_string(),
-            source,
-        })?;
-        let fs = LocalFileSystem::new_with_prefix(location).map_err(|e| bad(e.to_string()))?;
+            StorageLocation::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                    dir: dir.display().to_string(),
+                    source,
+                })?;
+                Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?)
+            }
+        };
         Ok(Self {
-            store: Arc::new(fs),
+            store,
             describe: location.to_string(),
         })
     }
@@ -372,6 +436,36 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
+    #[test]
+    fn storage_locations_are_checked_when_parsed() {
+        let s3: StorageLocation = "s3://ferry-artifacts/prod/".parse().expect("s3");
+        assert_eq!(
+            s3,
+            StorageLocation::S3 {
+                bucket: "ferry-artifacts".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://ferry-artifacts/prod");
+        assert_eq!(
+            "./data".parse::<StorageLocation>().expect("dir"),
+            StorageLocation::Dir("./data".into())
+        );
+        for (bad, why) in [
+            ("s3://", "no bucket name"),
+            ("s3:///prefix", "no bucket name"),
+            ("s3://My_Bucket", "not a valid S3 bucket name"),
+            ("gs://bucket", "expected a directory or s3://bucket/prefix"),
+            ("", "got nothing"),
+        ] {
+            let err = bad.parse::<StorageLocation>().expect_err(bad).to_string();
+            assert!(
+                err.contains(why) && err.contains(&format!("{bad:?}")),
+                "{bad}: {err}"
+            );
+        }
+    }
+
     fn key() -> SourceKey {
         SourceKey {
             kind: Default::default(),
@@ -434,7 +528,7 @@ mod local_tests {
     #[tokio::test]
     async fn local_directory_lists_and_deletes_states() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = Storage::open(&dir.path().display().to_string()).expect("open");
+        let storage = Storage::open(&StorageLocation::Dir(dir.path().into())).expect("open");
         let key = SourceKey::new("team-a", "a");
         storage
             .save_state(&key, &SourceState::default())

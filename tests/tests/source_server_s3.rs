@@ -22,7 +22,7 @@ async fn artifacts_and_state_live_in_s3_and_survive_a_restart() -> Result<()> {
     let commit = up.commit_push("first")?;
 
     let mut h = Harness::new(&repo_doc("team-a", "app", &up.file_url(), ""))?;
-    h.storage = "s3://ferry/prod".into();
+    h.storage = "s3://ferry/prod".parse()?;
     h.storage_env = Some(
         s3.env()
             .into_iter()

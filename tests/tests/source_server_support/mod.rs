@@ -13,6 +13,7 @@ use ferry_proto::api::{SourceList, SourceView};
 use ferry_proto::condition::{READY, find_condition};
 use ferry_proto::{ConditionStatus, Digest};
 use ferry_source_server::server::{self, Running, ServeOptions};
+use ferry_source_server::storage::StorageLocation;
 
 /// How long any wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -20,7 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
-    pub storage: String,
+    pub storage: StorageLocation,
     pub cache: PathBuf,
     pub keep: usize,
     pub storage_env: Option<Vec<(String, String)>>,
@@ -61,7 +62,7 @@ impl Harness {
         let config_path = dir.path().join("sources.yaml");
         std::fs::write(&config_path, config)?;
         Ok(Self {
-            storage: dir.path().join("storage").display().to_string(),
+            storage: StorageLocation::Dir(dir.path().join("storage")),
             cache: dir.path().join("cache"),
             config: config_path,
             dir,
@@ -113,7 +114,10 @@ impl Harness {
     }
 
     pub fn storage_dir(&self) -> &Path {
-        Path::new(&self.storage)
+        match &self.storage {
+            StorageLocation::Dir(dir) => dir,
+            StorageLocation::S3 { .. } => panic!("storage_dir on S3 storage"),
+        }
     }
 
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
