@@ -213,3 +213,58 @@ async fn health_wait_reads_each_kind_with_one_list_per_poll() {
         audit.snapshot()
     );
 }
+
+/// Issue 12: the health and prune LISTs were one unpaginated request per kind; a kind with
+/// more objects than one page is now read page by page, and nothing past the first page is
+/// missed.
+#[tokio::test]
+async fn health_and_prune_read_a_kind_larger_than_one_list_page() {
+    let n = ferry_applier::apply::LIST_PAGE_SIZE as usize + 100;
+    let cluster = TestCluster::start(ClusterOptions::default())
+        .await
+        .expect("test cluster");
+    let client = cluster.client().expect("client");
+    let mut ids = vec![];
+    for i in 0..n {
+        let name = format!("cm-{i:04}");
+        create(
+            &client,
+            "v1",
+            "configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": name, "labels": {
+                       OWNER_NAME_LABEL: "app", OWNER_NAMESPACE_LABEL: NS}}}),
+        )
+        .await;
+        ids.push(id("", "ConfigMap", &name));
+    }
+    let applier = Applier::new(client.clone());
+    applier.resolver().snapshot().await.expect("discovery");
+
+    cluster.audit().reset();
+    let checks: Vec<(ObjectRef, String)> = ids.iter().map(|i| (i.clone(), "v1".into())).collect();
+    health::wait_ready(&applier, &checks, Duration::from_secs(30))
+        .await
+        .expect("every ConfigMap, on both pages, is found");
+    assert_eq!(
+        cluster.audit().count("list", "configmaps"),
+        2,
+        "two pages: {:?}",
+        cluster.audit().snapshot()
+    );
+
+    cluster.audit().reset();
+    let old = inventory_of(&change_set(&ids, "v1"), NS);
+    let new = inventory_of(&ChangeSet::default(), NS);
+    let pruned = prune(&applier, NS, "app", &old, &new).await.expect("prune");
+    assert_eq!(pruned.deleted.len(), n, "kept: {:?}", pruned.kept);
+    assert!(pruned.kept.is_empty());
+    let audit = cluster.audit();
+    assert_eq!(
+        audit.count("list", "configmaps"),
+        2,
+        "{:?}",
+        audit.snapshot()
+    );
+    assert_eq!(audit.count("delete", "configmaps"), n);
+}

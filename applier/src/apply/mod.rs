@@ -41,26 +41,54 @@ pub use object::{
 };
 pub use resolve::{Resolved, Resolver};
 
-/// Every object of `group`'s kind in `group`'s namespace, by name, from one LIST: health waits
-/// and prune read a whole group this way instead of one GET per object.
+/// Objects per LIST page (client-go's pager default), so a kind with many objects is read in
+/// bounded responses instead of one the API server must build whole.
+pub const LIST_PAGE_SIZE: u32 = 500;
+
+/// Every page of one LIST: `page` fetches the page the params ask for and returns its items
+/// and `metadata.continue`; pages are requested until that is empty.
+pub async fn list_pages<T, E, F, Fut>(mut page: F) -> Result<Vec<T>, E>
+where
+    F: FnMut(ListParams) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), E>>,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let (mut more, next) = page(params).await?;
+        items.append(&mut more);
+        match next {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Every object of `group`'s kind in `group`'s namespace, by name, from one (paginated) LIST:
+/// health waits and prune read a whole group this way instead of one GET per object.
 pub async fn list_by_name(
     api: &Api<DynamicObject>,
     group: &ObjectRef,
 ) -> Result<HashMap<String, DynamicObject>, ApplyError> {
-    let live = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| ApplyError::Request {
-            object: format!(
-                "{} in namespace {:?}",
-                group.kind,
-                group.namespace_or_empty()
-            ),
-            action: "list",
-            source: e,
-        })?;
+    let live = list_pages(|params| async move {
+        let list = api.list(&params).await?;
+        Ok((list.items, list.metadata.continue_))
+    })
+    .await
+    .map_err(|e| ApplyError::Request {
+        object: format!(
+            "{} in namespace {:?}",
+            group.kind,
+            group.namespace_or_empty()
+        ),
+        action: "list",
+        source: e,
+    })?;
     Ok(live
-        .items
         .into_iter()
         .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
         .collect())

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use futures::{StreamExt, stream};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListMeta, Patch, PatchParams};
 use kube::core::Request;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +64,8 @@ struct MetaList {
     /// (`PartialObjectMetadataList`), e.g. of Deployments in a fresh namespace.
     #[serde(default, deserialize_with = "null_as_empty")]
     items: Vec<MetaItem>,
+    #[serde(default)]
+    metadata: ListMeta,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MetaItem>, D::Error> {
@@ -244,22 +246,29 @@ impl Applier {
         url: String,
         what: String,
     ) -> Result<(String, HashMap<String, Live>), ApplyError> {
-        let req = Request::new(&url)
-            .list_metadata(&ListParams::default())
-            .map_err(|e| ApplyError::InvalidObject {
-                object: what.clone(),
-                message: format!("list request: {e}"),
-            })?;
-        let list: MetaList =
-            self.client
-                .request(req)
-                .await
-                .map_err(|source| ApplyError::Request {
-                    object: what,
-                    action: "list",
-                    source,
+        let items = super::list_pages(|params| {
+            let (url, what) = (&url, &what);
+            async move {
+                let req = Request::new(url).list_metadata(&params).map_err(|e| {
+                    ApplyError::InvalidObject {
+                        object: what.clone(),
+                        message: format!("list request: {e}"),
+                    }
                 })?;
-        let by_name = list.items.into_iter().map(|i| Live::of(i.metadata));
+                let list: MetaList =
+                    self.client
+                        .request(req)
+                        .await
+                        .map_err(|source| ApplyError::Request {
+                            object: what.clone(),
+                            action: "list",
+                            source,
+                        })?;
+                Ok((list.items, list.metadata.continue_))
+            }
+        })
+        .await?;
+        let by_name = items.into_iter().map(|i| Live::of(i.metadata));
         Ok((url, by_name.collect()))
     }
 
