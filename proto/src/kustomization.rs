@@ -613,4 +613,20 @@ mod tests {
         eprintln!("10k-object inventory, 63-char names: {size} bytes");
         assert!(size < 1024 * 1024, "inventory is {size} bytes");
     }
+
+    #[test]
+    fn source_references_keep_their_kind_and_refuse_unknown_ones() {
+        let r = |kind: &str| CrossNamespaceSourceReference {
+            kind: kind.into(),
+            name: "app".into(),
+            ..Default::default()
+        };
+        let git = r("GitRepository").key(NS).expect("known kind");
+        assert_eq!(git, crate::SourceKey::new(NS, "app"));
+        let helm = r("HelmRepository").key(NS).expect("known kind");
+        assert_eq!(helm.kind, crate::SourceKind::HelmRepository);
+        assert_ne!(helm, git, "same name, other kind: another source");
+        let e = r("Bucket").key(NS).expect_err("no Bucket sources yet");
+        assert!(e.to_string().contains("\"Bucket\""), "{e}");
+    }
 }
