@@ -154,6 +154,11 @@ pub trait FileSystem: Sync {
     fn kind(&self, path: &RelPath) -> Result<Option<EntryKind>, FsError>;
     /// Whole file contents (at most [`MAX_FILE_BYTES`]).
     fn read(&self, path: &RelPath) -> Result<Vec<u8>, FsError>;
+    /// Where `path` really is, symlinks resolved (kustomize's load restrictor compares real
+    /// paths); trees without symlinks return it unchanged.
+    fn real_path(&self, path: &RelPath) -> Result<RelPath, FsError> {
+        Ok(path.clone())
+    }
 }
 
 /// The real filesystem below `root`; symlinks are followed only while they stay inside it.
@@ -226,6 +231,11 @@ impl FileSystem for RealFs {
         } else {
             None
         })
+    }
+
+    fn real_path(&self, path: &RelPath) -> Result<RelPath, FsError> {
+        let real = self.resolve(path)?;
+        self.rel_path_of(&real)
     }
 
     fn read(&self, path: &RelPath) -> Result<Vec<u8>, FsError> {

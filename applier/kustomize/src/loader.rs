@@ -117,15 +117,27 @@ impl<'a> KustCtx<'a> {
     /// Reads a file named in `field`, enforcing the load restrictor.
     pub fn read_bytes(&self, rel: &str, field: &str) -> Result<(RelPath, Vec<u8>)> {
         let path = self.resolve(rel, field)?;
-        if self.restrictor == LoadRestrictor::RootOnly && !path.is_within(&self.dir) {
-            return Err(Error::PathEscape {
-                at: self.loc(field),
-                path: rel.to_string(),
-                why: format!(
-                    "is not in or below '{}' (security: file is outside the kustomization directory; use --load-restrictor LoadRestrictionsNone to allow it)",
-                    self.dir
-                ),
-            });
+        if self.restrictor == LoadRestrictor::RootOnly {
+            // As kustomize: the file's real path (symlinks resolved) must be in or below the
+            // kustomization directory's; a link to a sibling directory is outside.
+            let real = |p: &RelPath| self.fs.real_path(p).unwrap_or_else(|_| p.clone());
+            let (real_path, real_dir) = (real(&path), real(&self.dir));
+            let outside = !path.is_within(&self.dir) || !real_path.is_within(&real_dir);
+            if outside {
+                let shown = if real_path == path {
+                    String::new()
+                } else {
+                    format!("is a symlink to '{real_path}', which ")
+                };
+                return Err(Error::PathEscape {
+                    at: self.loc(field),
+                    path: rel.to_string(),
+                    why: format!(
+                        "{shown}is not in or below '{}' (security: file is outside the kustomization directory; use --load-restrictor LoadRestrictionsNone to allow it)",
+                        self.dir
+                    ),
+                });
+            }
         }
         let data = self
             .fs
