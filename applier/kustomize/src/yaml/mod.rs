@@ -43,24 +43,28 @@ fn parse_serde_yaml(text: &str) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-/// go-yaml v3 (kustomize's parser) reads a plain `0755` as the octal integer 493, as YAML 1.1
-/// did; serde_yaml (YAML 1.2) reads it as a string, and its values no longer tell a plain
-/// scalar from a quoted one. So, before parsing, a plain value of that form (after `key: `
-/// or `- `, outside block scalars) is respelled `0o755`, which YAML 1.2 reads as the same
-/// integer. Quoted values, keys and block-scalar text are left alone.
+/// go-yaml v3 (kustomize's parser) types plain scalars as YAML 1.1 did: `0755` is the octal
+/// integer 493, `08` the number 8, `1_000` is 1000 ([`go_number`]); serde_yaml (YAML 1.2)
+/// reads those as strings, and its values no longer tell a plain scalar from a quoted one. So,
+/// before parsing, such plain values — after `key: ` or `- `, or inside a one-line flow
+/// collection — are respelled in decimal, which both read as the same number. Quoted values,
+/// keys and block-scalar text are left alone.
 fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
-    // Every value the pattern below rewrites follows a space.
-    if !text.contains(" 0") && !text.contains(" -0") && !text.contains(" +0") {
+    // Only numbers are rewritten.
+    if !text.bytes().any(|b| b.is_ascii_digit()) {
         return std::borrow::Cow::Borrowed(text);
     }
-    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
-    let (value, block) = RE.get_or_init(|| {
+    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex, regex::Regex)> =
+        std::sync::OnceLock::new();
+    let (value, block, flow) = RE.get_or_init(|| {
         (
             regex::Regex::new(
-                r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+))([-+]?)0([0-7]+)( *(?:#.*)?)$",
+                r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+))([-+]?[0-9][0-9A-Za-z_.+-]*)( *(?:#.*)?)$",
             )
             .expect("static regex"),
             regex::Regex::new(r"(?:^|[:-] +)[|>][-+0-9]*\s*(?:#.*)?$").expect("static regex"),
+            regex::Regex::new(r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+)?)([\[{].*)$")
+                .expect("static regex"),
         )
     });
     let mut out = String::with_capacity(text.len() + 16);
@@ -80,17 +84,24 @@ fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
         if block.is_match(body) {
             block_indent = Some(indent);
         }
-        match value.captures(body) {
-            Some(c) if !body.trim_start().starts_with('#') => {
+        if body.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let respelled = if let Some(c) = value.captures(body) {
+            go_number(&c[2]).map(|n| format!("{}{n}{}", &c[1], &c[3]))
+        } else if let Some(c) = flow.captures(body) {
+            respell_flow(&c[2]).map(|f| format!("{}{f}", &c[1]))
+        } else {
+            None
+        };
+        match respelled {
+            Some(r) => {
                 changed = true;
-                out.push_str(&c[1]);
-                out.push_str(&c[2]);
-                out.push_str("0o");
-                out.push_str(&c[3]);
-                out.push_str(&c[4]);
+                out.push_str(&r);
                 out.push_str(&line[body.len()..]);
             }
-            _ => out.push_str(line),
+            None => out.push_str(line),
         }
     }
     if changed {
@@ -100,9 +111,75 @@ fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The plain scalars of a one-line flow collection that go-yaml reads as numbers, respelled in
+/// decimal; `None` when there are none. Quoted scalars are copied as they are.
+fn respell_flow(flow: &str) -> Option<String> {
+    let mut out = String::with_capacity(flow.len() + 8);
+    let mut changed = false;
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String, changed: &mut bool| {
+        // In a flow map only the value after `key: ` can be rewritten.
+        let (head, scalar) = match token.rfind(": ") {
+            Some(i) => token.split_at(i + 2),
+            None => ("", token.as_str()),
+        };
+        let trimmed = scalar.trim();
+        match go_number(trimmed) {
+            Some(n) if !trimmed.is_empty() => {
+                let lead = &scalar[..scalar.len() - scalar.trim_start().len()];
+                let tail = &scalar[lead.len() + trimmed.len()..];
+                out.push_str(head);
+                out.push_str(lead);
+                out.push_str(&n.to_string());
+                out.push_str(tail);
+                *changed = true;
+            }
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    let mut chars = flow.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                token.push(c);
+                while let Some(q) = chars.next() {
+                    token.push(q);
+                    if q == '\\' && c == '"' {
+                        if let Some(e) = chars.next() {
+                            token.push(e);
+                        }
+                    } else if q == c {
+                        if c == '\'' && chars.peek() == Some(&'\'') {
+                            token.push(chars.next().expect("peeked"));
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            '[' | ']' | '{' | '}' | ',' => {
+                flush(&mut token, &mut out, &mut changed);
+                out.push(c);
+            }
+            '#' if token.is_empty() || token.ends_with(' ') => {
+                flush(&mut token, &mut out, &mut changed);
+                out.push(c);
+                out.extend(chars.by_ref());
+            }
+            _ => token.push(c),
+        }
+    }
+    flush(&mut token, &mut out, &mut changed);
+    changed.then_some(out)
+}
+
 /// Types one plain scalar as the general parser would where it stands: in block context
 /// (`key: s`) or inside a flow collection, where [`go_octals`] does not reach.
 pub(crate) fn type_plain_scalar(s: &str, in_flow: bool) -> Option<Value> {
+    if let Some(n) = go_number(s) {
+        return Some(n);
+    }
     let text = format!("k: {s}\n");
     let mut docs = if in_flow {
         parse_serde_yaml(&text).ok()?
@@ -113,6 +190,66 @@ pub(crate) fn type_plain_scalar(s: &str, in_flow: bool) -> Option<Value> {
         Value::Object(mut m) if docs.is_empty() => m.remove("k"),
         _ => None,
     }
+}
+
+/// A plain scalar that starts with a digit or a sign, typed as go-yaml v3 (kustomize's parser)
+/// resolves it, in any context: underscores dropped, then Go's `ParseInt(s, 0, 64)` (`0x`,
+/// `0o`, `0b` prefixes, and a leading `0` for octal as in YAML 1.1), then `ParseUint`, then
+/// a YAML-style float (`08` is the float 8, printed `8`). `None` when it is not a number
+/// there (the caller types it as serde_yaml does).
+fn go_number(s: &str) -> Option<Value> {
+    if !s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        return None;
+    }
+    let plain = s.replace('_', "");
+    let (negative, body) = match plain.as_bytes().first() {
+        Some(b'-') => (true, &plain[1..]),
+        Some(b'+') => (false, &plain[1..]),
+        _ => (false, plain.as_str()),
+    };
+    let prefixed = |p: [&str; 2]| body.strip_prefix(p[0]).or_else(|| body.strip_prefix(p[1]));
+    let (digits, radix) = if let Some(d) = prefixed(["0x", "0X"]) {
+        (d, 16)
+    } else if let Some(d) = prefixed(["0o", "0O"]) {
+        (d, 8)
+    } else if let Some(d) = prefixed(["0b", "0B"]) {
+        (d, 2)
+    } else if body.len() > 1 && body.starts_with('0') {
+        (&body[1..], 8)
+    } else {
+        (body, 10)
+    };
+    // `from_str_radix` takes a sign of its own; Go's does not after the one stripped above.
+    let magnitude = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| u64::from_str_radix(digits, radix).ok())
+        .flatten();
+    if let Some(m) = magnitude {
+        if !negative {
+            return Some(Value::Number(m.into()));
+        }
+        if m <= i64::MAX as u64 + 1 {
+            return Some(Value::Number(
+                (m as i128)
+                    .wrapping_neg()
+                    .try_into()
+                    .map_or(Number::from(i64::MIN), |v: i64| Number::from(v)),
+            ));
+        }
+    }
+    static FLOAT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let float = FLOAT.get_or_init(|| {
+        regex::Regex::new(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+            .expect("static regex")
+    });
+    if !float.is_match(&plain) {
+        return None;
+    }
+    let f: f64 = plain.parse().ok()?;
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        // Go prints an integral float without a fraction (`8`), as this integer prints.
+        return Some(Value::Number((f as i64).into()));
+    }
+    Number::from_f64(f).map(Value::Number)
 }
 
 /// Parses documents and expands `List` kinds into their items.
