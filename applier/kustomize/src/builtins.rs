@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{FieldSpec, FieldSpecDef};
-use crate::kustomization::{Patch, StringMap};
+use crate::kustomization::{Image, Patch, Replica, StringMap};
 use crate::loader::KustCtx;
 use crate::resource::ResMap;
 use crate::{patches, transform, yaml};
@@ -44,6 +44,20 @@ struct Namespace {
 #[serde(default)]
 struct NamespaceMeta {
     namespace: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ImageTag {
+    image_tag: Image,
+    field_specs: Vec<FieldSpecDef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ReplicaCount {
+    replica: Replica,
+    field_specs: Vec<FieldSpecDef>,
 }
 
 /// Runs the `transformers:` list of one kustomization.
@@ -122,6 +136,17 @@ fn run_one(resources: &mut ResMap, doc: Value, ctx: &KustCtx<'_>, field: &str) -
                 &specs(&c.field_specs),
                 &at,
             )
+        }
+        // As `images:` does (containers anywhere, then the given field specs) for one image.
+        "ImageTagTransformer" => {
+            let c: ImageTag = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let list = std::slice::from_ref(&c.image_tag);
+            transform::images(resources, list, &specs(&c.field_specs), &at)
+        }
+        "ReplicaCountTransformer" => {
+            let c: ReplicaCount = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let list = std::slice::from_ref(&c.replica);
+            transform::replicas(resources, list, &specs(&c.field_specs), &at)
         }
         "PatchTransformer" => {
             let p: Patch = serde_json::from_value(config(&doc)).map_err(parse_err)?;
