@@ -123,17 +123,21 @@ fn run_one(resources: &mut ResMap, doc: Value, ctx: &KustCtx<'_>, field: &str) -
         }
         "NamespaceTransformer" => {
             let c: Namespace = serde_json::from_value(config(&doc)).map_err(parse_err)?;
-            if c.unset_only || c.set_role_binding_subjects.is_some() {
-                return refuse(
-                    "NamespaceTransformer options unsetOnly / setRoleBindingSubjects are not \
-                     supported"
-                        .into(),
-                );
-            }
-            transform::namespace(
+            let subjects = c
+                .set_role_binding_subjects
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: String| Error::field(&at, format!("{kind}: {e}")))?;
+            let opts = transform::NamespaceOptions {
+                unset_only: c.unset_only,
+                subjects,
+            };
+            transform::namespace_with(
                 resources,
                 &c.metadata.namespace,
                 &specs(&c.field_specs),
+                opts,
                 &at,
             )
         }

@@ -24,6 +24,52 @@ pub fn namespace(
     specs: &[FieldSpec],
     at: &Location,
 ) -> Result<()> {
+    namespace_with(resources, ns, specs, NamespaceOptions::default(), at)
+}
+
+/// Which binding subjects the namespace transformer moves (`setRoleBindingSubjects`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RoleBindingSubjects {
+    /// Subjects named `default` (kustomize's default, `defaultOnly`).
+    #[default]
+    DefaultOnly,
+    /// Every `ServiceAccount` subject (`allServiceAccounts`).
+    AllServiceAccounts,
+    /// None (`none`).
+    None,
+}
+
+impl std::str::FromStr for RoleBindingSubjects {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "" | "defaultOnly" => Ok(Self::DefaultOnly),
+            "allServiceAccounts" => Ok(Self::AllServiceAccounts),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "setRoleBindingSubjects: {other:?} is not one of defaultOnly, allServiceAccounts, none"
+            )),
+        }
+    }
+}
+
+/// The NamespaceTransformer's options beyond the namespace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamespaceOptions {
+    /// Set only namespaces that are empty or absent (`unsetOnly`), subjects' included.
+    pub unset_only: bool,
+    pub subjects: RoleBindingSubjects,
+}
+
+/// [`namespace`] with the NamespaceTransformer's options.
+pub fn namespace_with(
+    resources: &mut ResMap,
+    ns: &str,
+    specs: &[FieldSpec],
+    opts: NamespaceOptions,
+    at: &Location,
+) -> Result<()> {
     if ns.is_empty() {
         return Ok(());
     }
@@ -39,10 +85,10 @@ pub fn namespace(
     for r in resources.iter_mut() {
         r.store_prev_id();
         let gvk = r.gvk();
-        if !gvk.is_cluster_scoped() {
+        if !gvk.is_cluster_scoped() && !(opts.unset_only && !r.namespace().is_empty()) {
             r.set_namespace(ns);
         }
-        set_role_binding_subjects(r.map_mut(), ns);
+        move_subjects(r.map_mut(), ns, opts);
         for spec in &specs {
             if !spec.applies_to(&gvk) {
                 continue;
@@ -50,6 +96,9 @@ pub fn namespace(
             visit(&mut r.obj, spec, Some(Create::Scalar), &mut |v| {
                 if v.is_object() || v.is_array() {
                     return Err("namespace field specs must target scalar nodes".into());
+                }
+                if opts.unset_only && v.as_str().is_some_and(|s| !s.is_empty()) {
+                    return Ok(());
                 }
                 *v = Value::String(ns.to_string());
                 Ok(())
@@ -74,6 +123,10 @@ pub fn namespace(
 /// named `default` move to `ns`. Also what Flux's `targetNamespace` does, through the same
 /// transformer.
 pub fn set_role_binding_subjects(obj: &mut Map<String, Value>, ns: &str) {
+    move_subjects(obj, ns, NamespaceOptions::default());
+}
+
+fn move_subjects(obj: &mut Map<String, Value>, ns: &str, opts: NamespaceOptions) {
     if !matches!(
         obj.get("kind").and_then(Value::as_str),
         Some("RoleBinding" | "ClusterRoleBinding")
@@ -82,7 +135,13 @@ pub fn set_role_binding_subjects(obj: &mut Map<String, Value>, ns: &str) {
     }
     if let Some(Value::Array(subjects)) = obj.get_mut("subjects") {
         for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
-            if s.get("name").and_then(Value::as_str) == Some("default") {
+            let field = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("");
+            let moves = match opts.subjects {
+                RoleBindingSubjects::DefaultOnly => field("name") == "default",
+                RoleBindingSubjects::AllServiceAccounts => field("kind") == "ServiceAccount",
+                RoleBindingSubjects::None => false,
+            };
+            if moves && !(opts.unset_only && !field("namespace").is_empty()) {
                 s.insert("namespace".into(), Value::String(ns.to_string()));
             }
         }
