@@ -85,7 +85,7 @@ pub fn namespace_with(
     for r in resources.iter_mut() {
         r.store_prev_id();
         let gvk = r.gvk();
-        if !gvk.is_cluster_scoped() && !(opts.unset_only && !r.namespace().is_empty()) {
+        if !gvk.is_cluster_scoped() && (!opts.unset_only || r.namespace().is_empty()) {
             r.set_namespace(ns);
         }
         move_subjects(r.map_mut(), ns, opts);
@@ -141,7 +141,7 @@ fn move_subjects(obj: &mut Map<String, Value>, ns: &str, opts: NamespaceOptions)
                 RoleBindingSubjects::AllServiceAccounts => field("kind") == "ServiceAccount",
                 RoleBindingSubjects::None => false,
             };
-            if moves && !(opts.unset_only && !field("namespace").is_empty()) {
+            if moves && (!opts.unset_only || field("namespace").is_empty()) {
                 s.insert("namespace".into(), Value::String(ns.to_string()));
             }
         }
