@@ -15,6 +15,8 @@
 pub mod select;
 
 use ferry_proto::merge::{json_patch, schema, strategic};
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -300,7 +302,8 @@ fn apply_strategic(
     Ok(true)
 }
 
-/// kyaml's merge walks every map of the patched object and drops the fields whose value is
+/// kyaml's merge walks every map of the patched object (de-duplicating the keyed lists it
+/// meets) and drops the fields whose value is
 /// an empty null (`key:` with nothing after it, as Helm templates leave them); a written
 /// `null` or `~` survives. It walks into the items of associative lists (a merge key in the
 /// schema, or items carrying one of kyaml's associative keys), never into other lists.
@@ -320,9 +323,32 @@ fn drop_walked_nulls(v: &mut Value, ty: Option<&'static schema::TypeDef>, top: b
             Value::Object(_) if top && k == "metadata" => {}
             Value::Object(_) => drop_walked_nulls(x, child_ty, false),
             Value::Array(items) => {
-                let by_schema =
-                    field.is_some_and(|f| matches!(f.smp, schema::SmpList::MergeByKey(_)));
-                if by_schema || items.iter().any(has_associative_key) {
+                let key = field.and_then(|f| match f.smp {
+                    schema::SmpList::MergeByKey(k) => Some(k),
+                    _ => None,
+                });
+                // kyaml rebuilds a keyed list by key: items repeating a key (a JSON patch
+                // `add` to `env/-` of a name already there) become one, at the first one's
+                // place with the last one's value. Ports are keyed by port and protocol
+                // together (kyaml_lists), so they are left alone here.
+                if let Some(k) = key.filter(|k| !matches!(*k, "containerPort" | "port")) {
+                    let mut first: HashMap<String, usize> = HashMap::new();
+                    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+                    for item in std::mem::take(items) {
+                        match item.get(k).map(Value::to_string) {
+                            Some(id) => match first.get(&id) {
+                                Some(&at) => out[at] = item,
+                                None => {
+                                    first.insert(id, out.len());
+                                    out.push(item);
+                                }
+                            },
+                            None => out.push(item),
+                        }
+                    }
+                    *items = out;
+                }
+                if key.is_some() || items.iter().any(has_associative_key) {
                     for item in items {
                         drop_walked_nulls(item, child_ty, false);
                     }
