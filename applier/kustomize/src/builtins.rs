@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{FieldSpec, FieldSpecDef};
-use crate::kustomization::{Image, Patch, Replica, StringMap};
+use crate::kustomization::{Image, Patch, ReplacementField, Replica, StringMap};
 use crate::loader::KustCtx;
 use crate::resource::ResMap;
 use crate::{patches, transform, yaml};
@@ -58,6 +58,12 @@ struct ImageTag {
 struct ReplicaCount {
     replica: Replica,
     field_specs: Vec<FieldSpecDef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Replacements {
+    replacements: Vec<ReplacementField>,
 }
 
 /// Runs the `transformers:` list of one kustomization.
@@ -151,6 +157,10 @@ fn run_one(resources: &mut ResMap, doc: Value, ctx: &KustCtx<'_>, field: &str) -
             let c: ReplicaCount = serde_json::from_value(config(&doc)).map_err(parse_err)?;
             let list = std::slice::from_ref(&c.replica);
             transform::replicas(resources, list, &specs(&c.field_specs), &at)
+        }
+        "ReplacementTransformer" => {
+            let c: Replacements = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            crate::replacements::apply(resources, &c.replacements, ctx)
         }
         "PatchTransformer" => {
             let p: Patch = serde_json::from_value(config(&doc)).map_err(parse_err)?;
