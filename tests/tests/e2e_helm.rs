@@ -424,6 +424,9 @@ async fn a_helm_create_chart_waits_for_a_kustomization_and_is_waited_for() -> Re
         .await?;
     let mut spec = release_spec("./charts/demo", json!({"replicaCount": 2}));
     spec["dependsOn"] = json!([{"kind": "Kustomization", "name": "infra"}]);
+    // A long interval: the release must still notice its dependency becoming ready soon (it
+    // looks again after 30 s, as helm-controller's --requeue-dependency).
+    spec["interval"] = json!("10m");
     apply_release(&env, "demo", spec).await?;
     // And a Kustomization waits for the HelmRelease.
     let mut after = seed_spec("./app");

@@ -96,6 +96,9 @@ pub enum ReleaseError {
 
 type Failed = (ReleaseError, Option<(String, Digest)>);
 
+/// How soon a release whose dependency is not ready looks again (helm-controller's default).
+pub const REQUEUE_DEPENDENCY: Duration = Duration::from_secs(30);
+
 /// What the controller needs afterwards.
 pub struct Outcome {
     pub requeue: Option<Duration>,
@@ -172,7 +175,14 @@ pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> O
                 .publish(hr, EventType::Warning, why, &[message])
                 .await;
             Outcome {
-                requeue: (!matches!(error, ReleaseError::Spec(_))).then_some(periods.interval),
+                requeue: match error {
+                    ReleaseError::Spec(_) => None,
+                    // A dependency of the other kind has no way to trigger this release when it
+                    // becomes ready: look again soon, as helm-controller's
+                    // `--requeue-dependency` (30s) does.
+                    ReleaseError::Dependency(_) => Some(periods.interval.min(REQUEUE_DEPENDENCY)),
+                    _ => Some(periods.interval),
+                },
                 ready: false,
             }
         }
