@@ -36,7 +36,7 @@ pub fn parse_files(ctx: &KustCtx<'_>, entries: &[(String, &String)]) -> Vec<Opti
     let threads = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
         .min(4);
-    let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_objects(&text)));
+    let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_resources(&text)));
     if files < PARALLEL_FROM || threads < 2 {
         return texts.into_iter().map(parse).collect();
     }

@@ -21,6 +21,94 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     }
 }
 
+/// [`parse_objects`] for a `resources:` file: the objects' annotations as kustomize reads
+/// them ([`quote_annotations`]). Not for patches, where a null annotation deletes one.
+pub fn parse_resources(text: &str) -> Result<Vec<Value>, String> {
+    parse_objects(&quote_annotations(text))
+}
+
+/// kustomize reads an object's `metadata.annotations` as `map[string]string` from the YAML
+/// nodes' text: a plain `createdAt:` is `""`, `null` is `"null"`, `0755` is `"0755"`, `True`
+/// is `"True"` — the text as written, where a typed value would print `null`, `493`, `true`.
+/// So, before parsing, the plain scalar values of a document's top-level
+/// `metadata.annotations` block are quoted as written. Values in other styles (quoted, block,
+/// flow), plain scalars continued on the next line, and every other map are left alone.
+fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("annotations:") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (opener, entry) = RE.get_or_init(|| {
+        (
+            regex::Regex::new(r"^( +)annotations: *(?:#.*)?$").expect("static regex"),
+            regex::Regex::new(
+                r"^( +)([^\s#'\x22][^#]*?|'[^']*'|\x22[^\x22]*\x22):(?: +([^\s#].*?))?( +#.*)? *$",
+            )
+            .expect("static regex"),
+        )
+    });
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let indent_of = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut changed = false;
+    // Inside a top-level `metadata:` block; inside its `annotations:` (entries' indent).
+    let mut in_metadata = false;
+    let mut annotations: Option<(usize, Option<usize>)> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let blank = body.trim().is_empty() || body.trim_start().starts_with('#');
+        let indent = indent_of(body);
+        if !blank && indent == 0 {
+            in_metadata = body.starts_with("metadata:") && body[9..].trim().is_empty();
+            annotations = None;
+        }
+        if let Some((opened, entries)) = annotations
+            && !blank
+        {
+            if indent <= opened {
+                annotations = None;
+            } else {
+                let at = entries.unwrap_or(indent);
+                annotations = Some((opened, Some(at)));
+                if indent == at
+                    && let Some(c) = entry.captures(body)
+                {
+                    let next_indent = lines[i + 1..]
+                        .iter()
+                        .map(|l| l.trim_end_matches(['\n', '\r']))
+                        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                        .map(indent_of);
+                    let continued = next_indent.is_some_and(|n| n > indent);
+                    let value = c.get(3).map_or("", |m| m.as_str());
+                    let plain = !value.starts_with(['\'', '"', '|', '>', '[', '{', '&', '*', '!']);
+                    if plain && !continued {
+                        changed = true;
+                        out.push_str(&c[1]);
+                        out.push_str(&c[2]);
+                        out.push_str(": '");
+                        out.push_str(&value.replace('\'', "''"));
+                        out.push('\'');
+                        out.push_str(c.get(4).map_or("", |m| m.as_str()));
+                        out.push_str(&line[body.len()..]);
+                        continue;
+                    }
+                }
+                out.push_str(line);
+                continue;
+            }
+        }
+        if in_metadata && let Some(c) = opener.captures(body) {
+            annotations = Some((c[1].len(), None));
+        }
+        out.push_str(line);
+    }
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// [`parse_documents`] without the fast path: serde_yaml for the whole stream.
 pub fn parse_documents_general(text: &str) -> Result<Vec<Value>, String> {
     parse_serde_yaml(&go_octals(text))
