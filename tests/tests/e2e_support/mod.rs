@@ -44,13 +44,19 @@ pub fn bin(name: &str) -> Result<PathBuf> {
         }
     };
     let path = dir.join(name);
-    let hint = "build it first: cargo build -p ferry-applier -p ferry-source-server (same target dir), or set FERRY_BIN_DIR";
+    let hint = "build it first: cargo build -p ferry-applier -p ferry-source-server -p ferry-ctl (same target dir), or set FERRY_BIN_DIR";
     let meta = std::fs::metadata(&path)
         .with_context(|| format!("{} not found; {hint}", path.display()))?;
     let built = meta.modified()?;
     let root = ferry_tests::tools::repo_root();
     let crates: &[&str] = match name {
         "ferry-applier" => &["applier/src", "applier/kustomize/src", "proto/src"],
+        "ferry" => &[
+            "applier/ctl/src",
+            "applier/src",
+            "applier/kustomize/src",
+            "proto/src",
+        ],
         _ => &["source-server/src", "proto/src"],
     };
     for c in crates {
@@ -603,7 +609,8 @@ impl Env {
         .await
     }
 
-    /// Messages of the Events recorded for Kustomization `name`.
+    /// `(reason, message)` of every occurrence of an Event about `name` (an Event with
+    /// `count: 3` appears three times).
     pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
         let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), NS);
         Ok(api
@@ -611,10 +618,15 @@ impl Env {
             .await?
             .into_iter()
             .filter(|e| e.involved_object.name.as_deref() == Some(name))
-            .map(|e| {
-                (
-                    e.reason.clone().unwrap_or_default(),
-                    e.message.clone().unwrap_or_default(),
+            // One entry per occurrence: a repeat is counted on its Event, not written anew.
+            .flat_map(|e| {
+                let n = usize::try_from(e.count.unwrap_or(1)).unwrap_or(1).max(1);
+                std::iter::repeat_n(
+                    (
+                        e.reason.clone().unwrap_or_default(),
+                        e.message.clone().unwrap_or_default(),
+                    ),
+                    n,
                 )
             })
             .collect())
