@@ -83,17 +83,5 @@ pub fn build_from_files(
             ArtifactError::Io(format!("writing {:?}: {e}", String::from_utf8_lossy(name)))
         })?;
     }
-    let sink = tar
-        .finish()
-        .map_err(|e| ArtifactError::Io(format!("finishing the tar: {e}")))?;
-    let (digest, tar_size, gz) = sink
-        .finish()
-        .map_err(|e| ArtifactError::Io(format!("compressing: {e}")))?;
-    Ok(BuiltArtifact {
-        digest,
-        tar_size,
-        gz,
-        skipped: Vec::new(),
-        entries: count,
-    })
+    super::seal(tar, Vec::new(), count)
 }

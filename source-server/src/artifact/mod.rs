@@ -142,8 +142,17 @@ pub fn build_from_repo(
     walk.dir(tree, b"", 0)?;
     let entries = walk.entries;
     let skipped = walk.skipped;
-    let sink = walk
-        .tar
+    seal(walk.tar, skipped, entries)
+}
+
+/// Ends the tar and its compression: the artifact's digest, sizes and bytes. Every builder (Git
+/// trees, chart files) finishes through here.
+pub(crate) fn seal(
+    tar: tar::TarWriter<sink::Sink>,
+    skipped: Vec<SkippedEntry>,
+    entries: u64,
+) -> Result<BuiltArtifact, ArtifactError> {
+    let sink = tar
         .finish()
         .map_err(|e| ArtifactError::Io(format!("finishing the tar: {e}")))?;
     let (digest, tar_size, gz) = sink
