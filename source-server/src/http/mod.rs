@@ -9,11 +9,13 @@
 //! - `GET /v1/helmrepositories/{namespace}/{name}/charts/{chart}?version=<range>`: resolve and
 //!   pack a chart version
 //! - `GET /v1/config`: documents rejected by the last config load
+//! - `GET /`: the read-only status page, see [`page`]
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz`
 
 mod artifacts;
 mod events;
 mod helm;
+mod page;
 mod sources;
 
 use axum::Router;
@@ -26,6 +28,7 @@ use crate::reconcile::Controller;
 
 pub fn router(controller: Controller) -> Router {
     Router::new()
+        .route("/", get(page::index))
         .route("/v1/sources", get(sources::list))
         .route("/v1/sources/{namespace}/{name}", get(sources::get_one))
         .route(

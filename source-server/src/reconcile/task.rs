@@ -124,11 +124,9 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
             succeed(inner, src, &rev);
             Next::Interval
         }
+        // `store` records success itself, before it announces the artifact.
         Ok(Outcome::Built(rev, built)) => match store(inner, src, &rev, built).await {
-            Ok(()) => {
-                succeed(inner, src, &rev);
-                Next::Interval
-            }
+            Ok(()) => Next::Interval,
             Err(e) => failed(inner, src, &e),
         },
         Err(e) => failed(inner, src, &e),
@@ -204,7 +202,9 @@ impl Drop for InterruptOnDrop {
     }
 }
 
-/// Writes a new artifact and records it; the old current one moves into the history.
+/// Writes a new artifact and records it (status Ready) before announcing it, so whoever reacts
+/// to the event (an agent, the status page) reads a status that already says so; the old
+/// current one moves into the history.
 pub(super) async fn store(
     inner: &Arc<Inner>,
     src: &DesiredSource,
@@ -277,6 +277,7 @@ pub(super) async fn store(
         });
         changed
     };
+    succeed(inner, src, rev);
     inner.metrics.artifact(key, built.tar_size, gz_size);
     tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {

@@ -1,0 +1,165 @@
+//! The read-only status page, `GET /`: every source the server mirrors (revision, digest, last
+//! artifact, conditions) and every agent that reports to it, server-rendered.
+//!
+//! One renderer serves both the whole page and, with `?part=content`, the part that changes: the
+//! page's little script re-fetches that part whenever the server's own event stream announces an
+//! artifact (and every few seconds, for agents' reports), so what the page shows and what a
+//! reload shows can never disagree. Everything is inline — no CDN, no external fonts — so the
+//! page works air-gapped. Every value is escaped by `maud` (source messages carry text from Git
+//! servers and repositories).
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use ferry_proto::condition::{Condition, ConditionStatus, find_condition};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+
+use crate::reconcile::Controller;
+
+const CSS: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// `?part=content` returns only the live part of the page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    part: Option<String>,
+}
+
+pub(super) async fn index(State(c): State<Controller>, Query(q): Query<PageQuery>) -> Response {
+    let now = Utc::now();
+    let content = content(&c, now);
+    if q.part.as_deref() == Some("content") {
+        return no_store(Html(content.into_string()));
+    }
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Ferry source server" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                h1 { "Ferry" }
+                div #live { "loading…" }
+                div #content { (content) }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    };
+    no_store(Html(page.into_string()))
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    ([(http::header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+/// The part of the page the script replaces.
+fn content(c: &Controller, now: DateTime<Utc>) -> Markup {
+    let sources = c.sources();
+    let repositories = c.helm_repositories();
+    html! {
+        h2 { "Sources" }
+        @if sources.is_empty() && repositories.is_empty() {
+            p.empty { "No sources configured." }
+        } @else {
+            table #sources {
+                thead { tr {
+                    th { "Kind" } th { "Namespace/Name" } th { "Ready" } th { "Revision" }
+                    th { "Digest" } th { "Artifact since" } th { "Message" }
+                } }
+                tbody {
+                    @for s in &sources {
+                        (source_row(
+                            &s.kind, &s.namespace, &s.name, &s.status.conditions,
+                            s.status.artifact.as_ref().map(|a| (a.revision.to_string(), Some(a.digest.to_string()), Some(a.last_update_time))),
+                            now,
+                        ))
+                    }
+                    @for r in &repositories {
+                        (source_row(
+                            &r.kind, &r.namespace, &r.name, &r.status.conditions,
+                            r.status.artifact.as_ref().map(|a| (a.revision.to_string(), None, None)),
+                            now,
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+type ArtifactCells = (String, Option<String>, Option<DateTime<Utc>>);
+
+fn source_row(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    conditions: &[Condition],
+    artifact: Option<ArtifactCells>,
+    now: DateTime<Utc>,
+) -> Markup {
+    let (revision, digest, since) = artifact.unwrap_or_default();
+    html! {
+        tr data-source=(format!("{kind}/{namespace}/{name}")) {
+            td { (kind) }
+            td { (namespace) "/" (name) }
+            (ready_cell(conditions))
+            td.revision { code { (revision) } }
+            td { @if let Some(d) = digest { code { (short_digest(&d)) } } }
+            td { @if let Some(t) = since { (age(now, t)) } }
+            td.message { (ready_message(conditions)) }
+        }
+    }
+}
+
+fn ready_cell(conditions: &[Condition]) -> Markup {
+    let status = find_condition(conditions, "Ready")
+        .map(|c| match c.status {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    html! { td.ready.(format!("ready-{status}")) { (status) } }
+}
+
+fn ready_message(conditions: &[Condition]) -> String {
+    find_condition(conditions, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// `sha256:` and the first 12 hex digits, as `docker images` shortens ids.
+fn short_digest(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
+}
+
+/// Like kubectl's AGE column: the largest unit, `45s`, `3m`, `5h`, `2d`.
+pub(crate) fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let s = (now - then).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_use_the_largest_unit_like_kubectl() {
+        let t = DateTime::<Utc>::from_timestamp(1_000_000, 0).expect("valid time");
+        let at = |s| t + chrono::Duration::seconds(s);
+        assert_eq!(age(at(59), t), "59s");
+        assert_eq!(age(at(61), t), "1m");
+        assert_eq!(age(at(7200), t), "2h");
+        assert_eq!(age(at(3 * 86400), t), "3d");
+        assert_eq!(age(t, at(5)), "0s");
+    }
+}
