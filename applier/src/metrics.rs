@@ -218,24 +218,29 @@ impl Metrics {
         out
     }
 
-    /// Serves `GET /metrics` on `addr` until the process ends.
+    /// Serves `GET /metrics`, and the probes `GET /healthz` and `GET /readyz`, on `addr`
+    /// until the process ends. The agent binds this only after it has reached the API server
+    /// (`connect::context`), so being served at all is what readiness means.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         use axum::{Router, routing::get};
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let m = self.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        );
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ready" }))
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = self.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            m.encode(),
+                        )
+                    }
+                }),
+            );
         axum::serve(listener, app).await
     }
 }

@@ -2,8 +2,9 @@
 //! content-addressed tarball.
 //!
 //! Design. Desired state (which sources, with which settings) arrives on one seam, a `watch`
-//! channel of [`config::DesiredState`] fed today by the YAML config file watcher
-//! ([`config::watch_file`]) and later by a cluster watcher. The [`reconcile::Controller`] runs
+//! channel of [`config::DesiredState`] fed by the YAML config file watcher
+//! ([`config::watch_file`]) or, in cluster mode, by watches of the source objects
+//! ([`cluster`]), which also writes their status back. The [`reconcile::Controller`] runs
 //! one task per source: on its interval (with jitter), on demand, or after a backoff, it asks a
 //! [`backend::SourceBackend`] — the Git mirror ([`git`]) plus the canonical-tar builder
 //! ([`artifact`]) — for the remote revision, and only when the ref moved or the ignore rules
@@ -17,6 +18,7 @@
 
 pub mod artifact;
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod gc;

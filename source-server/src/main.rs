@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferry_proto::ArtifactLimits;
 use ferry_proto::limits;
+use ferry_source_server::cluster::ClusterOptions;
 use ferry_source_server::helm;
-use ferry_source_server::server::{self, PublicUrl, ServeOptions};
+use ferry_source_server::server::{self, ConfigSource, PublicUrl, ServeOptions};
 use ferry_source_server::storage::StorageLocation;
 
 #[derive(Parser)]
@@ -84,8 +85,22 @@ enum Command {
     Serve {
         /// Multi-document YAML of GitRepository, HelmRepository and Secret objects; edits are
         /// picked up live.
-        #[arg(long, env = "FERRY_CONFIG")]
-        config: PathBuf,
+        #[arg(
+            long,
+            env = "FERRY_CONFIG",
+            required_unless_present = "cluster",
+            conflicts_with = "cluster"
+        )]
+        config: Option<PathBuf>,
+        /// Cluster mode: the sources are GitRepository and HelmRepository objects in the
+        /// cluster (the kubeconfig in KUBECONFIG, or the Pod's ServiceAccount), and their status
+        /// is written back.
+        #[arg(long, env = "FERRY_CLUSTER")]
+        cluster: bool,
+        /// Cluster mode: only namespaces whose labels match this selector (e.g.
+        /// `ferry.dev/tenant=true`); default every namespace.
+        #[arg(long, env = "FERRY_NAMESPACE_SELECTOR", requires = "cluster")]
+        namespace_selector: Option<String>,
         /// Artifact storage: a directory, or s3://bucket/prefix (credentials, region and
         /// endpoint from the AWS_* environment variables).
         #[arg(long, env = "FERRY_STORAGE", default_value = "./ferry-data")]
@@ -129,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             config,
+            cluster,
+            namespace_selector,
             storage,
             cache,
             listen,
@@ -137,7 +154,10 @@ async fn main() -> anyhow::Result<()> {
             limits,
             helm: helm_args,
         } => {
-            let mut opts = ServeOptions::new(config, storage, cache);
+            let mut opts = ServeOptions::new(config.unwrap_or_default(), storage, cache);
+            if cluster {
+                opts.config = ConfigSource::Cluster(ClusterOptions { namespace_selector });
+            }
             opts.listen = listen;
             opts.public_url = public_url;
             opts.keep = keep;

@@ -67,11 +67,20 @@ impl std::fmt::Display for PublicUrl {
     }
 }
 
+/// Where the desired state comes from.
 #[derive(Clone, Debug)]
-pub struct ServeOptions {
+pub enum ConfigSource {
     /// Multi-document YAML of `GitRepository`, `HelmRepository` and `Secret` objects, watched
     /// for changes.
-    pub config: PathBuf,
+    File(PathBuf),
+    /// Source objects in the cluster of the kubeconfig (or the Pod's ServiceAccount), whose
+    /// status the server writes back ([`crate::cluster`]).
+    Cluster(crate::cluster::ClusterOptions),
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub config: ConfigSource,
     /// A directory or `s3://bucket/prefix`.
     pub storage: StorageLocation,
     /// Where bare Git mirrors live.
@@ -94,7 +103,7 @@ impl ServeOptions {
     pub fn new(config: PathBuf, storage: StorageLocation, cache: PathBuf) -> Self {
         let defaults = Options::default();
         Self {
-            config,
+            config: ConfigSource::File(config),
             storage,
             cache,
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
@@ -124,6 +133,9 @@ pub enum ServeError {
         /// The bind failure.
         source: std::io::Error,
     },
+    /// The cluster could not be reached or its sources not listed.
+    #[error("cluster mode: {0}")]
+    Cluster(String),
     /// The mirror cache directory could not be created.
     #[error("creating mirror cache {dir}: {source}")]
     Cache {
@@ -141,7 +153,13 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     control: JoinHandle<()>,
-    _watch: ConfigWatch,
+    _feed: Feed,
+}
+
+/// What feeds the desired state; stops feeding when dropped.
+enum Feed {
+    File(#[allow(dead_code, reason = "held for its Drop")] ConfigWatch),
+    Cluster(#[allow(dead_code, reason = "held for its Drop")] crate::cluster::ClusterFeed),
 }
 
 impl Running {
@@ -218,7 +236,19 @@ pub async fn start_with_backend(
         },
     );
     let (tx, rx) = config::channel();
-    let watch = config::watch_file(opts.config.clone(), tx)?;
+    let feed = match &opts.config {
+        ConfigSource::File(path) => Feed::File(config::watch_file(path.clone(), tx)?),
+        ConfigSource::Cluster(cluster) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                ServeError::Cluster(format!("no usable kubeconfig or in-cluster config: {e}"))
+            })?;
+            Feed::Cluster(
+                crate::cluster::start(client, controller.clone(), tx, cluster.clone())
+                    .await
+                    .map_err(|e| ServeError::Cluster(e.to_string()))?,
+            )
+        }
+    };
     // Apply the initial config before serving, so the first requests see every source and
     // its stored artifact.
     let initial = rx.borrow().clone();
@@ -244,6 +274,6 @@ pub async fn start_with_backend(
         stop: Some(stop_tx),
         http,
         control,
-        _watch: watch,
+        _feed: feed,
     })
 }

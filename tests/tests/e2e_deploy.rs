@@ -2,17 +2,22 @@
 //! kube-apiserver, the judge: the CRDs are created (it refuses a non-structural schema) and
 //! Established, the source server's and an agent's kustomizations apply (server-side dry-run
 //! first, then for real), and both Deployments become Available (real admission refuses Pods
-//! whose ServiceAccount does not exist, and the real controllers report availability).
+//! whose ServiceAccount does not exist, and the real controllers report availability). Then
+//! each ServiceAccount's tokens may do exactly what its binary needs (`kubectl auth can-i`, on
+//! a cluster that enforces RBAC): the source server reads the source kinds everywhere, writes
+//! only their status and `get`s Secrets; the agent does anything in its namespace and nothing
+//! outside it.
 
 mod e2e_support;
 
 use anyhow::Result;
 use e2e_support::{Env, NS};
 use ferry_tests::tools::{Client, repo_root};
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
-    let env = Env::new().await?;
+    let env = Env::with_rbac().await?;
     let kubectl = Client::kubectl(env.cluster.kubeconfig_path())?;
     let deploy = repo_root().join("deploy");
     let path = |p: &str| deploy.join(p).to_string_lossy().into_owned();
@@ -70,5 +75,113 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             ])
             .await;
     }
+
+    kubectl.ok(&["create", "namespace", "ferry-other"]).await;
+    let as_sa = |ns: &str, sa: &str| {
+        let kubectl = &kubectl;
+        let env = &env;
+        let (ns, sa) = (ns.to_string(), sa.to_string());
+        async move {
+            let token = kubectl.ok(&["-n", &ns, "create", "token", &sa]).await;
+            let text = std::fs::read_to_string(env.cluster.kubeconfig_path())?;
+            let mut cfg: Value = serde_yaml::from_str(&text)?;
+            cfg["users"][0]["user"] = json!({"token": token.trim()});
+            let path = env.work.path().join(format!("{sa}.kubeconfig"));
+            std::fs::write(&path, serde_yaml::to_string(&cfg)?)?;
+            anyhow::Ok(Client::kubectl(&path)?)
+        }
+    };
+    let server = as_sa("ferry-system", "ferry-source-server").await?;
+    let agent = as_sa(NS, "ferry-agent").await?;
+    let matrix: &[(&Client, &[&str], &str)] = &[
+        (
+            &server,
+            &["list", "gitrepositories.source.ferry.dev", "-A"],
+            "yes",
+        ),
+        (
+            &server,
+            &["watch", "helmrepositories.source.ferry.dev", "-A"],
+            "yes",
+        ),
+        (
+            &server,
+            &[
+                "patch",
+                "gitrepositories.source.ferry.dev",
+                "--subresource=status",
+                "-n",
+                NS,
+            ],
+            "yes",
+        ),
+        (
+            &server,
+            &["patch", "gitrepositories.source.ferry.dev", "-n", NS],
+            "no",
+        ),
+        (
+            &server,
+            &["delete", "gitrepositories.source.ferry.dev", "-n", NS],
+            "no",
+        ),
+        (&server, &["get", "secrets", "-n", NS], "yes"),
+        (&server, &["list", "secrets", "-n", NS], "no"),
+        (&server, &["create", "secrets", "-n", NS], "no"),
+        (&server, &["create", "deployments.apps", "-n", NS], "no"),
+        (
+            &server,
+            &["patch", "kustomizations.apply.ferry.dev", "-n", NS],
+            "no",
+        ),
+        (&agent, &["create", "deployments.apps", "-n", NS], "yes"),
+        (
+            &agent,
+            &[
+                "patch",
+                "kustomizations.apply.ferry.dev",
+                "--subresource=status",
+                "-n",
+                NS,
+            ],
+            "yes",
+        ),
+        (&agent, &["delete", "configmaps", "-n", NS], "yes"),
+        (&agent, &["get", "secrets", "-n", "ferry-other"], "no"),
+        (
+            &agent,
+            &["create", "deployments.apps", "-n", "ferry-other"],
+            "no",
+        ),
+        (
+            &agent,
+            &["list", "gitrepositories.source.ferry.dev", "-A"],
+            "no",
+        ),
+        (&agent, &["create", "namespaces"], "no"),
+        (
+            &agent,
+            &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
+            "no",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (client, args, want) in matrix {
+        let mut full = vec!["auth", "can-i"];
+        full.extend_from_slice(args);
+        let got = client.run(&full).await.stdout.trim().to_string();
+        if got != *want {
+            let who = if std::ptr::eq(*client, &server) {
+                "source server"
+            } else {
+                "agent"
+            };
+            wrong.push(format!(
+                "{who}: can-i {} → {got:?}, want {want:?}",
+                args.join(" ")
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "RBAC as shipped:\n{}", wrong.join("\n"));
     Ok(())
 }
