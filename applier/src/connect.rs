@@ -13,6 +13,7 @@ use crate::events::Recorder;
 use crate::fetch::{CacheError, Fetcher, FetcherConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
+use crate::report::Reporter;
 use crate::source_client::{SourceClient, SourceClientError};
 
 /// Why the agent could not reach its cluster or prepare its caches.
@@ -88,10 +89,12 @@ pub async fn context(
             source,
         })?;
     let metrics = Metrics::new();
+    let reporter = Reporter::new(namespace, metrics.clone());
     Ok(Context {
         namespace: namespace.to_string(),
         applier: Applier::new(client.clone()),
-        recorder: Recorder::new(client.clone(), metrics.clone()),
+        recorder: Recorder::new(client.clone(), metrics.clone(), reporter.clone()),
+        reporter,
         client,
         fetcher,
         sources,

@@ -47,13 +47,15 @@ pub async fn run(
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let (store, writer) = reflector::store();
     let metrics = ctx.metrics.clone();
+    let reporter = ctx.reporter.clone();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| {
-            // A removed Kustomization's series go with it.
+            // A removed Kustomization's series and summary go with it.
             if let watcher::Event::Delete(ks) = event {
                 metrics.forget(&ks.name_any());
+                reporter.forget("Kustomization", &ks.name_any());
             }
         })
         .applied_objects()
@@ -121,6 +123,7 @@ async fn reconcile(ks: Arc<Kustomization>, shared: Arc<Shared>) -> Result<Action
         Ok(Some(k)) => k,
         Ok(None) => {
             ctx.metrics.forget(&name);
+            ctx.reporter.forget("Kustomization", &name);
             return Ok(Action::await_change());
         }
         Err(source) => {

@@ -9,11 +9,17 @@
 //! object, type, reason and message — seen within [`SERIES_WINDOW`] of the previous one updates
 //! that Event's `count` and `lastTimestamp` instead. A different message starts a new Event, so
 //! each change list stays readable. The cache is per process and bounded ([`MAX_TRACKED`]).
+//!
+//! **Alerting.** Every event published here, repeats included, is also queued for the source
+//! server ([`crate::report`]) in Flux's event shape — `Normal` as severity `info`, `Warning`
+//! as `error`, the source revision as `revision` metadata, the object's labels beside it — where
+//! Alerts pick it up. Queuing never waits; the server de-duplicates repeats.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry_proto::api::{Event as ApiEvent, InvolvedObject, META_REVISION, ReportedEvent, Severity};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -21,6 +27,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::metrics::Metrics;
+use crate::report::Reporter;
 
 /// Events longer than this are cut, keeping the first lines (the API server caps messages).
 const MAX_MESSAGE: usize = 4096;
@@ -72,23 +79,32 @@ pub struct Recorder {
     client: Client,
     instance: String,
     metrics: Metrics,
+    reporter: Reporter,
     series: Arc<Mutex<HashMap<Key, Series>>>,
 }
 
 impl Recorder {
-    pub fn new(client: Client, metrics: Metrics) -> Self {
+    pub fn new(client: Client, metrics: Metrics, reporter: Reporter) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| COMPONENT.to_string());
         Self {
             client,
             instance,
             metrics,
+            reporter,
             series: Default::default(),
         }
     }
 
-    /// Records an event about `obj`. `lines` become the message, one per line.
-    pub async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, lines: &[String])
-    where
+    /// Records an event about `obj`, at the source `revision` when known. `lines` become the
+    /// message, one per line.
+    pub async fn publish<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        lines: &[String],
+        revision: Option<&str>,
+    ) where
         K: Resource<DynamicType = ()>,
     {
         let namespace = obj.namespace().unwrap_or_default();
@@ -100,6 +116,31 @@ impl Recorder {
             reason: reason.to_string(),
             message: message(lines),
         };
+        self.reporter.event(ReportedEvent {
+            event: ApiEvent {
+                involved_object: InvolvedObject {
+                    kind: kind.clone(),
+                    namespace: namespace.clone(),
+                    name: obj.name_any(),
+                    api_version: Some(K::api_version(&()).to_string()),
+                    uid: obj.uid(),
+                },
+                severity: match type_ {
+                    EventType::Normal => Severity::Info,
+                    EventType::Warning => Severity::Error,
+                },
+                timestamp: chrono::Utc::now(),
+                message: key.message.clone(),
+                reason: key.reason.clone(),
+                metadata: revision
+                    .map(|r| (META_REVISION.to_string(), r.to_string()))
+                    .into_iter()
+                    .collect(),
+                reporting_controller: COMPONENT.to_string(),
+                reporting_instance: self.instance.clone(),
+            },
+            labels: obj.labels().clone(),
+        });
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = k8s_openapi::jiff::Timestamp::now();
 

@@ -10,7 +10,8 @@
 //! [`drift`] (the dry-run comparison each interval, correct or detect), [`events`] (Kubernetes
 //! Events naming each changed object), [`metrics`], and [`controller`], which watches the
 //! Kustomizations of the agent's own namespace and runs the path on spec changes, new
-//! artifacts, intervals and dependency readiness. [`connect`] wires a client and context for the
+//! artifacts, intervals and dependency readiness; [`report`] sends the events and a summary of
+//! each object to the source server (alerts, the agent index). [`connect`] wires a client and context for the
 //! binaries; [`preview`] computes what a reconcile would change without changing anything.
 
 pub mod apply;
@@ -27,5 +28,6 @@ pub mod preview;
 pub mod prune;
 pub mod reconcile;
 pub mod render;
+pub mod report;
 pub mod source_client;
 pub mod status;

@@ -42,6 +42,14 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    /// `events` or `status`.
+    kind: String,
+    /// `sent`, `failed` (will be retried) or `dropped` (the queue was full).
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     /// `namespace/name`.
     source: String,
@@ -58,6 +66,7 @@ pub struct Metrics {
     drifted: Family<NameLabels, Gauge>,
     artifacts: Family<SourceLabels, Counter>,
     events: Family<EventLabels, Counter>,
+    reports: Family<ReportLabels, Counter>,
     /// The revision last announced per source, whose series is the current one.
     announced: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
@@ -109,6 +118,12 @@ impl Metrics {
             "Kubernetes Events recorded, by type and whether a repeat was aggregated into an existing Event",
             events.clone(),
         );
+        let reports = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "reports",
+            "Events and status reports sent to the source server, by kind and result (events counted one by one)",
+            reports.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
@@ -117,6 +132,7 @@ impl Metrics {
             drifted,
             artifacts,
             events,
+            reports,
             announced: Default::default(),
         }
     }
@@ -187,6 +203,16 @@ impl Metrics {
                 result: if aggregated { "aggregated" } else { "created" }.into(),
             })
             .inc();
+    }
+
+    /// `n` reports of `kind` (`events`, `status`) ended with `result`.
+    pub fn observe_report(&self, kind: &str, result: &str, n: usize) {
+        self.reports
+            .get_or_create(&ReportLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc_by(n as u64);
     }
 
     /// The source server announced `revision` for `source` (`namespace/name`); only the

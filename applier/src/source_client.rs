@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ferry_proto::api::{ARTIFACT_EVENT, ArtifactEvent, HelmChartArtifact, SourceList, SourceView};
+use ferry_proto::api::{
+    ARTIFACT_EVENT, AgentReport, ArtifactEvent, EventBatch, HelmChartArtifact, SourceList,
+    SourceView,
+};
 use ferry_proto::{ArtifactRef, Digest, SourceKey};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -192,6 +195,54 @@ impl SourceClient {
         serde_json::from_slice(&body).map_err(|e| SourceClientError::Decode {
             url,
             why: e.to_string(),
+        })
+    }
+
+    /// `POST /v1/agents/{namespace}/events`: events for alerting (see [`crate::report`]).
+    pub async fn post_events(
+        &self,
+        namespace: &str,
+        batch: &EventBatch,
+    ) -> Result<(), SourceClientError> {
+        let url = format!("{}/v1/agents/{namespace}/events", self.base);
+        self.send_json(self.http.post(&url).json(batch), url).await
+    }
+
+    /// `PUT /v1/agents/{namespace}/status`: the state of every object of the namespace.
+    pub async fn put_status(
+        &self,
+        namespace: &str,
+        report: &AgentReport,
+    ) -> Result<(), SourceClientError> {
+        let url = format!("{}/v1/agents/{namespace}/status", self.base);
+        self.send_json(self.http.put(&url).json(report), url).await
+    }
+
+    /// Sends a request whose answer carries nothing but its status.
+    async fn send_json(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<(), SourceClientError> {
+        let resp = request
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| SourceClientError::Transport {
+                url: url.clone(),
+                why: error_chain(&e),
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // Only the first chunk of an error body is read, and its start kept.
+        let mut resp = resp;
+        let first = resp.chunk().await.ok().flatten().unwrap_or_default();
+        Err(SourceClientError::Status {
+            url,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&first[..first.len().min(512)]).into_owned(),
         })
     }
 

@@ -19,6 +19,12 @@
 //!   /v1/helmrepositories/{namespace}/{name}/reconcile` → 202, fetch now; an optional
 //!   `?requestedAt=<token>` (default: the time) is answered in the body and, once that fetch is
 //!   done, echoed in `status.lastHandledReconcileAt` (Flux's annotation protocol, over HTTP)
+//! - `POST /v1/agents/{namespace}/events` ← [`EventBatch`] (at most [`MAX_EVENTS_PER_POST`]
+//!   events, [`MAX_AGENT_BODY`] bytes): the events an agent recorded as Kubernetes Events, for
+//!   alerting → 202
+//! - `PUT /v1/agents/{namespace}/status` ← [`AgentReport`] (at most [`MAX_REPORTED_OBJECTS`]
+//!   objects): the agent's whole namespace, replacing what it reported before → 204
+//! - `GET /v1/agents` → [`AgentList`]; `GET /v1/agents/{namespace}` → [`AgentView`]
 //!
 //! # Helm charts
 //!
@@ -53,6 +59,9 @@
 //! ./charts/app` needs nothing beyond the GitRepository's artifact: the chart is that
 //! directory of it.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -212,9 +221,157 @@ impl std::str::FromStr for EventId {
     }
 }
 
+/// Most events in one `POST /v1/agents/{namespace}/events`.
+pub const MAX_EVENTS_PER_POST: usize = 100;
+/// Most objects in one `PUT /v1/agents/{namespace}/status`.
+pub const MAX_REPORTED_OBJECTS: usize = 10_000;
+/// Largest body of either agent request, in bytes.
+pub const MAX_AGENT_BODY: usize = 8 << 20;
+
+/// An event's `severity` (Flux's values; Kubernetes `Normal` is `info`, `Warning` is `error`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Info,
+    Error,
+}
+
+/// The object an [`Event`] is about (the fields of Kubernetes' `ObjectReference` Flux fills).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvolvedObject {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// An event in Flux's shape (`fluxcd/pkg/apis/event/v1beta1.Event`): what agents report and
+/// what the `generic` alert providers POST, so receivers written for Flux read it unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub involved_object: InvolvedObject,
+    pub severity: Severity,
+    pub timestamp: DateTime<Utc>,
+    pub message: String,
+    pub reason: String,
+    /// `revision` (the source revision the event is about) and, from an Alert,
+    /// `eventMetadata` and `summary`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// `ferry-applier` or `ferry-source-server`.
+    pub reporting_controller: String,
+    /// The reporting process (the agent's pod name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reporting_instance: String,
+}
+
+/// The metadata key of the source revision an event is about.
+pub const META_REVISION: &str = "revision";
+/// The metadata key of a reconcile request's token (part of the duplicate key, as in Flux).
+pub const META_TOKEN: &str = "token";
+
+/// One event as an agent reports it: the event, and the involved object's labels (what an
+/// Alert's `eventSources[].matchLabels` selects on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedEvent {
+    #[serde(flatten)]
+    pub event: Event,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Body of `POST /v1/agents/{namespace}/events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EventBatch {
+    pub events: Vec<ReportedEvent>,
+}
+
+/// One Kustomization or HelmRelease as its agent last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectSummary {
+    /// `Kustomization` or `HelmRelease`.
+    pub kind: String,
+    pub name: String,
+    /// The `Ready` condition's status (`Unknown` before the first reconcile).
+    pub ready: crate::ConditionStatus,
+    /// The `Ready` condition's reason and message.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// Objects that differ from the desired state, when the agent checked (`driftMode:
+    /// detect`, a HelmRelease's `warn` mode); absent when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted: Option<u32>,
+    /// What it applied (the status's inventory).
+    #[serde(default)]
+    pub inventory: crate::Inventory,
+    /// When the agent last saw this summary change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Body of `PUT /v1/agents/{namespace}/status`: every object of the agent's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentReport {
+    pub objects: Vec<ObjectSummary>,
+}
+
+/// One agent's namespace as the source server last heard of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub namespace: String,
+    /// When the last report arrived (agents report on change and at least every minute).
+    pub reported_at: DateTime<Utc>,
+    /// Sorted by kind, then name.
+    pub objects: Vec<ObjectSummary>,
+}
+
+/// `GET /v1/agents`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reported_event_is_flux_s_event_with_labels_beside_it() {
+        let json = serde_json::json!({
+            "involvedObject": {"kind": "Kustomization", "namespace": "team-a", "name": "app"},
+            "severity": "error", "timestamp": "2026-12-05T08:00:00Z",
+            "message": "kustomize build failed", "reason": "BuildFailed",
+            "metadata": {"revision": "main@sha1:abc"},
+            "reportingController": "ferry-applier",
+            "labels": {"team": "a"},
+        });
+        let ev: ReportedEvent = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(ev.event.severity, Severity::Error);
+        assert_eq!(ev.labels.get("team").map(String::as_str), Some("a"));
+        assert_eq!(serde_json::to_value(&ev).expect("json"), json);
+        let flux = serde_json::to_value(&ev.event).expect("json");
+        assert!(
+            flux.get("labels").is_none(),
+            "the event alone is Flux's shape"
+        );
+        assert_eq!(flux["metadata"]["revision"], "main@sha1:abc");
+    }
 
     #[test]
     fn event_ids_round_trip_and_old_style_ids_are_refused() {

@@ -14,7 +14,8 @@
 //! last N. New artifacts are announced on an in-memory feed ([`events`]) that the HTTP API
 //! ([`http`]) streams as server-sent events; [`metrics`] counts what happened. A failure never
 //! replaces a good artifact: the source keeps serving the last one and reports why in its
-//! conditions.
+//! conditions. [`notification`] takes the events of the server and its agents, and keeps the
+//! index of what every agent reported about its namespace.
 
 pub mod artifact;
 pub mod backend;
@@ -26,6 +27,7 @@ pub mod git;
 pub mod helm;
 pub mod http;
 pub mod metrics;
+pub mod notification;
 pub mod reconcile;
 pub mod server;
 pub mod storage;

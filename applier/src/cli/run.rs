@@ -114,6 +114,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             });
         }
         tracing::info!(namespace = %args.namespace, source_server = %args.source_server, "agent starting");
+        // Events and object summaries go to the source server from their own task.
+        tokio::spawn(ctx.reporter.clone().run(ctx.sources.clone()));
         let ctx = Arc::new(ctx);
         // Discovery up front, so the first reconcile does not wait for it; on failure the first
         // reconcile runs it again.

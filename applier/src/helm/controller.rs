@@ -111,6 +111,7 @@ async fn reconcile(hr: Arc<HelmRelease>, shared: Arc<Shared>) -> Result<Action, 
         Ok(Some(h)) => Arc::new(h),
         Ok(None) => {
             shared.helm.forget(&name);
+            shared.ctx.reporter.forget("HelmRelease", &name);
             return Ok(Action::await_change());
         }
         Err(e) => {
@@ -160,6 +161,7 @@ fn trigger_dependents(shared: &Shared, name: &str) {
 async fn uninstall(hr: &HelmRelease, shared: &Shared) -> Result<(), ControllerError> {
     let name = hr.name_any();
     shared.helm.forget(&name);
+    shared.ctx.reporter.forget("HelmRelease", &name);
     if hr.spec.suspend {
         tracing::info!(helmrelease = %name, "suspended HelmRelease removed; its objects are left");
         return Ok(());

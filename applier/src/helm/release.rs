@@ -107,16 +107,31 @@ pub struct Outcome {
 
 /// Runs one reconcile of `hr` and writes its status.
 pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> Outcome {
+    let mut st = hr.status.clone().unwrap_or_default();
+    let outcome = reconcile_status(hr, ctx, helm, &mut st).await;
+    ctx.reporter.object(crate::report::helm_release_summary(
+        &hr.name_any(),
+        hr.spec.suspend,
+        &st,
+    ));
+    outcome
+}
+
+async fn reconcile_status(
+    hr: &HelmRelease,
+    ctx: &Context,
+    helm: &HelmContext,
+    st: &mut HelmReleaseStatus,
+) -> Outcome {
     let name = hr.name_any();
     let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let generation = hr.metadata.generation;
-    let mut st = hr.status.clone().unwrap_or_default();
     let started = std::time::Instant::now();
     let periods = match hr.spec.intervals() {
         Ok(p) => p,
         Err(e) => {
-            status::stalled(&mut st, generation, flux::INVALID_SPEC, &e.to_string());
-            write(&api, &name, &st).await;
+            status::stalled(st, generation, flux::INVALID_SPEC, &e.to_string());
+            write(&api, &name, st).await;
             return Outcome {
                 requeue: None,
                 ready: false,
@@ -124,14 +139,14 @@ pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> O
         }
     };
     if hr.spec.suspend {
-        status::suspended(&mut st, generation, &name);
-        write(&api, &name, &st).await;
+        status::suspended(st, generation, &name);
+        write(&api, &name, st).await;
         return Outcome {
             requeue: Some(periods.interval),
-            ready: status::is_ready(Some(&st)),
+            ready: status::is_ready(Some(&*st)),
         };
     }
-    let result = run(hr, ctx, helm, &mut st, periods.timeout).await;
+    let result = run(hr, ctx, helm, st, periods.timeout).await;
     if let Some(at) = crate::reconcile::requested_at_of(&hr.metadata) {
         st.last_handled_reconcile_at = Some(at.to_string());
     }
@@ -140,8 +155,8 @@ pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> O
         .observe_reconcile(&metric_name, started.elapsed(), result.is_ok());
     match result {
         Ok(()) => {
-            if hr.status.as_ref() != Some(&st) {
-                write(&api, &name, &st).await;
+            if hr.status.as_ref() != Some(&*st) {
+                write(&api, &name, st).await;
             }
             Outcome {
                 requeue: Some(periods.interval),
@@ -165,14 +180,15 @@ pub async fn reconcile(hr: &HelmRelease, ctx: &Context, helm: &HelmContext) -> O
             let message = error.to_string();
             tracing::warn!(reason = why, message = %message, "helm release failed");
             if matches!(error, ReleaseError::Spec(_)) {
-                status::stalled(&mut st, generation, why, &message);
+                status::stalled(st, generation, why, &message);
             } else {
                 let attempted = attempted.as_ref().map(|(r, d)| (r.as_str(), *d));
-                status::failed(&mut st, generation, why, &message, attempted);
+                status::failed(st, generation, why, &message, attempted);
             }
-            write(&api, &name, &st).await;
+            write(&api, &name, st).await;
+            let revision = attempted.as_ref().map(|(r, _)| r.as_str());
             ctx.recorder
-                .publish(hr, EventType::Warning, why, &[message])
+                .publish(hr, EventType::Warning, why, &[message], revision)
                 .await;
             Outcome {
                 requeue: match error {
@@ -339,7 +355,7 @@ async fn run(
             false,
             &ctx.namespace,
         ));
-        publish(hr, ctx, &lines).await;
+        publish(hr, ctx, &lines, &revision).await;
         return Err(fail(ReleaseError::Release(e)));
     }
     // Helm deletes what a new chart version no longer renders: prune is always on.
@@ -360,7 +376,7 @@ async fn run(
                 false,
                 &ctx.namespace,
             ));
-            publish(hr, ctx, &lines).await;
+            publish(hr, ctx, &lines, &revision).await;
             return Err(fail(ReleaseError::Release(e.to_string())));
         }
     }
@@ -371,7 +387,7 @@ async fn run(
         ctx, hr, &rendered, &changes, post, &opts, timeout, &mut lines,
     )
     .await;
-    publish(hr, ctx, &lines).await;
+    publish(hr, ctx, &lines, &revision).await;
     finished.map_err(fail)?;
 
     let now = chrono::Utc::now();
@@ -435,10 +451,16 @@ async fn finish(
     Ok(())
 }
 
-async fn publish(hr: &HelmRelease, ctx: &Context, lines: &[String]) {
+async fn publish(hr: &HelmRelease, ctx: &Context, lines: &[String], revision: &str) {
     if !lines.is_empty() {
         ctx.recorder
-            .publish(hr, EventType::Normal, flux::PROGRESSING, lines)
+            .publish(
+                hr,
+                EventType::Normal,
+                flux::PROGRESSING,
+                lines,
+                Some(revision),
+            )
             .await;
     }
 }
@@ -501,7 +523,13 @@ async fn drift(
             .map(|c| c.message.clone());
             if message.is_some() && message != was {
                 ctx.recorder
-                    .publish(hr, EventType::Warning, reason::DRIFT_DETECTED, &lines)
+                    .publish(
+                        hr,
+                        EventType::Warning,
+                        reason::DRIFT_DETECTED,
+                        &lines,
+                        st.last_attempted_revision.as_deref(),
+                    )
                     .await;
             }
             status::set_drifted(st, generation, message);
@@ -519,7 +547,13 @@ async fn drift(
                 .collect();
             if !lines.is_empty() {
                 ctx.recorder
-                    .publish(hr, EventType::Warning, reason::DRIFT_DETECTED, &lines)
+                    .publish(
+                        hr,
+                        EventType::Warning,
+                        reason::DRIFT_DETECTED,
+                        &lines,
+                        st.last_attempted_revision.as_deref(),
+                    )
                     .await;
             }
             ctx.metrics

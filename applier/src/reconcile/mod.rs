@@ -48,6 +48,8 @@ pub struct Context {
     pub fetcher: Fetcher,
     pub sources: SourceClient,
     pub recorder: Recorder,
+    /// Events and object summaries for the source server ([`crate::report`]).
+    pub reporter: crate::report::Reporter,
     pub metrics: Metrics,
     /// Last artifact seen per source `(namespace, name)`, so reconciling from the cache keeps
     /// working while the source server is unreachable.
@@ -207,25 +209,35 @@ pub async fn reconcile(ks: &Kustomization, ctx: &Context) -> Outcome {
         namespace = %ctx.namespace,
         name = %ks.name_any()
     );
-    reconcile_in_span(ks, ctx).instrument(span).await
+    let mut st = ks.status.clone().unwrap_or_default();
+    let outcome = reconcile_in_span(ks, ctx, &mut st).instrument(span).await;
+    ctx.reporter.object(crate::report::kustomization_summary(
+        &ks.name_any(),
+        ks.spec.suspend,
+        &st,
+    ));
+    outcome
 }
 
-async fn reconcile_in_span(ks: &Kustomization, ctx: &Context) -> Outcome {
+async fn reconcile_in_span(
+    ks: &Kustomization,
+    ctx: &Context,
+    st: &mut KustomizationStatus,
+) -> Outcome {
     let name = ks.name_any();
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let generation = ks.metadata.generation;
-    let mut st = ks.status.clone().unwrap_or_default();
     let started = std::time::Instant::now();
     let result = match intervals(ks) {
         Ok(_) if ks.spec.suspend => {
-            status::suspended(&mut st, generation, &name);
-            write_status(&api, &name, &st).await;
+            status::suspended(st, generation, &name);
+            write_status(&api, &name, st).await;
             return Outcome {
                 requeue: intervals(ks).ok().map(|i| i.interval),
-                ready: status::is_ready(Some(&st)),
+                ready: status::is_ready(Some(&*st)),
             };
         }
-        Ok(periods) => run(ks, ctx, &mut st, periods).await.map(|()| periods),
+        Ok(periods) => run(ks, ctx, st, periods).await.map(|()| periods),
         Err(e) => Err((e.into(), None)),
     };
     if let Some(at) = requested_at(ks) {
@@ -236,8 +248,8 @@ async fn reconcile_in_span(ks: &Kustomization, ctx: &Context) -> Outcome {
     match result {
         Ok(periods) => {
             // An unchanged reconcile leaves the status as it was: no write, no watch event.
-            if ks.status.as_ref() != Some(&st) {
-                write_status(&api, &name, &st).await;
+            if ks.status.as_ref() != Some(&*st) {
+                write_status(&api, &name, st).await;
             }
             Outcome {
                 requeue: Some(periods.interval),
@@ -248,13 +260,13 @@ async fn reconcile_in_span(ks: &Kustomization, ctx: &Context) -> Outcome {
             let (why, message) = (error.reason(), error.to_string());
             tracing::warn!(reason = why, message = %message, "reconcile failed");
             if error.is_stalled() {
-                status::stalled(&mut st, generation, why, &message);
+                status::stalled(st, generation, why, &message);
             } else {
-                status::failed(&mut st, generation, why, &message, revision.as_deref());
+                status::failed(st, generation, why, &message, revision.as_deref());
             }
-            write_status(&api, &name, &st).await;
+            write_status(&api, &name, st).await;
             ctx.recorder
-                .publish(ks, EventType::Warning, why, &[message])
+                .publish(ks, EventType::Warning, why, &[message], revision.as_deref())
                 .await;
             Outcome {
                 requeue: intervals(ks).ok().map(|i| i.retry_interval),
@@ -305,7 +317,13 @@ async fn run(
         if report.is_some() && report != st.drift {
             let lines: Vec<String> = drift.iter().map(drift::describe).collect();
             ctx.recorder
-                .publish(ks, EventType::Warning, reason::DRIFT_DETECTED, &lines)
+                .publish(
+                    ks,
+                    EventType::Warning,
+                    reason::DRIFT_DETECTED,
+                    &lines,
+                    Some(&revision),
+                )
                 .await;
         }
         ctx.metrics.set_drifted(&name, drift.len());
@@ -358,7 +376,7 @@ async fn run(
         .map_err(ReconcileError::from),
         Ok(()) => Ok(()),
     };
-    publish_changes(ks, ctx, &lines).await;
+    publish_changes(ks, ctx, &lines, &revision).await;
     if let Err(e) = pruned {
         st.inventory = Some(inventory_after_failure(
             &old_inventory,
@@ -389,10 +407,16 @@ async fn run(
     Ok(())
 }
 
-async fn publish_changes(ks: &Kustomization, ctx: &Context, lines: &[String]) {
+async fn publish_changes(ks: &Kustomization, ctx: &Context, lines: &[String], revision: &str) {
     if !lines.is_empty() {
         ctx.recorder
-            .publish(ks, EventType::Normal, reason::PROGRESSING, lines)
+            .publish(
+                ks,
+                EventType::Normal,
+                reason::PROGRESSING,
+                lines,
+                Some(revision),
+            )
             .await;
     }
 }

@@ -10,8 +10,11 @@
 //!   pack a chart version
 //! - `GET /v1/config`: documents rejected by the last config load
 //! - `GET /`: the read-only status page, see [`page`]
+//! - `POST /v1/agents/{namespace}/events`, `PUT /v1/agents/{namespace}/status`: what agents
+//!   report; `GET /v1/agents`, `GET /v1/agents/{namespace}`: the index of it
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz`
 
+mod agents;
 mod artifacts;
 mod events;
 mod helm;
@@ -19,9 +22,11 @@ mod page;
 mod sources;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use ferry_proto::api::MAX_AGENT_BODY;
 use serde_json::json;
 
 use crate::reconcile::Controller;
@@ -54,6 +59,16 @@ pub fn router(controller: Controller) -> Router {
         )
         .route("/v1/events", get(events::stream))
         .route("/v1/config", get(sources::config))
+        .route("/v1/agents", get(agents::list))
+        .route("/v1/agents/{namespace}", get(agents::get_one))
+        .route(
+            "/v1/agents/{namespace}/events",
+            post(agents::events).layer(DefaultBodyLimit::max(MAX_AGENT_BODY)),
+        )
+        .route(
+            "/v1/agents/{namespace}/status",
+            put(agents::status).layer(DefaultBodyLimit::max(MAX_AGENT_BODY)),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

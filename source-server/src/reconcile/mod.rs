@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) storage: Storage,
     backend: Arc<dyn SourceBackend>,
     pub(crate) events: EventHub,
+    /// Events for alerting and the agent index ([`crate::notification`]).
+    pub(crate) notifications: crate::notification::Notifications,
     pub(crate) metrics: Metrics,
     pub(crate) opts: Options,
     /// The HelmRepositories ([`crate::helm`]).
@@ -121,6 +123,7 @@ impl Controller {
                 storage,
                 backend,
                 events: EventHub::new(),
+                notifications: Default::default(),
                 metrics: Metrics::new(),
                 opts,
                 helm: crate::helm::Repos::default(),
@@ -250,6 +253,16 @@ impl Controller {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Events (the server's and the agents') and the agents' reports.
+    pub fn notifications(&self) -> &crate::notification::Notifications {
+        &self.inner.notifications
+    }
+
+    /// What each agent last reported about its namespace (the status page reads this).
+    pub fn agents(&self) -> &crate::notification::AgentIndex {
+        self.inner.notifications.agents()
     }
 
     /// Makes the running sources match `desired` (a no-op for unchanged sources).

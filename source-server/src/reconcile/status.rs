@@ -1,6 +1,6 @@
 //! Status bookkeeping: the conditions a reconcile leaves behind, and the API views of a source.
 
-use ferry_proto::api::{ArtifactEvent, SourceView};
+use ferry_proto::api::{ArtifactEvent, Severity, SourceView};
 use ferry_proto::condition::{self, Progress, reason, record, remove_condition, set_condition};
 use ferry_proto::{
     ArtifactRef, Condition, ConditionStatus, GitRepositorySpec, GitRepositoryStatus, artifact_path,
@@ -171,6 +171,13 @@ pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) {
         format!("GitRepository {key}: {message}")
     };
     tracing::warn!(reason = %e.reason, error = %message, retry, "reconcile failed");
+    inner.notifications.emit(crate::notification::source_event(
+        key,
+        Severity::Error,
+        e.reason,
+        &message,
+        None,
+    ));
     inner.update_status(key, |slot| {
         let c = &mut slot.status.conditions;
         let progress = if retry {

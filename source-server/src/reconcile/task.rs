@@ -281,6 +281,13 @@ pub(super) async fn store(
     inner.metrics.artifact(key, built.tar_size, gz_size);
     tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {
+        inner.notifications.emit(crate::notification::source_event(
+            key,
+            ferry_proto::api::Severity::Info,
+            crate::notification::NEW_ARTIFACT,
+            &format!("stored artifact for revision '{rev}'"),
+            Some(rev),
+        ));
         inner.events.publish(artifact_event(key, &artifact));
         inner.collect_garbage().await;
     }

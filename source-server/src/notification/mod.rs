@@ -1,0 +1,282 @@
+//! Notifications: the events of the source server and its agents, and what agents report
+//! about their namespaces.
+//!
+//! **Where events come from.** Two places, one shape (Flux's event, [`ferry_proto::api::Event`]):
+//! - the source server's own reconciles: a new artifact (`Normal`/`info`, reason `NewArtifact`)
+//!   and a failed fetch (`Warning`/`error`, the failure's reason and message), emitted where the
+//!   source's conditions are recorded (`reconcile::task`, `reconcile::status`);
+//! - the agents, which post every event they record as a Kubernetes Event
+//!   (`POST /v1/agents/{namespace}/events`, batches of at most 100 from a bounded queue that
+//!   drops its oldest entries while the server is away — an agent never waits for the server
+//!   in a reconcile), with the object's labels for `matchLabels`.
+//!
+//! Agents also `PUT` a summary of every Kustomization and HelmRelease of their namespace on
+//! each change and at least every minute: the [`AgentIndex`] (in memory; complete again a
+//! minute after a restart), read by `GET /v1/agents` and the status page.
+//!
+//! Accepted events are kept in a small ring ([`Notifications::recent`]) and broadcast to
+//! subscribers ([`Notifications::subscribe`]).
+//!
+//! Every request is bounded: body size, events per batch, objects per report, text lengths,
+//! metadata and label counts; an event must be about an object of the namespace it is posted
+//! for. A refused request names the event or object and the field.
+
+mod agents;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use ferry_proto::Revision;
+use ferry_proto::api::{
+    Event, EventBatch, InvolvedObject, MAX_EVENTS_PER_POST, META_REVISION, ReportedEvent, Severity,
+};
+use tokio::sync::broadcast;
+
+pub use agents::AgentIndex;
+
+use crate::SourceKey;
+
+/// Events kept for [`Notifications::recent`].
+pub const RECENT_EVENTS: usize = 256;
+
+/// Longest event message accepted (agents cut theirs at 4 KiB).
+const MAX_MESSAGE: usize = 32 << 10;
+/// Longest reason, metadata or label key.
+const MAX_KEY: usize = 256;
+/// Longest metadata or label value.
+const MAX_VALUE: usize = 4 << 10;
+/// Most metadata entries, and most labels, per event.
+const MAX_ENTRIES: usize = 64;
+
+/// Why an agent's report was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// More events or objects than one request may carry.
+    #[error("agent report for namespace {namespace}: {count} {what}, the limit is {limit}")]
+    TooMany {
+        /// The namespace in the path.
+        namespace: String,
+        /// `events` or `objects`.
+        what: &'static str,
+        /// How many were sent.
+        count: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// A field is invalid.
+    #[error("agent report for namespace {namespace}: {field}: {message}")]
+    Invalid {
+        /// The namespace in the path.
+        namespace: String,
+        /// e.g. `events[3].involvedObject.namespace`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+struct Inner {
+    agents: AgentIndex,
+    recent: Mutex<VecDeque<ReportedEvent>>,
+    live: broadcast::Sender<ReportedEvent>,
+}
+
+/// Cheap to clone; every clone shares the index and the event feed.
+#[derive(Clone)]
+pub struct Notifications {
+    inner: Arc<Inner>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Notifications {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                agents: AgentIndex::default(),
+                recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
+                live: broadcast::channel(RECENT_EVENTS).0,
+            }),
+        }
+    }
+
+    /// What every agent last reported.
+    pub fn agents(&self) -> &AgentIndex {
+        &self.inner.agents
+    }
+
+    /// Events as they are accepted (a slow subscriber misses some: `Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<ReportedEvent> {
+        self.inner.live.subscribe()
+    }
+
+    /// The last [`RECENT_EVENTS`] events, oldest first.
+    pub fn recent(&self) -> Vec<ReportedEvent> {
+        let recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+
+    /// Checks and takes an agent's batch; returns how many events it held.
+    pub fn agent_events(&self, namespace: &str, batch: EventBatch) -> Result<usize, ReportError> {
+        check_name(namespace).map_err(|message| ReportError::Invalid {
+            namespace: namespace.to_string(),
+            field: "namespace".into(),
+            message,
+        })?;
+        if batch.events.len() > MAX_EVENTS_PER_POST {
+            return Err(ReportError::TooMany {
+                namespace: namespace.to_string(),
+                what: "events",
+                count: batch.events.len(),
+                limit: MAX_EVENTS_PER_POST,
+            });
+        }
+        for (i, ev) in batch.events.iter().enumerate() {
+            check_event(namespace, ev).map_err(|(field, message)| ReportError::Invalid {
+                namespace: namespace.to_string(),
+                field: format!("events[{i}].{field}"),
+                message,
+            })?;
+        }
+        let n = batch.events.len();
+        for ev in batch.events {
+            self.emit(ev);
+        }
+        Ok(n)
+    }
+
+    /// Takes one event (the server's own, or a checked agent's).
+    pub fn emit(&self, event: ReportedEvent) {
+        {
+            let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        // No subscriber is fine.
+        let _ = self.inner.live.send(event);
+    }
+}
+
+/// The reason of a source's event when it has a new artifact (Flux's).
+pub const NEW_ARTIFACT: &str = "NewArtifact";
+
+/// The `reportingController` of the server's own events.
+pub const COMPONENT: &str = "ferry-source-server";
+
+/// An event of the source server about source `key`.
+pub fn source_event(
+    key: &SourceKey,
+    severity: Severity,
+    reason: &str,
+    message: &str,
+    revision: Option<&Revision>,
+) -> ReportedEvent {
+    ReportedEvent {
+        event: Event {
+            involved_object: InvolvedObject {
+                kind: key.kind.to_string(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                api_version: Some("source.ferry.dev/v1".into()),
+                uid: None,
+            },
+            severity,
+            timestamp: chrono::Utc::now(),
+            message: message.to_string(),
+            reason: reason.to_string(),
+            metadata: revision
+                .map(|r| (META_REVISION.to_string(), r.to_string()))
+                .into_iter()
+                .collect(),
+            reporting_controller: COMPONENT.to_string(),
+            reporting_instance: String::new(),
+        },
+        labels: BTreeMap::new(),
+    }
+}
+
+/// A Kubernetes object name (DNS subdomain).
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a valid name (lowercase letters, digits, '-' and '.', starting and \
+             ending with a letter or digit)",
+            name.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+fn check_event(namespace: &str, ev: &ReportedEvent) -> Result<(), (&'static str, String)> {
+    let obj = &ev.event.involved_object;
+    if obj.namespace != namespace {
+        return Err((
+            "involvedObject.namespace",
+            format!(
+                "{:?}: an agent reports only objects of its own namespace {namespace:?}",
+                obj.namespace.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    check_name(&obj.name).map_err(|m| ("involvedObject.name", m))?;
+    for (field, text, limit) in [
+        ("involvedObject.kind", obj.kind.as_str(), MAX_KEY),
+        ("reason", ev.event.reason.as_str(), MAX_KEY),
+        ("message", ev.event.message.as_str(), MAX_MESSAGE),
+        (
+            "reportingController",
+            ev.event.reporting_controller.as_str(),
+            MAX_KEY,
+        ),
+        (
+            "reportingInstance",
+            ev.event.reporting_instance.as_str(),
+            MAX_KEY,
+        ),
+    ] {
+        if text.len() > limit {
+            return Err((field, format!("{} bytes, the limit is {limit}", text.len())));
+        }
+    }
+    check_map("metadata", &ev.event.metadata)?;
+    check_map("labels", &ev.labels)
+}
+
+fn check_map(
+    field: &'static str,
+    map: &BTreeMap<String, String>,
+) -> Result<(), (&'static str, String)> {
+    if map.len() > MAX_ENTRIES {
+        return Err((
+            field,
+            format!("{} entries, the limit is {MAX_ENTRIES}", map.len()),
+        ));
+    }
+    match map
+        .iter()
+        .find(|(k, v)| k.len() > MAX_KEY || v.len() > MAX_VALUE)
+    {
+        Some((k, _)) => Err((
+            field,
+            format!(
+                "entry {:?} is longer than {MAX_KEY} (key) or {MAX_VALUE} (value) bytes",
+                k.chars().take(64).collect::<String>()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
