@@ -102,8 +102,10 @@ async fn forward_artifacts(mut watch: SourceWatch, shared: Arc<Shared>) {
         for ks in shared.store.state() {
             let src = &ks.spec.source_ref;
             let src_ns = src.namespace.as_deref().unwrap_or(&shared.ctx.namespace);
-            if ev.kind == ferry_proto::SourceKind::GitRepository
-                && src.kind == "GitRepository"
+            if matches!(
+                ev.kind,
+                ferry_proto::SourceKind::GitRepository | ferry_proto::SourceKind::Bucket
+            ) && src.kind == ev.kind.as_str()
                 && src.name == ev.name
                 && src_ns == ev.namespace
                 && !crate::status::has_applied(&ks, &ev.digest)

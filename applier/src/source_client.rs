@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_proto::api::{
-    ARTIFACT_EVENT, AgentReport, ArtifactEvent, EventBatch, HelmChartArtifact, SourceList,
-    SourceView,
+    ARTIFACT_EVENT, AgentReport, ArtifactEvent, BucketList, BucketView, EventBatch,
+    HelmChartArtifact, SourceList, SourceView,
 };
-use ferry_proto::{ArtifactRef, Digest, SourceKey};
+use ferry_proto::{ArtifactRef, Digest, SourceKey, SourceKind};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -119,6 +119,38 @@ impl SourceClient {
         name: &str,
     ) -> Result<Option<ArtifactRef>, SourceClientError> {
         Ok(self.get_source(namespace, name).await?.status.artifact)
+    }
+
+    /// `GET /v1/buckets/{namespace}/{name}`.
+    pub async fn get_bucket(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BucketView, SourceClientError> {
+        self.get_json(&format!("/v1/buckets/{namespace}/{name}"))
+            .await
+    }
+
+    /// The artifact a GitRepository or Bucket currently serves; `None` while it has none yet
+    /// (other kinds have no artifact of their own: `None`).
+    pub async fn current_artifact_of(
+        &self,
+        key: &SourceKey,
+    ) -> Result<Option<ArtifactRef>, SourceClientError> {
+        match key.kind {
+            SourceKind::GitRepository => self.current_artifact(&key.namespace, &key.name).await,
+            SourceKind::Bucket => Ok(self
+                .get_bucket(&key.namespace, &key.name)
+                .await?
+                .status
+                .artifact),
+            SourceKind::HelmRepository | SourceKind::HelmChart => Ok(None),
+        }
+    }
+
+    /// `GET /v1/buckets`.
+    pub async fn list_buckets(&self) -> Result<BucketList, SourceClientError> {
+        self.get_json("/v1/buckets").await
     }
 
     /// `GET /v1/helmrepositories/{namespace}/{repository}/charts/{chart}?version=<range>`: the
@@ -393,22 +425,36 @@ impl Watcher {
         }
     }
 
-    /// Lists every source and reports artifacts not seen yet. A failure is only logged: the
-    /// stream or the next poll will try again.
+    /// Lists every GitRepository and Bucket and reports artifacts not seen yet. A failure is
+    /// only logged: the stream or the next poll will try again.
     async fn resync(&mut self) -> Result<(), Closed> {
-        let list = match self.client.list_sources().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(error = %e, "listing sources failed");
-                return Ok(());
-            }
-        };
-        for s in list.sources {
-            if let Some(a) = s.status.artifact {
+        let mut current = Vec::new();
+        match self.client.list_sources().await {
+            Ok(l) => current.extend(l.sources.into_iter().map(|s| {
+                (
+                    SourceKind::GitRepository,
+                    s.namespace,
+                    s.name,
+                    s.status.artifact,
+                )
+            })),
+            Err(e) => tracing::debug!(error = %e, "listing sources failed"),
+        }
+        match self.client.list_buckets().await {
+            Ok(l) => current.extend(
+                l.buckets
+                    .into_iter()
+                    .map(|b| (SourceKind::Bucket, b.namespace, b.name, b.status.artifact)),
+            ),
+            // A server without buckets (older) answers 404.
+            Err(e) => tracing::debug!(error = %e, "listing buckets failed"),
+        }
+        for (kind, namespace, name, artifact) in current {
+            if let Some(a) = artifact {
                 self.report(ArtifactEvent {
-                    kind: ferry_proto::SourceKind::GitRepository,
-                    namespace: s.namespace,
-                    name: s.name,
+                    kind,
+                    namespace,
+                    name,
                     revision: a.revision,
                     digest: a.digest,
                     size: a.size,

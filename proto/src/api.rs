@@ -12,10 +12,14 @@
 //!   chart or a matching version does not exist, 422 when the range is not a valid constraint,
 //!   503 while the repository has no index yet, 502 when the chart cannot be downloaded or
 //!   packed; the message names the repository, the chart and the range.
+//! - `GET /v1/buckets` → [`BucketList`]; `GET /v1/buckets/{namespace}/{name}` → [`BucketView`]
+//!   (its `status.artifact` is the artifact of the objects under the prefix, announced on the
+//!   event stream with kind `Bucket`)
 //! - `GET /v1/artifacts/sha256/{hex}` → the artifact's `.tar.gz` (ETag = digest, immutable)
 //! - `GET /v1/events` → server-sent events, `event: artifact`, data [`ArtifactEvent`], `id` an
 //!   [`EventId`] (`<epoch>-<sequence>`) usable as `Last-Event-ID`
 //! - `POST /v1/sources/{namespace}/{name}/reconcile`, `POST
+//!   /v1/buckets/{namespace}/{name}/reconcile`, `POST
 //!   /v1/helmrepositories/{namespace}/{name}/reconcile` → 202, fetch now; an optional
 //!   `?requestedAt=<token>` (default: the time) is answered in the body and, once that fetch is
 //!   done, echoed in `status.lastHandledReconcileAt` (Flux's annotation protocol, over HTTP)
@@ -65,6 +69,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::bucket::{BucketSpec, BucketStatus};
 use crate::helm_repository::{HelmRepositorySpec, HelmRepositoryStatus};
 use crate::source::SourceKind;
 use crate::{Digest, GitRepositorySpec, GitRepositoryStatus, Revision, SourceKey};
@@ -83,6 +88,23 @@ pub struct SourceView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SourceList {
     pub sources: Vec<SourceView>,
+}
+
+/// One `Bucket` as the server sees it (the Secret's keys are never shown).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketView {
+    pub namespace: String,
+    pub name: String,
+    /// `Bucket`.
+    pub kind: String,
+    pub spec: BucketSpec,
+    pub status: BucketStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BucketList {
+    pub buckets: Vec<BucketView>,
 }
 
 /// One `HelmRepository` as the server sees it (credentials are never shown).
@@ -134,8 +156,9 @@ pub struct HelmChartArtifact {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactEvent {
-    /// The source's kind: `GitRepository` (when absent, for servers that predate kinds) or
-    /// `HelmChart` (then `name` is `<repository>/<chart>@<range>`, see the module doc).
+    /// The source's kind: `GitRepository` (when absent, for servers that predate kinds),
+    /// `Bucket`, or `HelmChart` (then `name` is `<repository>/<chart>@<range>`, see the module
+    /// doc).
     #[serde(default)]
     pub kind: SourceKind,
     pub namespace: String,

@@ -53,6 +53,8 @@ pub mod reason {
     pub const INVALID_SOURCE: &str = "InvalidSource";
     /// A Helm repository's index could not be fetched or parsed (Flux's reason).
     pub const INDEXATION_FAILED: &str = "IndexationFailed";
+    /// A bucket could not be listed or an object downloaded (Flux's reason).
+    pub const BUCKET_OPERATION_FAILED: &str = "BucketOperationFailed";
 }
 
 /// A condition's `status`.

@@ -15,6 +15,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "source.ferry.dev_helmrepositories.yaml",
             crate::HelmRepository::crd(),
         ),
+        ("source.ferry.dev_buckets.yaml", crate::Bucket::crd()),
         (
             "apply.ferry.dev_kustomizations.yaml",
             crate::Kustomization::crd(),

@@ -114,7 +114,8 @@ pub struct CrossNamespaceSourceReference {
     /// API version of the source, e.g. `source.ferry.dev/v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// Kind of the source: `GitRepository`.
+    /// Kind of the source: `GitRepository` or `Bucket` (a HelmRelease's chart may also name a
+    /// `HelmRepository`).
     pub kind: String,
     pub name: String,
     /// Default: the Kustomization's namespace.
@@ -626,7 +627,9 @@ mod tests {
         let helm = r("HelmRepository").key(NS).expect("known kind");
         assert_eq!(helm.kind, crate::SourceKind::HelmRepository);
         assert_ne!(helm, git, "same name, other kind: another source");
-        let e = r("Bucket").key(NS).expect_err("no Bucket sources yet");
-        assert!(e.to_string().contains("\"Bucket\""), "{e}");
+        let bucket = r("Bucket").key(NS).expect("known kind");
+        assert_eq!(bucket.kind, crate::SourceKind::Bucket);
+        let e = r("OCIRepository").key(NS).expect_err("no OCI sources yet");
+        assert!(e.to_string().contains("\"OCIRepository\""), "{e}");
     }
 }

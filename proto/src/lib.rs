@@ -4,7 +4,7 @@
 //! identity of an artifact ([`Digest`], the sha256 of its canonical uncompressed tar), the
 //! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
 //! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
-//! (`GitRepository`, `HelmRepository`, `Kustomization`, `HelmRelease`) whose CRDs are generated
+//! (`GitRepository`, `HelmRepository`, `Bucket`, `Kustomization`, `HelmRelease`) whose CRDs are generated
 //! from these types into `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
 //! kustomize engine and the Kubernetes API test server need. No I/O lives here.
@@ -12,6 +12,7 @@
 pub mod api;
 pub mod artifact;
 pub mod backoff;
+pub mod bucket;
 pub mod condition;
 pub mod crds;
 pub mod digest;
@@ -29,6 +30,7 @@ pub mod source;
 
 pub use artifact::{ArtifactRef, artifact_path};
 pub use backoff::Backoff;
+pub use bucket::{Bucket, BucketProvider, BucketSpec, BucketStatus, bucket_revision};
 pub use condition::{Condition, ConditionStatus};
 pub use digest::{Digest, DigestError, Hasher};
 pub use duration::{DurationError, FieldError, GoDuration, format_duration, parse_duration};

@@ -36,6 +36,8 @@ pub enum SourceKind {
     /// object anyone writes: the server makes one per resolved `(repository, chart, range)`;
     /// its key's name is `<repository>/<chart>` (see [`crate::api`]).
     HelmChart,
+    /// The objects under a prefix of an S3-protocol bucket, served as one artifact.
+    Bucket,
 }
 
 impl SourceKind {
@@ -45,6 +47,7 @@ impl SourceKind {
             Self::GitRepository => "GitRepository",
             Self::HelmRepository => "HelmRepository",
             Self::HelmChart => "HelmChart",
+            Self::Bucket => "Bucket",
         }
     }
 }
@@ -57,7 +60,7 @@ impl std::fmt::Display for SourceKind {
 
 /// A kind name that is not a [`SourceKind`] Ferry serves.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("source kind {0:?} is not supported (GitRepository, HelmRepository)")]
+#[error("source kind {0:?} is not supported (GitRepository, HelmRepository, Bucket)")]
 pub struct UnknownSourceKind(pub String);
 
 impl std::str::FromStr for SourceKind {
@@ -68,6 +71,7 @@ impl std::str::FromStr for SourceKind {
             "GitRepository" => Ok(Self::GitRepository),
             "HelmRepository" => Ok(Self::HelmRepository),
             "HelmChart" => Ok(Self::HelmChart),
+            "Bucket" => Ok(Self::Bucket),
             _ => Err(UnknownSourceKind(s.chars().take(64).collect())),
         }
     }

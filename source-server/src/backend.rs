@@ -1,10 +1,12 @@
 //! The seam between the reconcile loop and a kind of source: "is there something new, and if
-//! so, build its artifact". Today the only kind is Git ([`GitBackend`]: the mirror in
-//! [`crate::git`] and the canonical tar in [`crate::artifact`]).
+//! so, build its artifact". Git ([`GitBackend`]: the mirror in [`crate::git`] and the canonical
+//! tar in [`crate::artifact`]) and S3 buckets ([`crate::bucket::BucketBackend`]);
+//! [`ByKind`] sends each source to the backend of its kind.
 //!
 //! Implementations are blocking (gix is); the controller calls them in `spawn_blocking`, at most
 //! one call per source at a time, and sets `interrupt` when the source's timeout expires.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
@@ -20,6 +22,15 @@ pub struct Built {
     pub tar_size: u64,
     pub gz: Bytes,
     pub skipped: Vec<SkippedEntry>,
+    /// What was downloaded to build it (buckets; zero for Git, whose fetch is counted by pack).
+    pub downloaded: Downloaded,
+}
+
+/// Objects and bytes a bucket reconcile downloaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Downloaded {
+    pub objects: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -51,7 +62,7 @@ impl BackendError {
     }
 }
 
-/// A kind of source: Git today.
+/// A kind of source.
 pub trait SourceBackend: Send + Sync + 'static {
     /// Resolves the source's ref on the remote. When `current` is the same revision, returns
     /// [`Outcome::Unchanged`] without fetching; otherwise fetches it and builds the artifact.
@@ -65,3 +76,23 @@ pub trait SourceBackend: Send + Sync + 'static {
 
 mod git_backend;
 pub use git_backend::GitBackend;
+
+/// The backends of a server: each source goes to the one of its kind.
+pub struct ByKind {
+    pub git: Arc<dyn SourceBackend>,
+    pub bucket: Arc<dyn SourceBackend>,
+}
+
+impl SourceBackend for ByKind {
+    fn sync(
+        &self,
+        source: &DesiredSource,
+        current: Option<&Revision>,
+        interrupt: &AtomicBool,
+    ) -> Result<Outcome, BackendError> {
+        match source.spec {
+            crate::config::SourceSpec::Git(_) => self.git.sync(source, current, interrupt),
+            crate::config::SourceSpec::Bucket(_) => self.bucket.sync(source, current, interrupt),
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`,
-//! `HelmRepository` ([`helm`]) and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
+//! `Bucket` ([`bucket`]), `HelmRepository` ([`helm`]) and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
 //!
 //! The seam is a `tokio::sync::watch` channel of [`DesiredState`]: whoever owns the sender
 //! publishes a complete desired state; the controller diffs it against what runs. Loading is
@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use tokio::sync::watch;
 
-use ferry_proto::{GitRepository, GitRepositorySpec, HelmRepository, SourceKind};
+use ferry_proto::{Bucket, GitRepository, GitRepositorySpec, HelmRepository, SourceKind};
 
+mod bucket;
 mod file_watch;
 mod helm;
 
+pub use bucket::SourceSpec;
 pub use file_watch::{ConfigWatch, watch_file};
 pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
 
@@ -51,11 +53,11 @@ impl SecretData {
     }
 }
 
-/// One source to mirror, validated.
+/// One source to mirror (a `GitRepository` or a `Bucket`: its key's kind says which), validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredSource {
     pub key: SourceKey,
-    pub spec: GitRepositorySpec,
+    pub spec: SourceSpec,
     pub generation: Option<i64>,
     /// Resolved `secretRef`.
     pub secret: Option<SecretData>,
@@ -63,12 +65,12 @@ pub struct DesiredSource {
     pub timeout: Duration,
 }
 
-/// A `GitRepository` document whose spec is refused and that has no earlier valid version to
-/// keep running: the server shows it `Stalled` with the error, naming the field.
+/// A `GitRepository` or `Bucket` document whose spec is refused and that has no earlier valid
+/// version to keep running: the server shows it `Stalled` with the error, naming the field.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvalidSource {
     /// The spec as far as it could be read (the default when it could not be decoded at all).
-    pub spec: GitRepositorySpec,
+    pub spec: SourceSpec,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// Why it was refused.
@@ -92,10 +94,12 @@ pub struct ConfigError {
 /// A complete desired state, as published on the seam.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredState {
+    /// GitRepositories and Buckets (the key's kind tells them apart).
     pub sources: BTreeMap<SourceKey, DesiredSource>,
     /// Documents that were rejected in the last load.
     pub errors: Vec<ConfigError>,
-    /// Refused `GitRepository` documents without a valid earlier version: shown `Stalled`.
+    /// Refused `GitRepository` and `Bucket` documents without a valid earlier version: shown
+    /// `Stalled`.
     pub invalid: BTreeMap<SourceKey, InvalidSource>,
     /// Helm repositories to follow (keys of kind `HelmRepository`).
     pub helm_repositories: BTreeMap<SourceKey, DesiredHelmRepository>,
@@ -238,13 +242,43 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             ("source.ferry.dev/v1", "GitRepository") => {
                 let repo: Result<GitRepository, _> = serde_yaml::from_value(value.clone());
                 match repo {
-                    Ok(repo) => repos.push((i, object.clone(), key, meta.generation, repo.spec)),
+                    Ok(repo) => repos.push((
+                        i,
+                        object.clone(),
+                        key,
+                        meta.generation,
+                        SourceSpec::Git(repo.spec),
+                    )),
                     Err(e) => {
                         let error = err("spec", e.to_string());
                         invalid.insert(
                             key,
                             InvalidSource {
-                                spec: GitRepositorySpec::default(),
+                                spec: SourceSpec::Git(GitRepositorySpec::default()),
+                                generation: meta.generation,
+                                error: error.clone(),
+                            },
+                        );
+                        errors.push(error);
+                    }
+                }
+            }
+            ("source.ferry.dev/v1", "Bucket") => {
+                let key = SourceKey::of(SourceKind::Bucket, &key.namespace, &key.name);
+                match serde_yaml::from_value::<Bucket>(value.clone()) {
+                    Ok(b) => repos.push((
+                        i,
+                        object.clone(),
+                        key,
+                        meta.generation,
+                        SourceSpec::Bucket(b.spec),
+                    )),
+                    Err(e) => {
+                        let error = err("spec", e.to_string());
+                        invalid.insert(
+                            key,
+                            InvalidSource {
+                                spec: SourceSpec::Bucket(Default::default()),
                                 generation: meta.generation,
                                 error: error.clone(),
                             },
@@ -273,7 +307,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                     }
                 }
             }
-            (_, "GitRepository" | "HelmRepository") => errors.push(err(
+            (_, "GitRepository" | "HelmRepository" | "Bucket") => errors.push(err(
                 "apiVersion",
                 format!("{api_version:?} is not supported, use \"source.ferry.dev/v1\""),
             )),
@@ -281,7 +315,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 "kind",
                 format!(
                     "{api_version}/{kind} is not supported: expected source.ferry.dev/v1 \
-                     GitRepository or HelmRepository, or v1 Secret"
+                     GitRepository, Bucket or HelmRepository, or v1 Secret"
                 ),
             )),
         }
@@ -289,7 +323,11 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
 
     let mut sources = BTreeMap::new();
     for (i, object, key, generation, spec) in repos {
-        match validate(&key, &spec, generation, &secrets) {
+        let valid = match &spec {
+            SourceSpec::Git(git) => validate(&key, git, generation, &secrets),
+            SourceSpec::Bucket(b) => bucket::validate(&key, b, generation, &secrets),
+        };
+        match valid {
             Ok(src) => {
                 if sources.insert(key.clone(), src).is_some() {
                     errors.push(ConfigError {
@@ -383,7 +421,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     })
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name
@@ -501,7 +539,7 @@ fn validate(
     };
     Ok(DesiredSource {
         key: key.clone(),
-        spec: spec.clone(),
+        spec: SourceSpec::Git(spec.clone()),
         generation,
         secret,
         interval,

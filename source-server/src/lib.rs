@@ -19,6 +19,7 @@
 
 pub mod artifact;
 pub mod backend;
+pub mod bucket;
 pub mod cluster;
 pub mod config;
 pub mod events;

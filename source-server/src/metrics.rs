@@ -27,6 +27,8 @@ pub struct Metrics {
     config_errors: Gauge,
     helm_index: Family<Labels, Counter>,
     helm_charts: Family<Labels, Counter>,
+    bucket_objects: Family<Labels, Counter>,
+    bucket_bytes: Family<Labels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -65,6 +67,19 @@ impl Metrics {
         let config_errors = Gauge::default();
         let helm_index = Family::<Labels, Counter>::default();
         let helm_charts = Family::<Labels, Counter>::default();
+        let bucket_objects = Family::<Labels, Counter>::default();
+        let bucket_bytes = Family::<Labels, Counter>::default();
+        registry.register(
+            "bucket_objects_downloaded",
+            "Objects a Bucket reconcile downloaded to build an artifact (unchanged ETags are \
+             reused from the previous artifact, not downloaded)",
+            bucket_objects.clone(),
+        );
+        registry.register(
+            "bucket_bytes_downloaded",
+            "Bytes of the objects a Bucket reconcile downloaded to build an artifact",
+            bucket_bytes.clone(),
+        );
         registry.register(
             "helm_index_fetches",
             "HelmRepository index fetches that got an answer: result=parsed (a body, parsed) or \
@@ -113,6 +128,8 @@ impl Metrics {
             config_errors,
             helm_index,
             helm_charts,
+            bucket_objects,
+            bucket_bytes,
         }
     }
 
@@ -162,6 +179,21 @@ impl Metrics {
                 .remove(&labels(key, &[("format", format)]));
         }
         self.last_success.remove(&labels(key, &[]));
+        self.bucket_objects.remove(&labels(key, &[]));
+        self.bucket_bytes.remove(&labels(key, &[]));
+    }
+
+    /// What a Bucket reconcile downloaded (nothing is recorded for other kinds).
+    pub fn downloaded(&self, key: &SourceKey, d: crate::backend::Downloaded) {
+        if key.kind != ferry_proto::SourceKind::Bucket {
+            return;
+        }
+        self.bucket_objects
+            .get_or_create(&labels(key, &[]))
+            .inc_by(d.objects);
+        self.bucket_bytes
+            .get_or_create(&labels(key, &[]))
+            .inc_by(d.bytes);
     }
 
     pub fn artifact(&self, key: &SourceKey, tar_size: u64, gz_size: u64) {

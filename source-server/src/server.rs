@@ -1,4 +1,4 @@
-//! Wiring: storage + Git backend + controller + config watcher + HTTP listener. Used by the
+//! Wiring: storage + Git and Bucket backends + controller + config watcher + HTTP listener. Used by the
 //! binary and by tests, which run the whole server in-process on a loopback port.
 
 use std::net::SocketAddr;
@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::backend::{GitBackend, SourceBackend};
+use crate::backend::{ByKind, GitBackend, SourceBackend};
+use crate::bucket::BucketBackend;
 use crate::config::{self, ConfigWatch, LoadError};
 use crate::reconcile::{Controller, Options};
 use crate::storage::{Storage, StorageError, StorageLocation};
@@ -192,10 +193,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             dir: opts.cache.display().to_string(),
             source,
         })?;
-        Arc::new(GitBackend::with_limits(
-            opts.cache.clone(),
-            opts.limits.clone(),
-        ))
+        Arc::new(ByKind {
+            git: Arc::new(GitBackend::with_limits(
+                opts.cache.clone(),
+                opts.limits.clone(),
+            )),
+            bucket: Arc::new(BucketBackend::new(opts.limits.clone())),
+        })
     };
     start_with_backend(opts, backend).await
 }

@@ -5,6 +5,7 @@
 //!   the same digest write the same content, so `AlreadyExists` is success.
 //! - `state/sources/<namespace>/<name>.json` — a [`SourceState`] per GitRepository (current
 //!   artifact plus history), so a restarted server serves the same artifacts without refetching.
+//! - `state/buckets/<namespace>/<name>.json` — the same record per Bucket.
 //! - `state/helmrepositories/<namespace>/<name>.json` — a [`SourceState`] per HelmRepository:
 //!   its registered chart resolutions ([`ChartRecord`]) and their artifacts.
 
@@ -264,6 +265,7 @@ impl Storage {
     fn state_dir(kind: SourceKind) -> &'static str {
         match kind {
             SourceKind::GitRepository => "state/sources",
+            SourceKind::Bucket => "state/buckets",
             // Chart resolutions are recorded in their repository's state.
             SourceKind::HelmRepository | SourceKind::HelmChart => "state/helmrepositories",
         }
@@ -410,7 +412,11 @@ impl Storage {
     /// Keys of every persisted source state, of every kind.
     pub async fn list_states(&self) -> Result<Vec<SourceKey>, StorageError> {
         let mut keys = Vec::new();
-        for kind in [SourceKind::GitRepository, SourceKind::HelmRepository] {
+        for kind in [
+            SourceKind::GitRepository,
+            SourceKind::Bucket,
+            SourceKind::HelmRepository,
+        ] {
             let prefix = Path::from(Self::state_dir(kind));
             let metas: Vec<_> = self
                 .store

@@ -80,6 +80,59 @@ impl S3Server {
         Ok(())
     }
 
+    /// Writes `body` at `key` of `bucket` exactly as given — hostile keys (`../x`, `/abs`)
+    /// included, which S3 clients refuse or normalise — and returns the object's ETag without
+    /// quotes (what S3 lists).
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) -> Result<String> {
+        let reply = self.raw("PUT", bucket, key, body)?;
+        reply
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("etag")
+                    .then(|| value.trim().trim_matches('"').to_string())
+            })
+            .with_context(|| format!("putting {key:?} into {bucket}: no ETag in the answer"))
+    }
+
+    /// Deletes `key` of `bucket` (written as [`S3Server::put_object`] writes it).
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.raw("DELETE", bucket, key, b"").map(drop)
+    }
+
+    /// One request on a fresh connection; the whole reply, or an error naming the key.
+    fn raw(&self, method: &str, bucket: &str, key: &str, body: &[u8]) -> Result<String> {
+        // Every byte but unreserved ones and '/' percent-encoded, '.' too: a client-side URL
+        // parser cannot collapse `..`, and the server decodes the key as written.
+        let mut path = String::new();
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_~/".contains(&b) {
+                path.push(char::from(b));
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        // moto checks no signature, but refuses an anonymous DELETE.
+        write!(
+            conn,
+            "{method} /{bucket}/{path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/{REGION}/s3/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )?;
+        conn.write_all(body)?;
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)?;
+        let status = reply.lines().next().unwrap_or_default();
+        if !(status.contains(" 200") || status.contains(" 204")) {
+            bail!("{method} {key:?} in {bucket}: {status}");
+        }
+        Ok(reply)
+    }
+
     /// The environment an `object_store` S3 client reads (`AmazonS3Builder::from_env`).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

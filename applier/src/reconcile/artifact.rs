@@ -12,14 +12,19 @@ use crate::source_client::SourceClientError;
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// `sourceRef.kind` names a kind of source the agent does not support.
-    #[error("sourceRef.kind {kind:?} is not supported for a Kustomization (GitRepository)")]
+    #[error("sourceRef.kind {kind:?} is not supported for a Kustomization (GitRepository, Bucket)")]
     UnsupportedKind { kind: String },
     /// The source exists but has not produced an artifact yet.
-    #[error("source GitRepository/{namespace}/{name} has no artifact yet")]
-    NotReady { namespace: String, name: String },
+    #[error("source {kind}/{namespace}/{name} has no artifact yet")]
+    NotReady {
+        kind: SourceKind,
+        namespace: String,
+        name: String,
+    },
     /// The source server could not say, and no earlier artifact is known.
-    #[error("source GitRepository/{namespace}/{name}: {source}")]
+    #[error("source {kind}/{namespace}/{name}: {source}")]
     Source {
+        kind: SourceKind,
         namespace: String,
         name: String,
         #[source]
@@ -34,17 +39,18 @@ pub async fn current(
     st: &KustomizationStatus,
 ) -> Result<ArtifactRef, ArtifactError> {
     let src = &ks.spec.source_ref;
-    // A Kustomization builds from a GitRepository's tree; other kinds of source (a
-    // HelmRepository) have no tree to build, and an unknown kind is refused the same way.
+    // A Kustomization builds from a GitRepository's tree or a Bucket's objects; other kinds of
+    // source (a HelmRepository) have no tree to build, and an unknown kind is refused the
+    // same way.
     let key = match src.key(&ctx.namespace) {
-        Ok(k) if k.kind == SourceKind::GitRepository => k,
+        Ok(k) if matches!(k.kind, SourceKind::GitRepository | SourceKind::Bucket) => k,
         _ => {
             return Err(ArtifactError::UnsupportedKind {
                 kind: src.kind.clone(),
             });
         }
     };
-    current_or(&key.namespace, &src.name, ctx, || from_status(st, ctx)).await
+    current_or(key, ctx, || from_status(st, ctx)).await
 }
 
 /// The current artifact of GitRepository `namespace/name`, or the last one seen while the
@@ -54,18 +60,17 @@ pub async fn current_source(
     name: &str,
     ctx: &Context,
 ) -> Result<ArtifactRef, ArtifactError> {
-    current_or(namespace, name, ctx, || None).await
+    let key = ferry_proto::SourceKey::of(SourceKind::GitRepository, namespace, name);
+    current_or(key, ctx, || None).await
 }
 
 async fn current_or(
-    ns: &str,
-    name: &str,
+    key: ferry_proto::SourceKey,
     ctx: &Context,
     fallback: impl FnOnce() -> Option<ArtifactRef>,
 ) -> Result<ArtifactRef, ArtifactError> {
-    let key = ferry_proto::SourceKey::of(SourceKind::GitRepository, ns, name);
-    let (ns, src_name) = (ns.to_string(), name.to_string());
-    match ctx.sources.current_artifact(&ns, &src_name).await {
+    let (kind, ns, src_name) = (key.kind, key.namespace.clone(), key.name.clone());
+    match ctx.sources.current_artifact_of(&key).await {
         Ok(Some(a)) => {
             if let Ok(mut m) = ctx.artifacts.lock() {
                 m.insert(key, a.clone());
@@ -73,6 +78,7 @@ async fn current_or(
             Ok(a)
         }
         Ok(None) => Err(ArtifactError::NotReady {
+            kind,
             namespace: ns,
             name: src_name,
         }),
@@ -89,6 +95,7 @@ async fn current_or(
                 return Ok(a);
             }
             Err(ArtifactError::Source {
+                kind,
                 namespace: ns,
                 name: src_name,
                 source: e,

@@ -99,6 +99,57 @@ impl Rules {
     }
 }
 
+/// Ignore rules over flat object keys (a Bucket), as Flux matches them: the bucket's
+/// `.sourceignore` object, then `spec.ignore`, no default excludes; a key is matched with its
+/// parent "directories", so `dir/` leaves out every key below `dir/`, and the last pattern
+/// that matches the key or one of its parents decides (go-git's matcher, which Flux uses).
+pub struct KeyRules {
+    /// Lowest precedence first.
+    lists: Vec<List<Ignore>>,
+}
+
+impl KeyRules {
+    pub fn new(sourceignore: Option<&[u8]>, spec_ignore: Option<&str>) -> Self {
+        let lists = sourceignore
+            .map(|b| list(b, None))
+            .into_iter()
+            .chain(spec_ignore.map(|s| list(s.as_bytes(), None)))
+            .collect();
+        Self { lists }
+    }
+
+    /// Whether `key` (a whole object key, not ending in `/`) is left out.
+    pub fn is_ignored(&self, key: &str) -> bool {
+        let key = key.as_bytes();
+        for l in self.lists.iter().rev() {
+            let mut best: Option<(usize, bool)> = None;
+            let ends = key
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'/')
+                .map(|(i, _)| (i, true))
+                .chain(std::iter::once((key.len(), false)));
+            for (end, is_dir) in ends {
+                if end == 0 {
+                    continue;
+                }
+                let path: &BStr = key[..end].as_bstr();
+                let basename = path.rfind_byte(b'/').map(|p| p + 1);
+                if let Some(m) =
+                    pattern_matching_relative_path(l, path, basename, Some(is_dir), Case::Sensitive)
+                    && best.is_none_or(|(seq, _)| m.sequence_number > seq)
+                {
+                    best = Some((m.sequence_number, !m.pattern.is_negative()));
+                }
+            }
+            if let Some((_, ignored)) = best {
+                return ignored;
+            }
+        }
+        false
+    }
+}
+
 fn list(bytes: &[u8], base: Option<gix::bstr::BString>) -> List<Ignore> {
     let patterns = gix_ignore::parse(bytes, false)
         .map(
@@ -132,6 +183,28 @@ mod tests {
         assert!(ignored(&r, ".gitignore", false));
         assert!(!ignored(&r, "deploy/app.yaml", false));
         assert!(!ignored(&r, ".sourceignore", false));
+    }
+
+    #[test]
+    fn keys_are_matched_with_their_parents_as_flux_does() {
+        let r = KeyRules::new(
+            Some(b"drafts/\n*.md\n"),
+            Some("!README.md\n/apps/*/secret.yaml\n"),
+        );
+        assert!(
+            r.is_ignored("drafts/a/b.yaml"),
+            "a parent directory matches"
+        );
+        assert!(r.is_ignored("x/notes.md"));
+        assert!(
+            !r.is_ignored("x/README.md"),
+            "spec.ignore overrides .sourceignore"
+        );
+        assert!(r.is_ignored("apps/web/secret.yaml"));
+        assert!(!r.is_ignored("other/apps/web/secret.yaml"), "anchored");
+        assert!(!r.is_ignored("apps/web/deploy.yaml"));
+        assert!(!r.is_ignored("logo.png"), "no default excludes for buckets");
+        assert!(!KeyRules::new(None, None).is_ignored(".github/x"));
     }
 
     #[test]

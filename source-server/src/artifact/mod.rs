@@ -17,7 +17,7 @@ use ferry_proto::condition::reason;
 use ferry_proto::{Digest, LimitError, Revision, SkippedEntry};
 
 pub use files::{File, build_from_files, safe_path};
-pub use ignore::{DEFAULT_EXCLUDES, SOURCEIGNORE};
+pub use ignore::{DEFAULT_EXCLUDES, KeyRules, SOURCEIGNORE};
 
 use crate::git::Mirror;
 

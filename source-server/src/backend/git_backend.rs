@@ -87,13 +87,20 @@ impl SourceBackend for GitBackend {
         current: Option<&Revision>,
         interrupt: &AtomicBool,
     ) -> Result<Outcome, BackendError> {
+        let Some(spec) = source.spec.git() else {
+            return Err(BackendError {
+                reason: ferry_proto::condition::reason::INVALID_SPEC,
+                message: format!("{} {}: not a GitRepository", source.key.kind, source.key),
+                transient: false,
+            });
+        };
         let git = GitSource {
-            url: source.spec.url.clone(),
-            reference: source.spec.reference.clone(),
+            url: spec.url.clone(),
+            reference: spec.reference.clone(),
             auth: source
                 .secret
                 .as_ref()
-                .and_then(|s| credentials(&source.spec.url, s)),
+                .and_then(|s| credentials(&spec.url, s)),
             timeout: source.timeout,
         };
         let mirror = self.mirror(source).map_err(|e| git_error(source, e))?;
@@ -106,7 +113,7 @@ impl SourceBackend for GitBackend {
         let rev = mirror
             .fetch(&git, &rev, interrupt)
             .map_err(|e| git_error(source, e))?;
-        let built = build_artifact(&mirror, &rev, source.spec.ignore.as_deref(), &self.limits)
+        let built = build_artifact(&mirror, &rev, spec.ignore.as_deref(), &self.limits)
             .map_err(|e| artifact_error(source, e))?;
         Ok(Outcome::Built(
             rev,
@@ -115,6 +122,7 @@ impl SourceBackend for GitBackend {
                 tar_size: built.tar_size,
                 gz: Bytes::from(built.gz),
                 skipped: built.skipped,
+                downloaded: Default::default(),
             },
         ))
     }

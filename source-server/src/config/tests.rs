@@ -86,7 +86,7 @@ fn zero_and_misspelt_durations_are_refused_naming_the_field() {
         assert!(e.message.contains(value), "{}", e.message);
         let invalid = &state.invalid[&key("team-a", "app")];
         assert_eq!(invalid.error, *e);
-        assert_eq!(invalid.spec.url, "https://x/y");
+        assert_eq!(invalid.spec.git().expect("git").url, "https://x/y");
     }
 }
 
@@ -103,7 +103,11 @@ fn a_broken_edit_keeps_the_previous_version_running() {
         "the refused edit is kept beside it, to be shown"
     );
     assert_eq!(
-        after.sources[&key("team-a", "app")].spec.url,
+        after.sources[&key("team-a", "app")]
+            .spec
+            .git()
+            .expect("git")
+            .url,
         "https://git.example/app.git"
     );
 }
@@ -136,7 +140,7 @@ fn field_errors_for_ref_kind_and_name() {
             "ref: {semver: '>>1'}",
             "spec.ref.semver",
         ),
-        ("kind: GitRepository", "kind: Bucket", "kind"),
+        ("kind: GitRepository", "kind: OCIRepository", "kind"),
         ("name: app,", "name: App_1,", "metadata.name"),
     ];
     for (from, to, field) in cases {
@@ -250,5 +254,58 @@ fn invalid_helm_repositories_name_the_field() {
         assert!(e.message.contains(needle), "{spec}: {e}");
         let key = SourceKey::of(SourceKind::HelmRepository, "default", "r");
         assert!(state.invalid_helm.contains_key(&key), "{spec}");
+    }
+}
+
+#[test]
+fn buckets_are_read_with_fluxs_fields_and_refused_naming_the_field() {
+    let doc = |spec: &str| {
+        format!(
+            "apiVersion: source.ferry.dev/v1\nkind: Bucket\nmetadata: {{name: b, namespace: team-a}}\n\
+             spec:\n{spec}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s3, namespace: team-a}}\n\
+             stringData: {{accesskey: AK, secretkey: SK}}\n"
+        )
+    };
+    let good = doc(
+        "  bucketName: my-bucket\n  endpoint: 127.0.0.1:9000\n  insecure: true\n  prefix: apps/\n  \
+         secretRef: {name: s3}\n  interval: 5m\n  ignore: '*.md'",
+    );
+    let state = parse("f.yaml", &good, &DesiredState::default()).expect("parses");
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    let bkey = SourceKey::of(SourceKind::Bucket, "team-a", "b");
+    let b = &state.sources[&bkey];
+    assert_eq!(
+        b.spec.bucket().expect("bucket").prefix.as_deref(),
+        Some("apps/")
+    );
+    assert_eq!(
+        b.secret.as_ref().and_then(|s| s.get_str("accesskey")),
+        Some("AK")
+    );
+    assert_eq!(b.interval, std::time::Duration::from_secs(300));
+    for (spec, field) in [
+        (
+            "  bucketName: My_Bucket\n  endpoint: h:1",
+            "spec.bucketName",
+        ),
+        ("  bucketName: bkt\n  endpoint: http://h:1", "spec.endpoint"),
+        (
+            "  bucketName: bkt\n  endpoint: h\n  prefix: /abs",
+            "spec.prefix",
+        ),
+        (
+            "  bucketName: bkt\n  endpoint: h\n  secretRef: {name: nope}",
+            "spec.secretRef.name",
+        ),
+        (
+            "  bucketName: bkt\n  endpoint: h\n  interval: 0s",
+            "spec.interval",
+        ),
+    ] {
+        let state = parse("f.yaml", &doc(spec), &DesiredState::default()).expect("parses");
+        let e = &state.errors[0];
+        assert_eq!(e.field, field, "{spec}: {e}");
+        assert_eq!(e.object, "Bucket/team-a/b");
+        assert!(state.invalid.contains_key(&bkey), "{spec}: shown Stalled");
     }
 }

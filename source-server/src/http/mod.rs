@@ -4,6 +4,7 @@
 //! - `POST /v1/sources/{namespace}/{name}/reconcile`: 202, reconcile now (409 when suspended)
 //! - `GET|HEAD /v1/artifacts/sha256/{hex}`: the `.tar.gz`, immutable, ETag, 304, Range
 //! - `GET /v1/events`: server-sent events, see [`crate::events`]
+//! - `GET /v1/buckets`, `GET /v1/buckets/{namespace}/{name}`: JSON status; `POST …/reconcile`
 //! - `GET /v1/helmrepositories`, `GET /v1/helmrepositories/{namespace}/{name}`: JSON status;
 //!   `POST …/reconcile`: fetch the index now
 //! - `GET /v1/helmrepositories/{namespace}/{name}/charts/{chart}?version=<range>`: resolve and
@@ -16,6 +17,7 @@
 
 mod agents;
 mod artifacts;
+mod buckets;
 mod events;
 mod helm;
 mod page;
@@ -43,6 +45,12 @@ pub fn router(controller: Controller) -> Router {
         .route(
             "/v1/artifacts/sha256/{hex}",
             get(artifacts::get).head(artifacts::get),
+        )
+        .route("/v1/buckets", get(buckets::list))
+        .route("/v1/buckets/{namespace}/{name}", get(buckets::get_one))
+        .route(
+            "/v1/buckets/{namespace}/{name}/reconcile",
+            post(buckets::reconcile),
         )
         .route("/v1/helmrepositories", get(helm::list))
         .route(

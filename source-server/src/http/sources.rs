@@ -32,7 +32,7 @@ pub(super) async fn get_one(
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ReconcileQuery {
-    requested_at: Option<String>,
+    pub(super) requested_at: Option<String>,
 }
 
 pub(super) async fn reconcile(
@@ -40,7 +40,11 @@ pub(super) async fn reconcile(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<ReconcileQuery>,
 ) -> Response {
-    let key = SourceKey::new(namespace, name);
+    request_reconcile(&c, SourceKey::new(namespace, name), q)
+}
+
+/// A reconcile request of a GitRepository or a Bucket.
+pub(super) fn request_reconcile(c: &Controller, key: SourceKey, q: ReconcileQuery) -> Response {
     if q.requested_at.as_ref().is_some_and(|t| t.len() > 128) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -55,18 +59,19 @@ pub(super) async fn reconcile(
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(json!({
-                "message": format!("reconcile of {key} requested"),
+                "message": format!("reconcile of {} {key} requested", key.kind),
                 "requestedAt": token,
             })),
         )
             .into_response(),
-        Err(TriggerError::NotFound) => {
-            error(StatusCode::NOT_FOUND, format!("source {key} not found"))
-        }
+        Err(TriggerError::NotFound) => error(
+            StatusCode::NOT_FOUND,
+            format!("{} {key} not found", key.kind),
+        ),
         Err(TriggerError::InvalidSpec(message)) => error(StatusCode::CONFLICT, message),
         Err(TriggerError::Suspended) => error(
             StatusCode::CONFLICT,
-            format!("source {key} is suspended (spec.suspend: true)"),
+            format!("{} {key} is suspended (spec.suspend: true)", key.kind),
         ),
     }
 }

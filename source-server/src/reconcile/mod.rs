@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ferry_proto::Backoff;
 use ferry_proto::GitRepositoryStatus;
-use ferry_proto::api::{ArtifactEvent, SourceView};
-use ferry_proto::condition;
+use ferry_proto::api::{ArtifactEvent, BucketView, SourceView};
+use ferry_proto::{Backoff, SourceKind};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -35,7 +34,9 @@ mod status;
 mod task;
 
 pub(crate) use status::artifact_url;
-use status::{artifact_event, initial_status, invalid_status, view};
+use status::{
+    artifact_event, bucket_view, initial_status, invalid_bucket_view, invalid_view, view,
+};
 pub(crate) use task::jitter;
 use task::spawn_source;
 
@@ -93,7 +94,7 @@ pub(crate) struct Inner {
     pub(crate) storage_lock: tokio::sync::Mutex<()>,
     config_errors: RwLock<Vec<ConfigError>>,
     /// Sources whose config document is refused and that have nothing running: shown `Stalled`.
-    invalid: RwLock<BTreeMap<SourceKey, SourceView>>,
+    invalid: RwLock<BTreeMap<SourceKey, InvalidSource>>,
     ready: AtomicBool,
     /// One lock per source, taken inside the blocking backend call.
     mirror_locks: std::sync::Mutex<BTreeMap<SourceKey, Arc<std::sync::Mutex<()>>>>,
@@ -170,22 +171,66 @@ impl Controller {
             .clone()
     }
 
-    /// Every source, running or refused, in key order.
+    /// Every GitRepository, running or refused, in key order.
     pub fn sources(&self) -> Vec<SourceView> {
-        let mut all: BTreeMap<SourceKey, SourceView> = self.inner.read_invalid().clone();
+        self.views(SourceKind::GitRepository, view, invalid_view)
+    }
+
+    /// One GitRepository (a key of kind `GitRepository`), running or refused.
+    pub fn source(&self, key: &SourceKey) -> Option<SourceView> {
+        self.view_of(key, view, invalid_view)
+    }
+
+    /// Every Bucket, running or refused, in key order.
+    pub fn buckets(&self) -> Vec<BucketView> {
+        self.views(SourceKind::Bucket, bucket_view, invalid_bucket_view)
+    }
+
+    /// One Bucket (a key of kind `Bucket`), running or refused.
+    pub fn bucket(&self, key: &SourceKey) -> Option<BucketView> {
+        self.view_of(key, bucket_view, invalid_bucket_view)
+    }
+
+    fn views<V>(
+        &self,
+        kind: SourceKind,
+        running: fn(&SourceKey, &Slot) -> Option<V>,
+        refused: fn(&SourceKey, &InvalidSource) -> Option<V>,
+    ) -> Vec<V> {
+        let mut all: BTreeMap<SourceKey, V> = self
+            .inner
+            .read_invalid()
+            .iter()
+            .filter(|(k, _)| k.kind == kind)
+            .filter_map(|(k, i)| Some((k.clone(), refused(k, i)?)))
+            .collect();
         all.extend(
             self.inner
                 .read_slots()
                 .iter()
-                .map(|(k, s)| (k.clone(), view(k, s))),
+                .filter(|(k, _)| k.kind == kind)
+                .filter_map(|(k, s)| Some((k.clone(), running(k, s)?))),
         );
         all.into_values().collect()
     }
 
-    /// One source, running or refused.
-    pub fn source(&self, key: &SourceKey) -> Option<SourceView> {
-        let running = self.inner.read_slots().get(key).map(|s| view(key, s));
-        running.or_else(|| self.inner.read_invalid().get(key).cloned())
+    fn view_of<V>(
+        &self,
+        key: &SourceKey,
+        running: fn(&SourceKey, &Slot) -> Option<V>,
+        refused: fn(&SourceKey, &InvalidSource) -> Option<V>,
+    ) -> Option<V> {
+        let found = self
+            .inner
+            .read_slots()
+            .get(key)
+            .and_then(|s| running(key, s));
+        found.or_else(|| {
+            self.inner
+                .read_invalid()
+                .get(key)
+                .and_then(|i| refused(key, i))
+        })
     }
 
     /// Every source's current artifact, and every registered chart resolution's, as events
@@ -233,13 +278,10 @@ impl Controller {
         let mut slots = self.inner.write_slots();
         let Some(slot) = slots.get_mut(key) else {
             let invalid = self.inner.read_invalid();
-            let stalled = invalid.get(key).and_then(|v| {
-                condition::find_condition(&v.status.conditions, condition::STALLED)
-                    .map(|c| c.message.clone())
-            });
+            let stalled = invalid.get(key).map(|i| status::invalid_message(key, i));
             return Err(stalled.map_or(TriggerError::NotFound, TriggerError::InvalidSpec));
         };
-        if slot.desired.spec.suspend {
+        if slot.desired.spec.suspend() {
             return Err(TriggerError::Suspended);
         }
         slot.requested = Some(requested_at.to_string());
@@ -273,20 +315,7 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = desired.errors.clone();
         inner.metrics.set_config_errors(desired.errors.len());
-        *inner.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired
-            .invalid
-            .iter()
-            .map(|(key, invalid)| {
-                let v = SourceView {
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                    kind: "GitRepository".into(),
-                    spec: status::redacted(&invalid.spec),
-                    status: invalid_status(key, invalid),
-                };
-                (key.clone(), v)
-            })
-            .collect();
+        *inner.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired.invalid.clone();
 
         let removed: Vec<SourceKey> = inner
             .read_slots()
@@ -347,7 +376,7 @@ impl Controller {
                             task,
                         },
                     );
-                    tracing::info!(source = %key, url = %crate::git::redact_url(&src.spec.url), "source added");
+                    tracing::info!(source = %key, kind = %key.kind, from = %src.spec.location(), "source added");
                 }
             }
         }
@@ -382,7 +411,9 @@ impl Controller {
                 .iter()
                 .any(|e| e.object.ends_with(&format!("/{key}")));
             let configured = match key.kind {
-                ferry_proto::SourceKind::GitRepository => desired.sources.contains_key(&key),
+                SourceKind::GitRepository | SourceKind::Bucket => {
+                    desired.sources.contains_key(&key)
+                }
                 _ => desired.helm_repositories.contains_key(&key),
             };
             if configured || named_in_error {
@@ -401,7 +432,7 @@ impl Inner {
         self.slots.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read_invalid(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SourceKey, SourceView>> {
+    fn read_invalid(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SourceKey, InvalidSource>> {
         self.invalid.read().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,6 +1,6 @@
 //! Status bookkeeping: the conditions a reconcile leaves behind, and the API views of a source.
 
-use ferry_proto::api::{ArtifactEvent, Severity, SourceView};
+use ferry_proto::api::{ArtifactEvent, BucketView, Severity, SourceView};
 use ferry_proto::condition::{self, Progress, reason, record, remove_condition, set_condition};
 use ferry_proto::{
     ArtifactRef, Condition, ConditionStatus, GitRepositorySpec, GitRepositoryStatus, artifact_path,
@@ -9,10 +9,54 @@ use ferry_proto::{
 use super::{Inner, Slot};
 use crate::SourceKey;
 use crate::backend::BackendError;
-use crate::config::{DesiredSource, InvalidSource};
+use crate::config::{DesiredSource, InvalidSource, SourceSpec};
 use crate::storage::SourceState;
 
-pub(super) fn view(key: &SourceKey, slot: &Slot) -> SourceView {
+/// The API view of a running GitRepository (`None` for other kinds).
+pub(super) fn view(key: &SourceKey, slot: &Slot) -> Option<SourceView> {
+    Some(SourceView {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        kind: key.kind.to_string(),
+        spec: redacted(slot.desired.spec.git()?),
+        status: view_status(key, slot),
+    })
+}
+
+/// The API view of a running Bucket (`None` for other kinds).
+pub(super) fn bucket_view(key: &SourceKey, slot: &Slot) -> Option<BucketView> {
+    Some(BucketView {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        kind: key.kind.to_string(),
+        spec: slot.desired.spec.bucket()?.clone(),
+        status: view_status(key, slot),
+    })
+}
+
+/// The API view of a refused GitRepository document.
+pub(super) fn invalid_view(key: &SourceKey, invalid: &InvalidSource) -> Option<SourceView> {
+    Some(SourceView {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        kind: key.kind.to_string(),
+        spec: redacted(invalid.spec.git()?),
+        status: invalid_status(key, invalid),
+    })
+}
+
+/// The API view of a refused Bucket document.
+pub(super) fn invalid_bucket_view(key: &SourceKey, invalid: &InvalidSource) -> Option<BucketView> {
+    Some(BucketView {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        kind: key.kind.to_string(),
+        spec: invalid.spec.bucket()?.clone(),
+        status: invalid_status(key, invalid),
+    })
+}
+
+fn view_status(key: &SourceKey, slot: &Slot) -> GitRepositoryStatus {
     let mut status = slot.status.clone();
     if let Some(refused) = &slot.rejected {
         // Over the reconcile's own conditions, which keep describing the served settings.
@@ -32,13 +76,7 @@ pub(super) fn view(key: &SourceKey, slot: &Slot) -> SourceView {
             },
         );
     }
-    SourceView {
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
-        kind: "GitRepository".into(),
-        spec: redacted(&slot.desired.spec),
-        status,
-    }
+    status
 }
 
 /// `spec` with the credentials of its URL removed: what the API shows (a `user:token@` in
@@ -87,7 +125,7 @@ pub(super) fn initial_status(
         conditions: Vec::new(),
         last_handled_reconcile_at: None,
     };
-    let message = format!("GitRepository {}: reconciliation in progress", src.key);
+    let message = format!("{} {}: reconciliation in progress", src.key.kind, src.key);
     record(
         &mut status.conditions,
         src.generation,
@@ -126,10 +164,14 @@ pub(super) fn invalid_status(key: &SourceKey, invalid: &InvalidSource) -> GitRep
     status
 }
 
-fn invalid_message(key: &SourceKey, invalid: &InvalidSource) -> String {
+pub(super) fn invalid_message(key: &SourceKey, invalid: &InvalidSource) -> String {
     format!(
-        "GitRepository {key}: invalid spec: {}: {} ({}, document {})",
-        invalid.error.field, invalid.error.message, invalid.error.file, invalid.error.document
+        "{} {key}: invalid spec: {}: {} ({}, document {})",
+        key.kind,
+        invalid.error.field,
+        invalid.error.message,
+        invalid.error.file,
+        invalid.error.document
     )
 }
 
@@ -164,11 +206,14 @@ pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) {
     let key = &src.key;
     let retry = e.retryable();
     inner.metrics.failure(key, e.reason);
-    let message = crate::git::redact_credentials(&e.message, &src.spec.url);
+    let message = match &src.spec {
+        SourceSpec::Git(g) => crate::git::redact_credentials(&e.message, &g.url),
+        SourceSpec::Bucket(_) => e.message.clone(),
+    };
     let message = if message.contains(&key.to_string()) {
         message
     } else {
-        format!("GitRepository {key}: {message}")
+        format!("{} {key}: {message}", key.kind)
     };
     tracing::warn!(reason = %e.reason, error = %message, retry, "reconcile failed");
     inner.notifications.emit(crate::notification::source_event(

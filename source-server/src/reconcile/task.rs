@@ -35,10 +35,10 @@ pub(super) enum Next {
 }
 
 pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: Arc<Notify>) {
-    if src.spec.suspend {
+    if src.spec.suspend() {
         let message = format!(
-            "GitRepository {} is suspended; the last artifact stays served",
-            src.key
+            "{} {} is suspended; the last artifact stays served",
+            src.key.kind, src.key
         );
         inner.update_status(&src.key, |slot| {
             record(
@@ -52,7 +52,7 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
     let mut failures: u32 = 0;
     let span = tracing::info_span!(
         "reconcile",
-        kind = "GitRepository",
+        kind = %src.key.kind,
         namespace = %src.key.namespace,
         name = %src.key.name,
     );
@@ -103,10 +103,7 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
         let status = slots.get(key).map(|s| s.status.clone()).unwrap_or_default();
         (status.artifact.map(|a| a.revision), status.observed_ignore)
     };
-    let message = format!(
-        "GitRepository {key}: checking {}",
-        crate::git::redact_url(&src.spec.url)
-    );
+    let message = format!("{} {key}: checking {}", key.kind, src.spec.location());
     inner.update_status(key, |slot| {
         record(
             &mut slot.status.conditions,
@@ -115,7 +112,7 @@ pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> N
         );
     });
     // A changed ignore setting needs a rebuild even when the ref did not move.
-    let current = current.filter(|_| observed_ignore == src.spec.ignore);
+    let current = current.filter(|_| observed_ignore.as_deref() == src.spec.ignore());
     let result = run_backend(inner, src, current).await;
     let ok = result.is_ok();
     let next = match result {
@@ -157,6 +154,10 @@ pub(super) async fn run_backend(
     // the blocking job would otherwise run on and hold the mirror.
     let _on_drop = InterruptOnDrop(interrupt.clone());
     let lock = inner.mirror_lock(&src.key);
+    let failed_reason = match src.key.kind {
+        ferry_proto::SourceKind::Bucket => reason::BUCKET_OPERATION_FAILED,
+        _ => reason::GIT_OPERATION_FAILED,
+    };
     let backend = inner.backend.clone();
     let job_src = src.clone();
     let job_interrupt = interrupt.clone();
@@ -164,8 +165,11 @@ pub(super) async fn run_backend(
         let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
         if job_interrupt.load(Ordering::Relaxed) {
             return Err(BackendError {
-                reason: reason::GIT_OPERATION_FAILED,
-                message: format!("GitRepository {}: interrupted before starting", job_src.key),
+                reason: failed_reason,
+                message: format!(
+                    "{} {}: interrupted before starting",
+                    job_src.key.kind, job_src.key
+                ),
                 transient: true,
             });
         }
@@ -174,19 +178,20 @@ pub(super) async fn run_backend(
     match tokio::time::timeout(src.timeout, job).await {
         Ok(Ok(r)) => r,
         Ok(Err(join)) => Err(BackendError {
-            reason: reason::GIT_OPERATION_FAILED,
-            message: format!("GitRepository {}: backend task failed: {join}", src.key),
+            reason: failed_reason,
+            message: format!("{} {}: backend task failed: {join}", src.key.kind, src.key),
             transient: true,
         }),
         Err(_) => {
             interrupt.store(true, Ordering::Relaxed);
             Err(BackendError {
-                reason: reason::GIT_OPERATION_FAILED,
+                reason: failed_reason,
                 message: format!(
-                    "GitRepository {}: timed out after {:?} (spec.timeout) while syncing {}",
+                    "{} {}: timed out after {:?} (spec.timeout) while syncing {}",
+                    src.key.kind,
                     src.key,
                     src.timeout,
-                    crate::git::redact_url(&src.spec.url)
+                    src.spec.location()
                 ),
                 transient: true,
             })
@@ -214,7 +219,7 @@ pub(super) async fn store(
     let key = &src.key;
     let storage_err = |e: crate::storage::StorageError| BackendError {
         reason: reason::STORAGE_OPERATION_FAILED,
-        message: format!("GitRepository {key}: {e}"),
+        message: format!("{} {key}: {e}", key.kind),
         transient: true,
     };
     let gz_size = built.gz.len() as u64;
@@ -260,7 +265,7 @@ pub(super) async fn store(
         let state = SourceState {
             artifact: Some(artifact.clone()),
             history: history.clone(),
-            observed_ignore: src.spec.ignore.clone(),
+            observed_ignore: src.spec.ignore().map(str::to_string),
             skipped: built.skipped.clone(),
             charts: Vec::new(),
         };
@@ -272,13 +277,14 @@ pub(super) async fn store(
         inner.update_status(key, |slot| {
             slot.status.artifact = Some(artifact);
             slot.status.skipped = built.skipped;
-            slot.status.observed_ignore = src.spec.ignore.clone();
+            slot.status.observed_ignore = src.spec.ignore().map(str::to_string);
             slot.history = history;
         });
         changed
     };
     succeed(inner, src, rev);
     inner.metrics.artifact(key, built.tar_size, gz_size);
+    inner.metrics.downloaded(key, built.downloaded);
     tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {
         inner.notifications.emit(crate::notification::source_event(
