@@ -70,24 +70,30 @@ pub async fn context(
     kubeconfig: Option<&Path>,
     cache_dir: Option<&Path>,
     limits: ArtifactLimits,
+    source_token: Option<&Path>,
 ) -> Result<Context, ConnectError> {
+    let token = source_token.map(|p| Arc::new(crate::source_client::SourceToken::new(p)));
     let client = client(kubeconfig).await?;
     let cache_dir = cache_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
     let fetcher = Fetcher::new(FetcherConfig {
         limits,
+        token: token.clone(),
         ..FetcherConfig::new(source_server, &cache_dir)
     })
     .map_err(|source| ConnectError::Cache {
         dir: cache_dir.clone(),
         source,
     })?;
-    let sources =
+    let mut sources =
         SourceClient::new(source_server).map_err(|source| ConnectError::SourceServer {
             url: source_server.to_string(),
             source,
         })?;
+    if let Some(t) = token {
+        sources = sources.with_token(t);
+    }
     let metrics = Metrics::new();
     let reporter = Reporter::new(namespace, metrics.clone());
     Ok(Context {

@@ -22,7 +22,10 @@ use crate::fetch::error_chain;
 use ferry_proto::Backoff;
 
 mod sse;
+mod token;
+
 pub use sse::{SseEvent, SseParser};
+pub use token::SourceToken;
 
 /// Largest JSON response accepted from the source server.
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -82,6 +85,7 @@ impl Default for WatchConfig {
 pub struct SourceClient {
     base: String,
     http: reqwest::Client,
+    token: Option<std::sync::Arc<SourceToken>>,
 }
 
 impl SourceClient {
@@ -95,7 +99,25 @@ impl SourceClient {
                 url: base.clone(),
                 why: error_chain(&e),
             })?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// Sends `token` with every request (a source server with tenancy requires it).
+    pub fn with_token(mut self, token: std::sync::Arc<SourceToken>) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// `req` with the agent's token, when it has one.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.as_ref().and_then(|t| t.header()) {
+            Some(v) => req.header(reqwest::header::AUTHORIZATION, v),
+            None => req,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -191,8 +213,7 @@ impl SourceClient {
         url: String,
     ) -> Result<T, SourceClientError> {
         let resp = self
-            .http
-            .get(&url)
+            .authorize(self.http.get(&url))
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -256,7 +277,8 @@ impl SourceClient {
         request: reqwest::RequestBuilder,
         url: String,
     ) -> Result<(), SourceClientError> {
-        let resp = request
+        let resp = self
+            .authorize(request)
             .timeout(Duration::from_secs(10))
             .send()
             .await
@@ -359,8 +381,7 @@ impl Watcher {
         let url = format!("{}/v1/events", self.client.base);
         let mut req = self
             .client
-            .http
-            .get(&url)
+            .authorize(self.client.http.get(&url))
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(id) = &self.last_event_id {
             req = req.header("Last-Event-ID", id);

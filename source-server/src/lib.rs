@@ -32,6 +32,7 @@ pub mod notification;
 pub mod reconcile;
 pub mod server;
 pub mod storage;
+pub mod tenancy;
 
 /// A source's identity: `namespace/name` (defined in proto, shared with the API and agents).
 pub use ferry_proto::SourceKey;

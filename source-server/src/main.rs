@@ -79,6 +79,24 @@ struct HelmArgs {
     helm_registration_ttl: std::time::Duration,
 }
 
+/// Cluster mode: who may see what (README, "Tenancy").
+#[derive(clap::Args)]
+struct TenancyArgs {
+    /// Serve every source to anyone who can reach the server (no tokens): only for a cluster
+    /// with a single tenant.
+    #[arg(long, env = "FERRY_NO_TENANCY")]
+    no_tenancy: bool,
+    /// The audience agents' ServiceAccount tokens must be minted for.
+    #[arg(long, env = "FERRY_TOKEN_AUDIENCE", default_value = ferry_source_server::cluster::DEFAULT_AUDIENCE)]
+    token_audience: String,
+    /// Users in this group see every source (repeatable), e.g. for the status page.
+    #[arg(long, env = "FERRY_OPERATOR_GROUP", value_delimiter = ',')]
+    operator_group: Vec<String>,
+    /// Every source in this namespace is visible to every tenant (repeatable).
+    #[arg(long, env = "FERRY_SHARED_NAMESPACE", value_delimiter = ',')]
+    shared_namespace: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -101,6 +119,8 @@ enum Command {
         /// `ferry.dev/tenant=true`); default every namespace.
         #[arg(long, env = "FERRY_NAMESPACE_SELECTOR", requires = "cluster")]
         namespace_selector: Option<String>,
+        #[command(flatten)]
+        tenancy: TenancyArgs,
         /// Artifact storage: a directory, or s3://bucket/prefix (credentials, region and
         /// endpoint from the AWS_* environment variables).
         #[arg(long, env = "FERRY_STORAGE", default_value = "./ferry-data")]
@@ -146,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             cluster,
             namespace_selector,
+            tenancy,
             storage,
             cache,
             listen,
@@ -156,7 +177,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut opts = ServeOptions::new(config.unwrap_or_default(), storage, cache);
             if cluster {
-                opts.config = ConfigSource::Cluster(ClusterOptions { namespace_selector });
+                opts.config = ConfigSource::Cluster(ClusterOptions {
+                    namespace_selector,
+                    tenancy: !tenancy.no_tenancy,
+                    audience: tenancy.token_audience,
+                    operator_groups: tenancy.operator_group,
+                    shared_namespaces: tenancy.shared_namespace,
+                });
             }
             opts.listen = listen;
             opts.public_url = public_url;

@@ -14,8 +14,11 @@ use tokio::task::JoinHandle;
 use crate::backend::{ByKind, GitBackend, SourceBackend};
 use crate::bucket::BucketBackend;
 use crate::config::{self, ConfigWatch, LoadError};
+use crate::http::access::Tenancy;
 use crate::reconcile::{Controller, Options};
 use crate::storage::{Storage, StorageError, StorageLocation};
+use crate::tenancy::Policy;
+use crate::tenancy::review::Reviewer;
 
 /// The base URL agents download artifacts from (`--public-url`): `http` or `https` with a
 /// host, optionally a path, no query. Shown without a trailing `/`.
@@ -240,17 +243,28 @@ pub async fn start_with_backend(
         },
     );
     let (tx, rx) = config::channel();
-    let feed = match &opts.config {
-        ConfigSource::File(path) => Feed::File(config::watch_file(path.clone(), tx)?),
+    let (feed, tenancy) = match &opts.config {
+        ConfigSource::File(path) => (Feed::File(config::watch_file(path.clone(), tx)?), None),
         ConfigSource::Cluster(cluster) => {
             let client = kube::Client::try_default().await.map_err(|e| {
                 ServeError::Cluster(format!("no usable kubeconfig or in-cluster config: {e}"))
             })?;
-            Feed::Cluster(
-                crate::cluster::start(client, controller.clone(), tx, cluster.clone())
+            let policy = Arc::new(Policy::new(cluster.shared_namespaces.clone()));
+            let tenancy = cluster.tenancy.then(|| {
+                Arc::new(Tenancy {
+                    reviewer: Reviewer::new(
+                        client.clone(),
+                        &cluster.audience,
+                        cluster.operator_groups.clone(),
+                    ),
+                    policy: policy.clone(),
+                })
+            });
+            let feed =
+                crate::cluster::start(client, controller.clone(), tx, cluster.clone(), policy)
                     .await
-                    .map_err(|e| ServeError::Cluster(e.to_string()))?,
-            )
+                    .map_err(|e| ServeError::Cluster(e.to_string()))?;
+            (Feed::Cluster(feed), tenancy)
         }
     };
     // Apply the initial config before serving, so the first requests see every source and
@@ -258,7 +272,7 @@ pub async fn start_with_backend(
     let initial = rx.borrow().clone();
     controller.apply(&initial).await;
     let control = tokio::spawn(controller.clone().run(rx));
-    let app = crate::http::router(controller.clone())
+    let app = crate::http::router(controller.clone(), tenancy)
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {

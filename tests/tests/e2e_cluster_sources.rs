@@ -6,81 +6,16 @@
 
 mod e2e_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_support::{Env, NS, Proc, bin, free_port};
-use ferry_proto::{GitRepository, HelmRepository};
+use e2e_support::sources::*;
+use e2e_support::{Env, NS};
 use ferry_tests::tools::Client;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt as _;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn install_source_crds(env: &Env) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    for crd in [GitRepository::crd(), HelmRepository::crd()] {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .with_context(|| format!("creating CRD {name}"))?;
-        tokio::time::timeout(
-            LIMIT,
-            kube::runtime::wait::await_condition(
-                crds.clone(),
-                &name,
-                kube::runtime::wait::conditions::is_crd_established(),
-            ),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not Established"))??;
-    }
-    Ok(())
-}
-
-fn git_api(env: &Env, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        env.client.clone(),
-        ns,
-        &ApiResource::erase::<GitRepository>(&()),
-    )
-}
-
-async fn status(env: &Env, ns: &str, name: &str) -> Result<Value> {
-    let o = git_api(env, ns).get(name).await?;
-    Ok(o.data.get("status").cloned().unwrap_or(Value::Null))
-}
-
-fn ready(status: &Value) -> Option<(String, String)> {
-    let c = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?;
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["message"].as_str()?.to_string(),
-    ))
-}
-
-fn start_server(env: &Env, port: u16) -> Result<Proc> {
-    let dir = env.work.path();
-    let mut cmd = Command::new(bin("ferry-source-server")?);
-    cmd.args(["serve", "--cluster", "--storage"])
-        .arg(dir.join("storage"))
-        .arg("--cache")
-        .arg(dir.join("mirrors"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", env.cluster.kubeconfig_path());
-    Proc::spawn(
-        "ferry-source-server",
-        &mut cmd,
-        dir.join("source-server.log"),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_sources_get_status_requests_secrets_and_deletion() -> Result<()> {
@@ -89,18 +24,8 @@ async fn cluster_sources_get_status_requests_secrets_and_deletion() -> Result<()
     env.upstream.write("deploy/cm.yaml", "kind: ConfigMap\n")?;
     env.upstream.commit_push("first")?;
     let first = env.upstream.head()?;
-    let url = env.upstream.file_url();
     let git = git_api(&env, NS);
-    let repo = |name: &str, extra: Value| -> Result<DynamicObject> {
-        let mut spec = json!({"url": url, "interval": "1h"});
-        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-            s.extend(e.clone());
-        }
-        Ok(serde_json::from_value(json!({
-            "apiVersion": "source.ferry.dev/v1", "kind": "GitRepository",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec,
-        }))?)
-    };
+    let repo = |name: &str, extra: Value| git_repository(&env, NS, name, extra, json!({}));
     git.create(&PostParams::default(), &repo("app", json!({}))?)
         .await?;
     // A Secret of that name exists, but in another namespace: it must not be used.
@@ -128,14 +53,15 @@ async fn cluster_sources_get_status_requests_secrets_and_deletion() -> Result<()
     )
     .await?;
 
-    let port = free_port()?;
-    let server = start_server(&env, port)?;
+    // One tenant in this test: tenancy is the subject of e2e_tenancy_sources.
+    let server = start_cluster_server(&env, &["--no-tenancy"])?;
+    let port = env.source_port;
     let st = env
         .wait_for(
             "GitRepository app Ready with its revision",
             LIMIT,
             || async {
-                let s = status(&env, NS, "app").await?;
+                let s = git_status(&env, NS, "app").await?;
                 let ok = ready(&s).is_some_and(|(r, _)| r == "True")
                     && s["artifact"]["revision"] == format!("main@sha1:{first}");
                 Ok(ok.then_some(s))
@@ -174,7 +100,7 @@ async fn cluster_sources_get_status_requests_secrets_and_deletion() -> Result<()
     // The Secret is looked up in the source's own namespace only.
     let st = env
         .wait_for("needs-secret refused", LIMIT, || async {
-            let s = status(&env, NS, "needs-secret").await?;
+            let s = git_status(&env, NS, "needs-secret").await?;
             Ok(ready(&s).filter(|(r, _)| r == "False"))
         })
         .await?;
@@ -199,7 +125,7 @@ async fn cluster_sources_get_status_requests_secrets_and_deletion() -> Result<()
     )
     .await?;
     env.wait_for("the requested reconcile handled", LIMIT, || async {
-        let s = status(&env, NS, "app").await?;
+        let s = git_status(&env, NS, "app").await?;
         Ok((s["lastHandledReconcileAt"] == token
             && s["artifact"]["revision"] == format!("main@sha1:{second}"))
         .then_some(()))

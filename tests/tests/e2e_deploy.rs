@@ -134,6 +134,11 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             &["patch", "kustomizations.apply.ferry.dev", "-n", NS],
             "no",
         ),
+        (
+            &server,
+            &["create", "tokenreviews.authentication.k8s.io"],
+            "yes",
+        ),
         (&agent, &["create", "deployments.apps", "-n", NS], "yes"),
         (
             &agent,
@@ -159,6 +164,11 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             "no",
         ),
         (&agent, &["create", "namespaces"], "no"),
+        (
+            &agent,
+            &["create", "tokenreviews.authentication.k8s.io"],
+            "no",
+        ),
         (
             &agent,
             &["create", "clusterrolebindings.rbac.authorization.k8s.io"],

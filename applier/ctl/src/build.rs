@@ -44,6 +44,9 @@ async fn context(
         g.kubeconfig.as_deref(),
         g.cache_dir.as_deref(),
         ferry_proto::ArtifactLimits::default(),
+        std::env::var_os("FERRY_SOURCE_TOKEN_FILE")
+            .map(std::path::PathBuf::from)
+            .as_deref(),
     )
     .await?;
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &cluster.namespace);

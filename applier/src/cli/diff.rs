@@ -27,6 +27,11 @@ pub struct DiffArgs {
     /// Artifact cache directory (shared with the agent's when on the same machine).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A file holding the token sent to the source server (a projected ServiceAccount token
+    /// with the source server's audience; re-read as it rotates). Needed when the source server
+    /// runs with tenancy (cluster mode).
+    #[arg(long, env = "FERRY_SOURCE_TOKEN_FILE")]
+    pub source_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: super::run::LimitArgs,
 }
@@ -45,6 +50,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             args.kubeconfig.as_deref(),
             args.cache_dir.as_deref(),
             args.limits.limits(),
+            args.source_token_file.as_deref(),
         )
         .await?;
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &args.namespace);

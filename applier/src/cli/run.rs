@@ -22,6 +22,11 @@ pub struct RunArgs {
     /// the system temp dir.
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A file holding the token sent to the source server (a projected ServiceAccount token
+    /// with the source server's audience; re-read as it rotates). Needed when the source server
+    /// runs with tenancy (cluster mode).
+    #[arg(long, env = "FERRY_SOURCE_TOKEN_FILE")]
+    pub source_token_file: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 0.0.0.0:8080.
     #[arg(long, env = "FERRY_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -99,6 +104,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             args.kubeconfig.as_deref(),
             args.cache_dir.as_deref(),
             args.limits.limits(),
+            args.source_token_file.as_deref(),
         )
         .await?;
         if let Some(addr) = &args.metrics_addr {

@@ -41,6 +41,7 @@ impl DownloadError {
 pub async fn download(
     http: &reqwest::Client,
     url: &str,
+    auth: Option<reqwest::header::HeaderValue>,
     cap: u64,
     backoff: &Backoff,
     attempts: u32,
@@ -48,7 +49,7 @@ pub async fn download(
 ) -> Result<(), DownloadError> {
     let mut failures = 0;
     loop {
-        match download_once(http, url, cap, &mut out).await {
+        match download_once(http, url, auth.as_ref(), cap, &mut out).await {
             Ok(()) => return Ok(()),
             Err(e) if e.retryable() && failures + 1 < attempts => {
                 failures += 1;
@@ -64,6 +65,7 @@ pub async fn download(
 async fn download_once(
     http: &reqwest::Client,
     url: &str,
+    auth: Option<&reqwest::header::HeaderValue>,
     cap: u64,
     out: &mut tokio::fs::File,
 ) -> Result<(), DownloadError> {
@@ -72,7 +74,11 @@ async fn download_once(
         url: url.to_string(),
         why: error_chain(&e),
     };
-    let resp = http.get(url).send().await.map_err(transport)?;
+    let mut req = http.get(url);
+    if let Some(v) = auth {
+        req = req.header(reqwest::header::AUTHORIZATION, v);
+    }
+    let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
     if !status.is_success() {
         return Err(DownloadError::Status {

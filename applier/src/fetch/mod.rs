@@ -48,6 +48,8 @@ pub struct FetcherConfig {
     /// Verified trees kept in memory even when nobody holds them, so an unchanged reconcile
     /// does not re-read and re-hash the cache.
     pub keep_in_memory: usize,
+    /// Sent as `Authorization` to the source server (tenancy).
+    pub token: Option<std::sync::Arc<crate::source_client::SourceToken>>,
 }
 
 impl FetcherConfig {
@@ -61,6 +63,7 @@ impl FetcherConfig {
             download_attempts: 4,
             request_timeout: Duration::from_secs(60),
             keep_in_memory: 4,
+            token: None,
         }
     }
 }
@@ -238,6 +241,7 @@ impl Fetcher {
         download::download(
             &self.http,
             &url,
+            self.cfg.token.as_ref().and_then(|t| t.header()),
             cap,
             &self.cfg.backoff,
             self.cfg.download_attempts,

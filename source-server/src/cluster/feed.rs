@@ -18,6 +18,7 @@ use super::{ClusterOptions, source_kinds};
 use crate::SourceKey;
 use crate::config::{self, DesiredState};
 use crate::reconcile::{Controller, TriggerError};
+use crate::tenancy::{Policy, SHARED_WITH, Sharing};
 use ferry_proto::SourceKind;
 use ferry_proto::kustomization::RECONCILE_REQUESTED_AT;
 
@@ -61,6 +62,7 @@ pub(super) async fn run(
     controller: Controller,
     tx: watch::Sender<Arc<DesiredState>>,
     opts: ClusterOptions,
+    policy: Arc<Policy>,
     first: oneshot::Sender<Result<(), FeedError>>,
 ) {
     let changed = Arc::new(Notify::new());
@@ -107,6 +109,7 @@ pub(super) async fn run(
         tx,
         kinds,
         namespaces,
+        policy,
         fingerprint: None,
         triggered: BTreeMap::new(),
         pending: BTreeSet::new(),
@@ -154,6 +157,8 @@ struct Feed {
     tx: watch::Sender<Arc<DesiredState>>,
     kinds: Vec<Kind>,
     namespaces: Option<Store<Namespace>>,
+    /// Fed the `source.ferry.dev/shared-with` annotations.
+    policy: Arc<Policy>,
     /// The documents of the last rebuild (without Secrets): unchanged objects — a status write
     /// of our own, say — cost no Secret reads and no parse.
     fingerprint: Option<String>,
@@ -172,6 +177,7 @@ impl Feed {
         let mut docs = Vec::new();
         let mut secret_refs = BTreeSet::new();
         let mut requests = Vec::new();
+        let mut sharing = BTreeMap::new();
         for k in &self.kinds {
             let mut objects = k.store.state();
             objects.sort_by_key(|o| (o.namespace(), o.name_any()));
@@ -194,6 +200,9 @@ impl Feed {
                     _ => SourceKind::GitRepository,
                 };
                 let key = SourceKey::of(kind, &ns, o.name_any());
+                if let Some(v) = o.annotations().get(SHARED_WITH) {
+                    sharing.insert(key.clone(), Sharing::parse(v));
+                }
                 if let Some(token) = o.annotations().get(RECONCILE_REQUESTED_AT) {
                     let handled = o
                         .data
@@ -213,6 +222,7 @@ impl Feed {
                 }));
             }
         }
+        self.policy.set_sharing(sharing);
         let text = to_documents(&docs);
         if refresh_secrets || self.fingerprint.as_deref() != Some(text.as_str()) {
             let mut all = text.clone();

@@ -31,10 +31,33 @@ use crate::reconcile::Controller;
 pub use feed::FeedError;
 
 /// How the server finds its sources in the cluster.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ClusterOptions {
     /// Only namespaces whose labels match this selector (`kubectl`'s syntax); all when `None`.
     pub namespace_selector: Option<String>,
+    /// Authenticate API requests and scope them to tenants ([`crate::tenancy`]).
+    pub tenancy: bool,
+    /// The audience agents' tokens must be minted for.
+    pub audience: String,
+    /// Users in these groups see every source.
+    pub operator_groups: Vec<String>,
+    /// Sources in these namespaces are visible to every tenant.
+    pub shared_namespaces: Vec<String>,
+}
+
+/// The audience agents' projected ServiceAccount tokens are minted for (deploy/agent).
+pub const DEFAULT_AUDIENCE: &str = "ferry-source-server";
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            namespace_selector: None,
+            tenancy: true,
+            audience: DEFAULT_AUDIENCE.into(),
+            operator_groups: Vec::new(),
+            shared_namespaces: Vec::new(),
+        }
+    }
 }
 
 /// The source kinds the server follows in a cluster.
@@ -71,6 +94,7 @@ pub async fn start(
     controller: Controller,
     tx: watch::Sender<Arc<DesiredState>>,
     opts: ClusterOptions,
+    policy: Arc<crate::tenancy::Policy>,
 ) -> Result<ClusterFeed, FeedError> {
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let feed = tokio::spawn(feed::run(
@@ -78,6 +102,7 @@ pub async fn start(
         controller.clone(),
         tx,
         opts,
+        policy,
         first_tx,
     ));
     let writer = tokio::spawn(status::run(client, controller));

@@ -164,6 +164,19 @@ impl Repos {
             .collect()
     }
 
+    /// The repositories with a registered resolution serving `digest` (now or kept).
+    pub fn owners(&self, digest: &ferry_proto::Digest) -> Vec<SourceKey> {
+        self.read()
+            .iter()
+            .filter(|(_, s)| {
+                s.charts
+                    .iter()
+                    .any(|c| c.artifact.digest == *digest || c.history.contains(digest))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Stops every repository task.
     pub fn stop(&self) {
         for slot in self.read().values() {

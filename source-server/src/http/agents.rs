@@ -2,25 +2,35 @@
 //! their namespace (`PUT /v1/agents/{namespace}/status`), and the index of it
 //! (`GET /v1/agents`, `GET /v1/agents/{namespace}`). Shapes in `ferry_proto::api`.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ferry_proto::api::{AgentList, AgentReport, EventBatch};
 
+use super::access::{Access, forbidden};
 use super::error;
 use crate::notification::ReportError;
 use crate::reconcile::Controller;
 
-pub(super) async fn list(State(c): State<Controller>) -> Json<AgentList> {
-    Json(c.agents().list())
+pub(super) async fn list(
+    State(c): State<Controller>,
+    Extension(access): Extension<Access>,
+) -> Json<AgentList> {
+    let mut list = c.agents().list();
+    list.agents.retain(|a| access.sees_namespace(&a.namespace));
+    Json(list)
 }
 
 pub(super) async fn get_one(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path(namespace): Path<String>,
 ) -> Response {
+    if !access.sees_namespace(&namespace) {
+        return forbidden();
+    }
     match c.agents().get(&namespace) {
         Some(v) => Json(v).into_response(),
         None => error(
@@ -32,9 +42,14 @@ pub(super) async fn get_one(
 
 pub(super) async fn events(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path(namespace): Path<String>,
     body: Result<Json<EventBatch>, JsonRejection>,
 ) -> Response {
+    // A tenant reports for its own namespace only.
+    if !access.sees_namespace(&namespace) {
+        return forbidden();
+    }
     let batch = match body {
         Ok(Json(b)) => b,
         Err(e) => return rejected(&namespace, e),
@@ -51,9 +66,13 @@ pub(super) async fn events(
 
 pub(super) async fn status(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path(namespace): Path<String>,
     body: Result<Json<AgentReport>, JsonRejection>,
 ) -> Response {
+    if !access.sees_namespace(&namespace) {
+        return forbidden();
+    }
     let report = match body {
         Ok(Json(r)) => r,
         Err(e) => return rejected(&namespace, e),

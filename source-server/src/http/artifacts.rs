@@ -7,12 +7,14 @@
 
 use std::ops::Range;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_proto::Digest;
 
+use super::access::{Access, forbidden};
 use super::error;
 use crate::reconcile::Controller;
 
@@ -20,6 +22,7 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 pub(super) async fn get(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path(hex): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -27,8 +30,14 @@ pub(super) async fn get(
     let hex = hex.strip_suffix(".tar.gz").unwrap_or(&hex);
     let digest = match Digest::from_hex(hex) {
         Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) if access.sees_all() => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(_) => return forbidden(),
     };
+    // A tenant gets an artifact only through a source it may see that serves it (now or as
+    // one of the kept earlier ones): knowing a digest is not enough.
+    if !access.sees_all() && !c.artifact_owners(&digest).iter().any(|s| access.sees(s)) {
+        return forbidden();
+    }
     let storage = &c.inner.storage;
     let size = match storage.artifact_size(&digest).await {
         Ok(Some(s)) => s,

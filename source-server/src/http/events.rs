@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,11 +19,13 @@ use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::access::Access;
 use crate::events::Backlog;
 use crate::reconcile::Controller;
 
 pub(super) async fn stream(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let last_id = headers
@@ -39,6 +42,9 @@ pub(super) async fn stream(
             Backlog::Snapshot { id } => snapshot(&c, id),
         };
         for (id, ev) in first {
+            if !access.sees(&ev.source()) {
+                continue;
+            }
             if tx.send(Ok(event(id, &ev))).await.is_err() {
                 return;
             }
@@ -50,6 +56,9 @@ pub(super) async fn stream(
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             for (id, ev) in batch {
+                if !access.sees(&ev.source()) {
+                    continue;
+                }
                 if tx.send(Ok(event(id, &ev))).await.is_err() {
                     return;
                 }

@@ -15,6 +15,7 @@
 //!   report; `GET /v1/agents`, `GET /v1/agents/{namespace}`: the index of it
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz`
 
+pub mod access;
 mod agents;
 mod artifacts;
 mod buckets;
@@ -22,6 +23,8 @@ mod events;
 mod helm;
 mod page;
 mod sources;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -33,7 +36,13 @@ use serde_json::json;
 
 use crate::reconcile::Controller;
 
-pub fn router(controller: Controller) -> Router {
+/// The API; with `tenancy`, every route but the probes and metrics needs a token and answers
+/// only what it may see ([`access`]).
+pub fn router(controller: Controller, tenancy: Option<Arc<access::Tenancy>>) -> Router {
+    let open = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
     Router::new()
         .route("/", get(page::index))
         .route("/v1/sources", get(sources::list))
@@ -77,9 +86,11 @@ pub fn router(controller: Controller) -> Router {
             "/v1/agents/{namespace}/status",
             put(agents::status).layer(DefaultBodyLimit::max(MAX_AGENT_BODY)),
         )
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            tenancy,
+            access::authenticate,
+        ))
+        .merge(open)
         .with_state(controller)
 }
 

@@ -1,27 +1,35 @@
 //! Source status and reconcile requests.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ferry_proto::api::SourceList;
 use serde_json::json;
 
+use super::access::{Access, forbidden};
 use super::error;
 use crate::SourceKey;
 use crate::reconcile::{Controller, TriggerError};
 
-pub(super) async fn list(State(c): State<Controller>) -> Json<SourceList> {
-    Json(SourceList {
-        sources: c.sources(),
-    })
+pub(super) async fn list(
+    State(c): State<Controller>,
+    Extension(access): Extension<Access>,
+) -> Json<SourceList> {
+    let mut sources = c.sources();
+    sources.retain(|v| access.sees(&v.key()));
+    Json(SourceList { sources })
 }
 
 pub(super) async fn get_one(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let key = SourceKey::new(namespace, name);
+    if !access.sees(&key) {
+        return forbidden();
+    }
     match c.source(&key) {
         Some(v) => Json(v).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("source {key} not found")),
@@ -37,14 +45,23 @@ pub(super) struct ReconcileQuery {
 
 pub(super) async fn reconcile(
     State(c): State<Controller>,
+    Extension(access): Extension<Access>,
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<ReconcileQuery>,
 ) -> Response {
-    request_reconcile(&c, SourceKey::new(namespace, name), q)
+    request_reconcile(&c, &access, SourceKey::new(namespace, name), q)
 }
 
 /// A reconcile request of a GitRepository or a Bucket.
-pub(super) fn request_reconcile(c: &Controller, key: SourceKey, q: ReconcileQuery) -> Response {
+pub(super) fn request_reconcile(
+    c: &Controller,
+    access: &Access,
+    key: SourceKey,
+    q: ReconcileQuery,
+) -> Response {
+    if !access.sees(&key) {
+        return forbidden();
+    }
     if q.requested_at.as_ref().is_some_and(|t| t.len() > 128) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -76,6 +93,16 @@ pub(super) fn request_reconcile(c: &Controller, key: SourceKey, q: ReconcileQuer
     }
 }
 
-pub(super) async fn config(State(c): State<Controller>) -> Response {
-    Json(json!({ "errors": c.config_errors() })).into_response()
+/// Rejected documents; a tenant sees those of its own namespace only.
+pub(super) async fn config(
+    State(c): State<Controller>,
+    Extension(access): Extension<Access>,
+) -> Response {
+    let mut errors = c.config_errors();
+    if let Some(ns) = access.tenant() {
+        errors.retain(|e| e.object.split('/').nth(1) == Some(ns));
+    } else if !access.sees_all() {
+        errors.clear();
+    }
+    Json(json!({ "errors": errors })).into_response()
 }

@@ -246,6 +246,23 @@ impl Controller {
         all
     }
 
+    /// The sources serving `digest`, as their current artifact or one of the kept earlier
+    /// ones (a chart's: its HelmRepository).
+    pub fn artifact_owners(&self, digest: &ferry_proto::Digest) -> Vec<SourceKey> {
+        let mut owners: Vec<SourceKey> = self
+            .inner
+            .read_slots()
+            .iter()
+            .filter(|(_, s)| {
+                s.status.artifact.as_ref().map(|a| &a.digest) == Some(digest)
+                    || s.history.contains(digest)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        owners.extend(self.inner.helm.owners(digest));
+        owners
+    }
+
     /// Every HelmRepository, running or refused.
     pub fn helm_repositories(&self) -> Vec<ferry_proto::api::HelmRepositoryView> {
         self.inner.helm.views()

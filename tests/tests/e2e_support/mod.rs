@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod sources;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};

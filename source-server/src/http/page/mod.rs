@@ -8,13 +8,17 @@
 //! page works air-gapped. Every value is escaped by `maud` (source messages carry text from Git
 //! servers and repositories).
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use ferry_proto::SourceKind;
 use ferry_proto::condition::{Condition, ConditionStatus, find_condition};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
+use super::access::Access;
+use crate::SourceKey;
 use crate::reconcile::Controller;
 
 const CSS: &str = include_str!("page.css");
@@ -26,9 +30,13 @@ pub(super) struct PageQuery {
     part: Option<String>,
 }
 
-pub(super) async fn index(State(c): State<Controller>, Query(q): Query<PageQuery>) -> Response {
+pub(super) async fn index(
+    State(c): State<Controller>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let now = Utc::now();
-    let content = content(&c, now);
+    let content = content(&c, &access, now);
     if q.part.as_deref() == Some("content") {
         return no_store(Html(content.into_string()));
     }
@@ -52,14 +60,58 @@ pub(super) async fn index(State(c): State<Controller>, Query(q): Query<PageQuery
     no_store(Html(page.into_string()))
 }
 
+/// The page for a viewer without a (valid) token: a form that keeps the token in the
+/// `ferry_token` cookie (read requests only; see `access`) and reloads.
+pub(super) fn login() -> Response {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Ferry source server" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                h1 { "Ferry" }
+                p { "This server shows each viewer what its Kubernetes token may see. Paste a token (e.g. "
+                    code { "kubectl create token NAME --audience ferry-source-server" } "):" }
+                form #login {
+                    input #token type="password" size="60" autocomplete="off";
+                    " "
+                    button type="submit" { "Show" }
+                }
+                script { (PreEscaped(LOGIN_SCRIPT)) }
+            }
+        }
+    };
+    let mut resp = no_store(Html(page.into_string()));
+    *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+    resp
+}
+
+const LOGIN_SCRIPT: &str = r#"document.getElementById("login").addEventListener("submit", function (e) {
+  e.preventDefault();
+  var t = document.getElementById("token").value.trim();
+  document.cookie = "ferry_token=" + encodeURIComponent(t) + "; path=/; SameSite=Strict";
+  location.reload();
+});"#;
+
 fn no_store(body: impl IntoResponse) -> Response {
     ([(http::header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
-/// The part of the page the script replaces.
-fn content(c: &Controller, now: DateTime<Utc>) -> Markup {
-    let sources = c.sources();
-    let repositories = c.helm_repositories();
+/// The part of the page the script replaces: what the viewer may see.
+fn content(c: &Controller, access: &Access, now: DateTime<Utc>) -> Markup {
+    let mut sources = c.sources();
+    sources.retain(|v| access.sees(&v.key()));
+    let mut repositories = c.helm_repositories();
+    repositories.retain(|r| {
+        access.sees(&SourceKey::of(
+            SourceKind::HelmRepository,
+            &r.namespace,
+            &r.name,
+        ))
+    });
     html! {
         h2 { "Sources" }
         @if sources.is_empty() && repositories.is_empty() {

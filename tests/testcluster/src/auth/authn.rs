@@ -143,7 +143,12 @@ struct IssuedToken {
     name: String,
     uid: String,
     expires: DateTime<Utc>,
+    /// `spec.audiences` of the TokenRequest (the API server's own when it named none).
+    audiences: Vec<String>,
 }
+
+/// The audience of tokens minted without one, and of static tokens: the API server's own.
+pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// Maps bearer tokens to users.
 #[derive(Debug, Default)]
@@ -220,6 +225,69 @@ impl Authenticator {
         ))
     }
 
+    /// Serves a `TokenReview` (`spec.token`, `spec.audiences`): the user when the token is
+    /// live and minted for one of the audiences asked for (default: the API server's), as the
+    /// real API server answers (`status.authenticated`, `user`, `audiences`, `error`).
+    pub fn token_review(
+        &self,
+        review: &Value,
+        now: DateTime<Utc>,
+        sa_uid: &dyn Fn(&str, &str) -> Option<String>,
+    ) -> Value {
+        let token = review
+            .pointer("/spec/token")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let wanted: Vec<String> = review
+            .pointer("/spec/audiences")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![API_AUDIENCE.to_string()]);
+        let token_audiences = match self
+            .issued
+            .lock()
+            .expect("token table lock poisoned")
+            .get(token)
+        {
+            Some(t) => t.audiences.clone(),
+            None => vec![API_AUDIENCE.to_string()],
+        };
+        let common: Vec<String> = wanted
+            .iter()
+            .filter(|a| token_audiences.contains(a))
+            .cloned()
+            .collect();
+        let user = self
+            .authenticate(Some(&format!("Bearer {token}")), now, sa_uid)
+            .ok()
+            .filter(|u| u.name != "system:anonymous");
+        let status = match user {
+            Some(u) if !common.is_empty() => json!({
+                "authenticated": true,
+                "user": {"username": u.name, "uid": u.uid, "groups": u.groups},
+                "audiences": common,
+            }),
+            Some(_) => json!({
+                "user": {},
+                "error": "token audiences is invalid for the target audiences",
+            }),
+            None => json!({"user": {}, "error": "invalid bearer token"}),
+        };
+        json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"audiences": review.pointer("/spec/audiences").cloned().unwrap_or(Value::Null)},
+            "status": status,
+        })
+    }
+
     /// Serves `POST …/serviceaccounts/{name}/token`: `request` is the (decoded) TokenRequest
     /// the client sent, `service_account` the live ServiceAccount object. Returns the TokenRequest with
     /// `status.token` and `status.expirationTimestamp` filled in.
@@ -251,6 +319,18 @@ impl Authenticator {
         let seconds = seconds.min(MAX_EXPIRATION_SECONDS);
         let expires = now + Duration::seconds(seconds);
         let token = random_token("sa");
+        let audiences = request
+            .pointer("/spec/audiences")
+            .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+            .cloned()
+            .unwrap_or_else(|| json!([API_AUDIENCE]));
+        let audience_list: Vec<String> = audiences
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
         {
             let mut issued = self.issued.lock().expect("token table lock poisoned");
             // Expired tokens are useless: drop them so the table holds only live ones.
@@ -262,14 +342,10 @@ impl Authenticator {
                     name: name.clone(),
                     uid,
                     expires,
+                    audiences: audience_list,
                 },
             );
         }
-        let audiences = request
-            .pointer("/spec/audiences")
-            .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
-            .cloned()
-            .unwrap_or_else(|| json!(["https://kubernetes.default.svc.cluster.local"]));
         Ok(json!({
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
@@ -432,5 +508,42 @@ mod tests {
             .token_request(&sa, &json!({"spec": {"expirationSeconds": "1h"}}), now())
             .expect_err("not a number");
         assert!(err.to_string().contains("spec.expirationSeconds"), "{err}");
+    }
+
+    #[test]
+    fn token_reviews_check_liveness_and_audience() {
+        let auth = Authenticator::default();
+        let sa = json!({"metadata": {"name": "agent", "namespace": "a", "uid": "sa-uid-1"}});
+        let minted = auth
+            .token_request(&sa, &json!({"spec": {"audiences": ["ferry"]}}), now())
+            .expect("token");
+        let token = minted["status"]["token"].as_str().expect("token");
+        let live =
+            |ns: &str, name: &str| (ns == "a" && name == "agent").then(|| "sa-uid-1".to_string());
+        let review = |aud: Value, at| {
+            auth.token_review(
+                &json!({"spec": {"token": token, "audiences": aud}}),
+                at,
+                &live,
+            )
+        };
+        let ok = review(json!(["ferry"]), now());
+        assert_eq!(ok["status"]["authenticated"], true);
+        assert_eq!(
+            ok["status"]["user"]["username"],
+            "system:serviceaccount:a:agent"
+        );
+        assert_eq!(ok["status"]["audiences"], json!(["ferry"]));
+        // Another audience, the API server's default, or after expiry: not authenticated.
+        assert_ne!(
+            review(json!(["other"]), now())["status"]["authenticated"],
+            true
+        );
+        assert_ne!(review(Value::Null, now())["status"]["authenticated"], true);
+        let later = now() + Duration::hours(2);
+        assert_ne!(
+            review(json!(["ferry"]), later)["status"]["authenticated"],
+            true
+        );
     }
 }

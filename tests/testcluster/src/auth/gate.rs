@@ -1,7 +1,7 @@
 //! The request gate for `--tls` mode: an axum middleware that authenticates every request,
 //! authorizes it with RBAC from the store, and answers the identity requests itself:
-//! TokenRequests (`kubectl create token`), SelfSubjectReviews (`kubectl auth whoami`) and
-//! SelfSubjectAccessReviews (`kubectl auth can-i`).
+//! TokenRequests (`kubectl create token`), TokenReviews (a server checking a client's token),
+//! SelfSubjectReviews (`kubectl auth whoami`) and SelfSubjectAccessReviews (`kubectl auth can-i`).
 //!
 //! Wiring (in the server): `auth::gate::secure(router, gate)` and serve it with
 //! [`super::listener::TlsListener`].
@@ -123,6 +123,17 @@ impl Gate {
         Ok(review)
     }
 
+    fn token_review(&self, review: &Value) -> Value {
+        let st = self.store.lock();
+        let sa_uid = |ns: &str, name: &str| {
+            st.get("serviceaccounts", ns, name)
+                .and_then(|sa| sa.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        self.authn.token_review(review, chrono::Utc::now(), &sa_uid)
+    }
+
     fn token_request(&self, attrs: &RequestAttributes, body: &[u8]) -> Result<Value, ApiError> {
         let sa = {
             let st: std::sync::MutexGuard<'_, StoreState> = self.store.lock();
@@ -176,6 +187,20 @@ async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Respo
         && attrs.resource == "selfsubjectreviews"
     {
         return respond(201, &self_subject_review(&user, &attrs.api_version));
+    }
+    if attrs.resource_request
+        && attrs.verb == "create"
+        && attrs.api_group == "authentication.k8s.io"
+        && attrs.resource == "tokenreviews"
+    {
+        let body = match axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await {
+            Ok(b) => b,
+            Err(e) => return error(&ApiError::bad_request(format!("reading the review: {e}"))),
+        };
+        return match decode_body(&body, "TokenReview") {
+            Ok(review) => respond(201, &gate.token_review(&review)),
+            Err(e) => error(&e),
+        };
     }
     if attrs.resource_request
         && attrs.verb == "create"
