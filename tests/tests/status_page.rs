@@ -1,19 +1,20 @@
 //! The source server's status page in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by tests/scripts/test.sh), driven over WebDriver: the page
-//! loads, shows a new revision without a reload once a push is fetched, and shows why a
-//! source fails. The last screenshot is kept in `target/test-artifacts/status-page.png`.
+//! loads, shows the sources and what the agent reported (a failing Kustomization with its
+//! message, inventory), and shows a new revision and its apply without a reload. The last screenshot is kept in `target/test-artifacts/status-page.png`.
 
-mod source_server_support;
+mod e2e_support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use e2e_support::{Env, NS, seed_spec, write_seed};
 use fantoccini::{Client, ClientBuilder};
-use ferry_tests::upstream::Upstream;
 use serde_json::json;
-use source_server_support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// chromedriver on a free loopback port, killed on drop.
 struct Driver {
@@ -126,99 +127,71 @@ async fn screenshot(c: &Client, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn row(kind: &str, ns: &str, name: &str, cell: &str) -> String {
-    format!("tr[data-source=\"{kind}/{ns}/{name}\"] td.{cell}")
+/// A cell of the row of a source (`what` = "source") or an agent's object ("object") in NS.
+fn row(what: &str, kind: &str, name: &str, cell: &str) -> String {
+    format!("tr[data-{what}=\"{kind}/{NS}/{name}\"] td.{cell}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_page_shows_sources_and_updates_live_in_chromium() -> Result<()> {
-    let up = Upstream::new()?;
-    up.write("deploy/app.yaml", "kind: ConfigMap\n")?;
-    up.commit_push("first")?;
-    let first = up.head()?;
-    // The harness sets a poll interval of an hour: only the reconcile request below explains
-    // a new revision.
-    let config = join_docs(&[
-        repo_doc("team-a", "app", &up.file_url(), ""),
-        repo_doc(
-            "team-b",
-            "broken",
-            "file:///nonexistent/ferry-status-page.git",
-            "",
-        ),
-    ]);
-    let mut h = Harness::new(&config)?;
-    h.start().await?;
-    h.wait_commit("team-a", "app", &first).await?;
+async fn status_page_shows_sources_and_agents_and_updates_live_in_chromium() -> Result<()> {
+    let mut env = Env::on_test_server().await?;
+    write_seed(&env.upstream, "app", "v1.0.0")?;
+    env.upstream.commit_push("seed")?;
+    let first = env.upstream.head()?;
+    env.start_source()?;
+    env.start_agent()?;
+    env.apply_kustomization("app", seed_spec("./app")).await?;
+    env.apply_kustomization("broken", seed_spec("./no-such-dir"))
+        .await?;
+    env.wait_ready("app", "True", "ReconciliationSucceeded", LIMIT)
+        .await?;
 
     let driver = start_driver().await?;
     let c = browser(&driver).await?;
     let result = async {
-        c.goto(&format!("{}/", h.base())).await?;
+        c.goto(&format!("{}/", env.source_url())).await?;
         assert_eq!(c.title().await?, "Ferry source server");
-        wait_text(
-            &c,
-            &row("GitRepository", "team-a", "app", "revision"),
-            &first,
-            Duration::from_secs(10),
-        )
-        .await?;
-        wait_text(
-            &c,
-            &row("GitRepository", "team-a", "app", "ready"),
-            "True",
-            Duration::from_secs(10),
-        )
-        .await?;
-        // A source that cannot be fetched shows False and the error naming it.
-        wait_text(
-            &c,
-            &row("GitRepository", "team-b", "broken", "ready"),
-            "False",
-            Duration::from_secs(30),
-        )
-        .await?;
-        let message = text(&c, &row("GitRepository", "team-b", "broken", "message")).await?;
-        assert!(
-            message.contains("ferry-status-page"),
-            "message: {message:?}"
-        );
-        // The script has connected to the event stream.
-        wait_text(&c, "#live", "live", Duration::from_secs(10)).await?;
+        wait_text(&c, &row("source", "GitRepository", "app", "revision"), &first, LIMIT).await?;
+        wait_text(&c, &row("source", "GitRepository", "app", "ready"), "True", LIMIT).await?;
+        // What the agent reported: its Kustomizations, applied revision, and why one fails.
+        wait_text(&c, &row("object", "Kustomization", "app", "revision"), &first, LIMIT).await?;
+        wait_text(&c, &row("object", "Kustomization", "broken", "ready"), "False", LIMIT).await?;
+        let message = text(&c, &row("object", "Kustomization", "broken", "message")).await?;
+        assert!(message.contains("no-such-dir"), "message: {message:?}");
+        let inventory = text(&c, &row("object", "Kustomization", "app", "message")).await?;
+        assert!(inventory.contains("Deployment team-a/my-app"), "inventory: {inventory:?}");
+        // The script follows the server's change stream.
+        wait_text(&c, "#live", "live", LIMIT).await?;
 
         // A marker that a reload would wipe.
         c.execute("window.ferryNoReload = 42;", vec![]).await?;
-        up.write(
-            "deploy/app.yaml",
-            "kind: ConfigMap\nmetadata: {name: two}\n",
-        )?;
-        up.commit_push("second")?;
-        let second = up.head()?;
-        h.reconcile("team-a", "app").await?;
-        let took = wait_text(
-            &c,
-            &row("GitRepository", "team-a", "app", "revision"),
-            &second,
-            Duration::from_secs(10),
-        )
-        .await?;
-        eprintln!("status page showed the new revision {took:?} after the reconcile request");
-        // The same update carries the status that goes with the artifact (it is recorded
-        // before the artifact is announced).
-        let message = text(&c, &row("GitRepository", "team-a", "app", "message")).await?;
+        write_seed(&env.upstream, "app", "v2.0.0")?;
+        env.upstream.commit_push("second")?;
+        let second = env.upstream.head()?;
+        let pushed = Instant::now();
+        reqwest::Client::new()
+            .post(format!("{}/v1/sources/{NS}/app/reconcile", env.source_url()))
+            .send()
+            .await?
+            .error_for_status()?;
+        wait_text(&c, &row("source", "GitRepository", "app", "revision"), &second, LIMIT).await?;
+        let fetched = pushed.elapsed();
+        // The same update carries the status that goes with the artifact (recorded before the
+        // artifact is announced).
+        let message = text(&c, &row("source", "GitRepository", "app", "message")).await?;
         assert!(message.contains(&second), "message: {message:?}");
-        let marker = c.execute("return window.ferryNoReload;", vec![]).await?;
-        assert_eq!(
-            marker,
-            json!(42),
-            "the page was reloaded instead of updated"
+        wait_text(&c, &row("object", "Kustomization", "app", "revision"), &second, LIMIT).await?;
+        eprintln!(
+            "status page: new revision shown {fetched:?} after the push, applied by the agent {:?} after",
+            pushed.elapsed()
         );
+        let marker = c.execute("return window.ferryNoReload;", vec![]).await?;
+        assert_eq!(marker, json!(42), "the page was reloaded instead of updated");
         let shot = screenshot(&c, "status-page.png").await?;
         eprintln!("screenshot: {}", shot.display());
         anyhow::Ok(())
     }
     .await;
     c.close().await?;
-    h.stop().await;
     result
 }

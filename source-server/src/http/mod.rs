@@ -45,6 +45,7 @@ pub fn router(controller: Controller, tenancy: Option<Arc<access::Tenancy>>) -> 
         .route("/readyz", get(readyz));
     Router::new()
         .route("/", get(page::index))
+        .route("/changes", get(page::changes::stream))
         .route("/v1/sources", get(sources::list))
         .route("/v1/sources/{namespace}/{name}", get(sources::get_one))
         .route(

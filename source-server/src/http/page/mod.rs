@@ -8,6 +8,9 @@
 //! page works air-gapped. Every value is escaped by `maud` (source messages carry text from Git
 //! servers and repositories).
 
+mod agents;
+pub(super) mod changes;
+
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
@@ -104,6 +107,12 @@ fn no_store(body: impl IntoResponse) -> Response {
 fn content(c: &Controller, access: &Access, now: DateTime<Utc>) -> Markup {
     let mut sources = c.sources();
     sources.retain(|v| access.sees(&v.key()));
+    let mut buckets = c.buckets();
+    buckets.retain(|b| access.sees(&SourceKey::of(SourceKind::Bucket, &b.namespace, &b.name)));
+    let mut agents = c.agents().list().agents;
+    agents.retain(|a| access.sees_namespace(&a.namespace));
+    let mut events = c.notifications().recent();
+    events.retain(|e| access.sees_namespace(&e.event.involved_object.namespace));
     let mut repositories = c.helm_repositories();
     repositories.retain(|r| {
         access.sees(&SourceKey::of(
@@ -114,7 +123,7 @@ fn content(c: &Controller, access: &Access, now: DateTime<Utc>) -> Markup {
     });
     html! {
         h2 { "Sources" }
-        @if sources.is_empty() && repositories.is_empty() {
+        @if sources.is_empty() && repositories.is_empty() && buckets.is_empty() {
             p.empty { "No sources configured." }
         } @else {
             table #sources {
@@ -130,6 +139,13 @@ fn content(c: &Controller, access: &Access, now: DateTime<Utc>) -> Markup {
                             now,
                         ))
                     }
+                    @for b in &buckets {
+                        (source_row(
+                            &b.kind, &b.namespace, &b.name, &b.status.conditions,
+                            b.status.artifact.as_ref().map(|a| (a.revision.to_string(), Some(a.digest.to_string()), Some(a.last_update_time))),
+                            now,
+                        ))
+                    }
                     @for r in &repositories {
                         (source_row(
                             &r.kind, &r.namespace, &r.name, &r.status.conditions,
@@ -140,6 +156,7 @@ fn content(c: &Controller, access: &Access, now: DateTime<Utc>) -> Markup {
                 }
             }
         }
+        (agents::section(&agents, &events, now))
     }
 }
 

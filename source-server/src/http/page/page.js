@@ -1,5 +1,6 @@
-// Live update without reload: every artifact event from the server's own stream (and a slow
-// timer, for agents' reports) re-fetches the server-rendered body; one fetch in flight at most.
+// Live update without reload: every `change` from the server (a new artifact, an agent's report,
+// an event) re-fetches the server-rendered content; one fetch in flight at most. A slow timer
+// covers what has no event (ages).
 (function () {
   var live = document.getElementById("live");
   var content = document.getElementById("content");
@@ -17,10 +18,10 @@
       .then(function () { busy = false; if (again) { again = false; refresh(); } });
   }
   if (window.EventSource) {
-    var es = new EventSource("v1/events");
-    es.addEventListener("artifact", refresh);
+    var es = new EventSource("changes");
+    es.addEventListener("change", refresh);
     es.onopen = function () { live.textContent = "live"; };
     es.onerror = function () { live.textContent = "reconnecting to the event stream…"; };
   }
-  setInterval(refresh, 5000);
+  setInterval(refresh, 10000);
 })();
