@@ -24,5 +24,10 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "apply.ferry.dev_helmreleases.yaml",
             crate::HelmRelease::crd(),
         ),
+        (
+            "notification.ferry.dev_providers.yaml",
+            crate::Provider::crd(),
+        ),
+        ("notification.ferry.dev_alerts.yaml", crate::Alert::crd()),
     ]
 }

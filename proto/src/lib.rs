@@ -4,11 +4,13 @@
 //! identity of an artifact ([`Digest`], the sha256 of its canonical uncompressed tar), the
 //! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
 //! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
-//! (`GitRepository`, `HelmRepository`, `Bucket`, `Kustomization`, `HelmRelease`) whose CRDs are generated
+//! (`GitRepository`, `HelmRepository`, `Bucket`, `Kustomization`, `HelmRelease`, and the `Provider`
+//! and `Alert` of [`alert`]) whose CRDs are generated
 //! from these types into `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
 //! kustomize engine and the Kubernetes API test server need. No I/O lives here.
 
+pub mod alert;
 pub mod api;
 pub mod artifact;
 pub mod backoff;
@@ -28,6 +30,7 @@ pub mod revision;
 pub mod selector;
 pub mod source;
 
+pub use alert::{Alert, AlertSpec, EventSource, Provider, ProviderSpec, ProviderType};
 pub use artifact::{ArtifactRef, artifact_path};
 pub use backoff::Backoff;
 pub use bucket::{Bucket, BucketProvider, BucketSpec, BucketStatus, bucket_revision};

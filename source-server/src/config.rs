@@ -1,5 +1,6 @@
 //! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`,
-//! `Bucket` ([`bucket`]), `HelmRepository` ([`helm`]) and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
+//! `Bucket` ([`bucket`]), `HelmRepository` ([`helm`]), `Provider`/`Alert` ([`alerts`]) and
+//! `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
 //!
 //! The seam is a `tokio::sync::watch` channel of [`DesiredState`]: whoever owns the sender
 //! publishes a complete desired state; the controller diffs it against what runs. Loading is
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use ferry_proto::{Bucket, GitRepository, GitRepositorySpec, HelmRepository, SourceKind};
 
+pub mod alerts;
 mod bucket;
 mod file_watch;
 mod helm;
@@ -109,6 +111,8 @@ pub struct DesiredState {
     /// `sources`): shown `Stalled` too, naming the field, while the last valid settings are
     /// served.
     pub rejected_edits: BTreeMap<SourceKey, InvalidSource>,
+    /// Providers and Alerts ([`alerts`]).
+    pub alerting: alerts::Alerting,
 }
 
 /// The channel pair of the seam.
@@ -199,6 +203,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     let mut invalid = BTreeMap::new();
     let mut helm_repos = Vec::new();
     let mut invalid_helm = BTreeMap::new();
+    let (mut providers, mut alert_docs) = (Vec::new(), Vec::new());
     for (i, value) in docs {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = value
@@ -307,15 +312,39 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                     }
                 }
             }
+            (alerts::API_VERSION, "Provider" | "Alert") => {
+                let doc = alerts::Doc {
+                    document: i,
+                    object: object.clone(),
+                    key: alerts::ObjectKey {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                    },
+                    value: value.clone(),
+                };
+                if kind == "Provider" {
+                    providers.push(doc);
+                } else {
+                    alert_docs.push(doc);
+                }
+            }
             (_, "GitRepository" | "HelmRepository" | "Bucket") => errors.push(err(
                 "apiVersion",
                 format!("{api_version:?} is not supported, use \"source.ferry.dev/v1\""),
+            )),
+            (_, "Provider" | "Alert") => errors.push(err(
+                "apiVersion",
+                format!(
+                    "{api_version:?} is not supported, use \"{}\"",
+                    alerts::API_VERSION
+                ),
             )),
             _ => errors.push(err(
                 "kind",
                 format!(
                     "{api_version}/{kind} is not supported: expected source.ferry.dev/v1 \
-                     GitRepository, Bucket or HelmRepository, or v1 Secret"
+                     GitRepository, Bucket or HelmRepository, notification.ferry.dev/v1 \
+                     Provider or Alert, or v1 Secret"
                 ),
             )),
         }
@@ -411,6 +440,14 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         }
         !helm_repositories.contains_key(key)
     });
+    let alerting = alerts::load(
+        file,
+        providers,
+        alert_docs,
+        &secrets,
+        &previous.alerting,
+        &mut errors,
+    );
     Ok(DesiredState {
         sources,
         errors,
@@ -418,6 +455,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         helm_repositories,
         invalid_helm,
         rejected_edits,
+        alerting,
     })
 }
 

@@ -101,8 +101,8 @@ struct TenancyArgs {
 enum Command {
     /// Run the server.
     Serve {
-        /// Multi-document YAML of GitRepository, HelmRepository and Secret objects; edits are
-        /// picked up live.
+        /// Multi-document YAML of GitRepository, HelmRepository, Provider, Alert and Secret
+        /// objects; edits are picked up live.
         #[arg(
             long,
             env = "FERRY_CONFIG",
@@ -137,6 +137,10 @@ enum Command {
         /// Artifacts kept per source besides the current one.
         #[arg(long, env = "FERRY_KEEP", default_value_t = 2)]
         keep: usize,
+        /// Identical events (same object, message and revision) within this interval alert
+        /// once (Go duration; Flux's --rate-limit-interval).
+        #[arg(long, env = "FERRY_ALERT_RATE_LIMIT_INTERVAL", default_value = "5m", value_parser = ferry_proto::parse_duration)]
+        alert_rate_limit_interval: std::time::Duration,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -172,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             public_url,
             keep,
+            alert_rate_limit_interval,
             limits,
             helm: helm_args,
         } => {
@@ -188,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             opts.listen = listen;
             opts.public_url = public_url;
             opts.keep = keep;
+            opts.alert_rate_limit = alert_rate_limit_interval;
             opts.limits = limits.limits();
             opts.helm = helm::HelmLimits {
                 max_index_size: helm_args.helm_index_max_size,

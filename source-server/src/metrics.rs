@@ -232,6 +232,17 @@ impl Metrics {
         self.config_errors.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Adds a metric owned elsewhere (the alert counters of [`crate::notification`]).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(name, help, metric);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

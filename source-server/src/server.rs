@@ -101,6 +101,8 @@ pub struct ServeOptions {
     pub limits: ArtifactLimits,
     /// Bounds on Helm indexes and charts (their `artifact` limits are set from `limits`).
     pub helm: crate::helm::HelmLimits,
+    /// Identical events within this interval alert once.
+    pub alert_rate_limit: Duration,
 }
 
 impl ServeOptions {
@@ -117,6 +119,7 @@ impl ServeOptions {
             storage_env: None,
             limits: ArtifactLimits::default(),
             helm: crate::helm::HelmLimits::default(),
+            alert_rate_limit: defaults.alert_rate_limit,
         }
     }
 }
@@ -240,6 +243,7 @@ pub async fn start_with_backend(
                 artifact: opts.limits.clone(),
                 ..opts.helm.clone()
             },
+            alert_rate_limit: opts.alert_rate_limit,
         },
     );
     let (tx, rx) = config::channel();

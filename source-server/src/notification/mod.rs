@@ -22,9 +22,12 @@
 //! for. A refused request names the event or object and the field.
 
 mod agents;
+pub mod deliver;
+pub mod dispatch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ferry_proto::Revision;
 use ferry_proto::api::{
@@ -35,6 +38,8 @@ use tokio::sync::broadcast;
 pub use agents::AgentIndex;
 
 use crate::SourceKey;
+use crate::config::alerts::Alerting;
+use crate::metrics::Metrics;
 
 /// Events kept for [`Notifications::recent`].
 pub const RECENT_EVENTS: usize = 256;
@@ -77,6 +82,7 @@ pub enum ReportError {
 
 struct Inner {
     agents: AgentIndex,
+    dispatcher: dispatch::Dispatcher,
     recent: Mutex<VecDeque<ReportedEvent>>,
     live: broadcast::Sender<ReportedEvent>,
 }
@@ -87,17 +93,26 @@ pub struct Notifications {
     inner: Arc<Inner>,
 }
 
-impl Default for Notifications {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Notifications {
-    pub fn new() -> Self {
+    /// Identical events within `rate_limit` alert once; the alert counters go into `metrics`.
+    pub fn new(rate_limit: Duration, metrics: &Metrics) -> Self {
+        let counters = dispatch::Counters::default();
+        metrics.register(
+            "alerts",
+            "Alerts by Provider (namespace/name) and result: sent, retried (an attempt failed \
+             and is retried), failed (given up), dropped (queue full or Provider suspended)",
+            counters.alerts.clone(),
+        );
+        metrics.register(
+            "notification_events",
+            "Events taken for alerting (from the server and its agents), by result: accepted, \
+             or duplicate (identical within the rate-limit interval, dropped)",
+            counters.events.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 agents: AgentIndex::default(),
+                dispatcher: dispatch::Dispatcher::new(rate_limit, counters),
                 recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
                 live: broadcast::channel(RECENT_EVENTS).0,
             }),
@@ -149,8 +164,14 @@ impl Notifications {
         Ok(n)
     }
 
-    /// Takes one event (the server's own, or a checked agent's).
+    /// Puts the config's Providers and Alerts in force.
+    pub fn configure(&self, alerting: &Alerting) {
+        self.inner.dispatcher.configure(alerting);
+    }
+
+    /// Takes one event (the server's own, or a checked agent's): alerts, the ring, the feed.
     pub fn emit(&self, event: ReportedEvent) {
+        self.inner.dispatcher.dispatch(&event);
         {
             let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == RECENT_EVENTS {

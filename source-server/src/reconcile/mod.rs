@@ -51,6 +51,8 @@ pub struct Options {
     pub backoff: Backoff,
     /// Bounds on Helm indexes and charts.
     pub helm: crate::helm::HelmLimits,
+    /// Identical events within this interval alert once (Flux's `--rate-limit-interval`).
+    pub alert_rate_limit: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             keep: 2,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             helm: crate::helm::HelmLimits::default(),
+            alert_rate_limit: crate::notification::dispatch::DEFAULT_RATE_LIMIT,
         }
     }
 }
@@ -119,13 +122,16 @@ pub enum TriggerError {
 
 impl Controller {
     pub fn new(storage: Storage, backend: Arc<dyn SourceBackend>, opts: Options) -> Self {
+        let metrics = Metrics::new();
+        let notifications =
+            crate::notification::Notifications::new(opts.alert_rate_limit, &metrics);
         Self {
             inner: Arc::new(Inner {
                 storage,
                 backend,
                 events: EventHub::new(),
-                notifications: Default::default(),
-                metrics: Metrics::new(),
+                notifications,
+                metrics,
                 opts,
                 helm: crate::helm::Repos::default(),
                 slots: RwLock::new(BTreeMap::new()),
@@ -332,6 +338,7 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = desired.errors.clone();
         inner.metrics.set_config_errors(desired.errors.len());
+        inner.notifications.configure(&desired.alerting);
         *inner.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired.invalid.clone();
 
         let removed: Vec<SourceKey> = inner

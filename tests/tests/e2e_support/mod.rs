@@ -409,29 +409,17 @@ impl Env {
     /// The sum of the agent's metric `name` over the series whose labels include every one of
     /// `labels` (0 when there is none yet, or the agent does not answer yet).
     pub async fn agent_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.agent_metrics_port);
-        let Ok(resp) = reqwest::get(&url).await else {
-            return Ok(0.0);
-        };
-        let text = resp.text().await?;
-        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        let mut sum = 0.0;
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix(name) else {
-                continue;
-            };
-            let (labels, value) = match rest.strip_prefix('{') {
-                Some(r) => r.split_once("} ").context("a metric line")?,
-                None => ("", rest.trim_start()),
-            };
-            if rest.starts_with([' ', '{']) && wanted.iter().all(|w| labels.contains(w.as_str())) {
-                sum += value
-                    .trim()
-                    .parse::<f64>()
-                    .with_context(|| line.to_string())?;
-            }
-        }
-        Ok(sum)
+        metric_at(
+            &format!("http://127.0.0.1:{}/metrics", self.agent_metrics_port),
+            name,
+            labels,
+        )
+        .await
+    }
+
+    /// [`Env::agent_metric`] of the source server.
+    pub async fn source_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        metric_at(&format!("{}/metrics", self.source_url()), name, labels).await
     }
 
     /// Waits until [`Env::agent_metric`] reaches `at_least`.
@@ -633,6 +621,33 @@ impl Env {
             })
             .collect())
     }
+}
+
+/// The sum of metric `name` at `url` over the series whose labels include every one of
+/// `labels` (0 when there is none yet, or nothing answers yet).
+pub async fn metric_at(url: &str, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+    let Ok(resp) = reqwest::get(url).await else {
+        return Ok(0.0);
+    };
+    let text = resp.text().await?;
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ").context("a metric line")?,
+            None => ("", rest.trim_start()),
+        };
+        if rest.starts_with([' ', '{']) && wanted.iter().all(|w| labels.contains(w.as_str())) {
+            sum += value
+                .trim()
+                .parse::<f64>()
+                .with_context(|| line.to_string())?;
+        }
+    }
+    Ok(sum)
 }
 
 /// The spec of the seed Kustomization: `path`, interval 2s, prune on.
