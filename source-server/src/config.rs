@@ -313,19 +313,10 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 }
             }
             (alerts::API_VERSION, "Provider" | "Alert") => {
-                let doc = alerts::Doc {
-                    document: i,
-                    object: object.clone(),
-                    key: alerts::ObjectKey {
-                        namespace: key.namespace.clone(),
-                        name: key.name.clone(),
-                    },
-                    value: value.clone(),
-                };
-                if kind == "Provider" {
-                    providers.push(doc);
-                } else {
-                    alert_docs.push(doc);
+                let doc = alerts::Doc::new(i, &object, &key, value.clone());
+                match kind {
+                    "Provider" => providers.push(doc),
+                    _ => alert_docs.push(doc),
                 }
             }
             (_, "GitRepository" | "HelmRepository" | "Bucket") => errors.push(err(

@@ -318,7 +318,8 @@ async fn a_failure_alerts_once_signed_with_its_message() -> Result<()> {
 }
 
 /// `eventSeverity`, `inclusionList` and `exclusionList` (which wins) select what each Provider
-/// gets; the server's own events (a new artifact) reach Alerts on GitRepositories.
+/// gets; Slack gets its message shape; the server's own events (a new artifact) reach Alerts on
+/// GitRepositories.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn severity_inclusion_and_exclusion_select_alerts() -> Result<()> {
     let r = Receiver::start().await?;
@@ -337,12 +338,21 @@ async fn severity_inclusion_and_exclusion_select_alerts() -> Result<()> {
             "  eventSeverity: error\n  eventSources:\n  - {kind: Kustomization, name: '*'}\n",
         ),
         (
+            "slack",
+            "  eventSeverity: error\n  eventSources:\n  - {kind: Kustomization, name: app}\n",
+        ),
+        (
             "sources",
             "  eventSources:\n  - {kind: GitRepository, name: app}\n  eventMetadata: {cluster: test}\n",
         ),
     ] {
-        env.extra_sources
-            .push(provider(name, "generic", &format!("{}/{name}", r.url), ""));
+        let type_ = if name == "slack" { "slack" } else { "generic" };
+        env.extra_sources.push(provider(
+            name,
+            type_,
+            &format!("{}/{name}", r.url),
+            "  channel: ops\n",
+        ));
         env.extra_sources.push(alert(name, name, spec));
     }
     env.seeded(seed_spec("./app")).await?; // created
@@ -389,6 +399,17 @@ async fn severity_inclusion_and_exclusion_select_alerts() -> Result<()> {
     assert!(
         errors.iter().all(|e| e.severity == Severity::Error),
         "{errors:#?}"
+    );
+    // Slack gets Flux's message: one attachment, coloured by severity.
+    let slack = wait_hits(&env, &r, "/slack", 1, LIMIT).await?;
+    let msg: serde_json::Value = serde_json::from_slice(&slack[0].body)?;
+    assert_eq!(msg["channel"], "ops");
+    assert_eq!(msg["username"], "ferry-applier");
+    let attachment = &msg["attachments"][0];
+    assert_eq!(attachment["color"], "danger", "{msg}");
+    assert_eq!(
+        attachment["author_name"], "kustomization/app.team-a",
+        "{msg}"
     );
     // The source server's own event: the v4 artifact.
     let sources = env

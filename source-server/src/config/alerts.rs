@@ -118,6 +118,21 @@ pub(super) struct Doc {
     pub value: Value,
 }
 
+impl Doc {
+    /// Document `document` of the file, `object` (`Kind/namespace/name`) named `key`.
+    pub fn new(document: usize, object: &str, key: &SourceKey, value: Value) -> Self {
+        Self {
+            document,
+            object: object.to_string(),
+            key: ObjectKey {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            },
+            value,
+        }
+    }
+}
+
 /// Checks the Provider and Alert documents against the file's Secrets; refused documents go
 /// to `errors`, and their earlier valid version (in `previous`) stays.
 pub(super) fn load(

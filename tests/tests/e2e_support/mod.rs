@@ -343,6 +343,9 @@ impl Env {
         }
         std::fs::write(dir.join("sources.yaml"), config)?;
         let mut cmd = Command::new(bin("ferry-source-server")?);
+        // FERRY_CLUSTER=real picks the tests' control plane; the server reads FERRY_CLUSTER as
+        // its --cluster flag, so it must not inherit it.
+        cmd.env_remove("FERRY_CLUSTER");
         cmd.args(["serve", "--config"])
             .arg(dir.join("sources.yaml"))
             .arg("--storage")

@@ -87,6 +87,9 @@ pub fn ready(status: &Value) -> Option<(String, String)> {
 pub fn start_cluster_server(env: &Env, args: &[&str]) -> Result<Proc> {
     let dir = env.work.path();
     let mut cmd = Command::new(bin("ferry-source-server")?);
+    // FERRY_CLUSTER=real picks the tests' control plane; the server reads FERRY_CLUSTER as
+    // its --cluster flag, so it must not inherit it.
+    cmd.env_remove("FERRY_CLUSTER");
     cmd.args(["serve", "--cluster", "--storage"])
         .arg(dir.join("storage"))
         .arg("--cache")
