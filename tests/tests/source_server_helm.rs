@@ -131,6 +131,28 @@ async fn index_parsed_once_chart_packed_once_new_version_announced() -> Result<(
         "the repository's revision is the sha256 of the index bytes"
     );
     assert_eq!((idx.charts, idx.versions), (1, 3));
+    // The new index is also an event for alerting (the server's own, as for Git sources).
+    let running = h.server.as_ref().context("running")?;
+    let ev = ferry_tests::poll::until(
+        "a NewArtifact event of the HelmRepository",
+        WAIT,
+        std::time::Duration::from_millis(20),
+        || async {
+            Ok(running
+                .controller
+                .notifications()
+                .recent()
+                .into_iter()
+                .find(|e| e.event.involved_object.kind == "HelmRepository"))
+        },
+    )
+    .await?;
+    assert_eq!(ev.event.reason, "NewArtifact");
+    assert_eq!(ev.event.involved_object.name, "charts");
+    assert_eq!(
+        ev.event.metadata.get("revision"),
+        Some(&idx.revision.to_string())
+    );
 
     // The highest release matching the range; the artifact is the chart's files with
     // Chart.yaml at the root, its digest the tar's.
