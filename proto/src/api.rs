@@ -30,6 +30,9 @@
 //!   objects): the agent's whole namespace, replacing what it reported before → 204
 //! - `GET /v1/agents` → [`AgentList`]; `GET /v1/agents/{namespace}` → [`AgentView`]
 //!
+//! - `GET /v1/receivers` → [`ReceiverList`] (webhook paths and status; never a token)
+//! - `POST /hook/<hex>` → [`HookReply`]: a webhook call (see `source-server/README.md#receivers`)
+//!
 //! # Helm charts
 //!
 //! Agents never download or parse a repository index. The source server fetches each
@@ -71,6 +74,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bucket::{BucketSpec, BucketStatus};
 use crate::helm_repository::{HelmRepositorySpec, HelmRepositoryStatus};
+use crate::receiver::{ReceiverSpec, ReceiverStatus};
 use crate::source::SourceKind;
 use crate::{Digest, GitRepositorySpec, GitRepositoryStatus, Revision, SourceKey};
 
@@ -200,6 +204,77 @@ impl SourceKey {
             format!("{repository}/{chart}@{range}"),
         )
     }
+}
+
+/// One `Receiver` as the server sees it (the token is never shown; the spec only names its
+/// Secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverView {
+    pub namespace: String,
+    pub name: String,
+    /// `Receiver`.
+    pub kind: String,
+    pub spec: ReceiverSpec,
+    pub status: ReceiverStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReceiverList {
+    pub receivers: Vec<ReceiverView>,
+}
+
+/// What became of a webhook call (the body of every answer on a known hook path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HookOutcome {
+    /// Authenticated; the sources were asked to fetch (200).
+    Accepted,
+    /// Authenticated, but the event is not in `spec.events` or is GitHub's `ping` (200).
+    Ignored,
+    /// A delivery id seen within the replay window: nothing triggered again (200).
+    Duplicate,
+    /// Over the receiver's rate; `Retry-After` says when to come back (429).
+    RateLimited,
+    /// Signature or token missing or wrong (401).
+    Unauthorized,
+    /// The body is over the limit (413).
+    TooLarge,
+    /// Malformed request: headers over the limit, a body that could not be read in time (400,
+    /// 408, 431).
+    BadRequest,
+    /// `spec.suspend` is set (503).
+    Suspended,
+    /// A named source could not be asked to fetch (500; the others were).
+    Failed,
+}
+
+impl HookOutcome {
+    /// The metric label value (the serialized name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+            Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::BadRequest => "bad_request",
+            Self::Suspended => "suspended",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The answer to a webhook call on a known path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HookReply {
+    pub outcome: HookOutcome,
+    /// Why, naming the receiver.
+    pub message: String,
+    /// The sources asked to fetch (`Kind/namespace/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggered: Vec<String>,
 }
 
 /// SSE event name for [`ArtifactEvent`].

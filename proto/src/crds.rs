@@ -29,5 +29,9 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             crate::Provider::crd(),
         ),
         ("notification.ferry.dev_alerts.yaml", crate::Alert::crd()),
+        (
+            "notification.ferry.dev_receivers.yaml",
+            crate::Receiver::crd(),
+        ),
     ]
 }

@@ -5,7 +5,7 @@
 //! revision it was built from ([`Revision`], in Flux's `main@sha1:<commit>` notation), the
 //! record that points at it ([`ArtifactRef`]), status [`Condition`]s, the custom resources
 //! (`GitRepository`, `HelmRepository`, `Bucket`, `Kustomization`, `HelmRelease`, and the `Provider`
-//! and `Alert` of [`alert`]) whose CRDs are generated
+//! and `Alert` of [`alert`], and the `Receiver` of [`receiver`]) whose CRDs are generated
 //! from these types into `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
 //! kustomize engine and the Kubernetes API test server need. No I/O lives here.
@@ -26,6 +26,7 @@ pub mod kustomization;
 pub mod limits;
 pub mod merge;
 pub mod object;
+pub mod receiver;
 pub mod revision;
 pub mod selector;
 pub mod source;
@@ -49,6 +50,9 @@ pub use kustomization::{
 };
 pub use limits::{ArtifactLimits, LimitError};
 pub use object::ObjectRef;
+pub use receiver::{
+    Receiver, ReceiverResource, ReceiverResourceKind, ReceiverSpec, ReceiverStatus, ReceiverType,
+};
 pub use revision::{Revision, RevisionError};
 pub use source::{
     GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, LocalObjectReference,

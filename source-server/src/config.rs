@@ -1,6 +1,6 @@
 //! Desired state: which sources to mirror, from a multi-document YAML file of `GitRepository`,
-//! `Bucket` ([`bucket`]), `HelmRepository` ([`helm`]), `Provider`/`Alert` ([`alerts`]) and
-//! `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
+//! `Bucket` ([`bucket`]), `HelmRepository` ([`helm`]), `Provider`/`Alert` ([`alerts`]),
+//! `Receiver` ([`receiver`]) and `Secret` objects (the CRD schema), and the seam any other feeder (a cluster watcher) uses.
 //!
 //! The seam is a `tokio::sync::watch` channel of [`DesiredState`]: whoever owns the sender
 //! publishes a complete desired state; the controller diffs it against what runs. Loading is
@@ -19,16 +19,20 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use tokio::sync::watch;
 
-use ferry_proto::{Bucket, GitRepository, GitRepositorySpec, HelmRepository, SourceKind};
+use ferry_proto::{
+    Bucket, GitRepository, GitRepositorySpec, HelmRepository, ObjectRef, Receiver, SourceKind,
+};
 
 pub mod alerts;
 mod bucket;
 mod file_watch;
 mod helm;
+mod receiver;
 
 pub use bucket::SourceSpec;
 pub use file_watch::{ConfigWatch, watch_file};
 pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
+pub use receiver::{DesiredReceiver, InvalidReceiver, Target, Token, receiver_ref};
 
 use crate::SourceKey;
 
@@ -113,6 +117,10 @@ pub struct DesiredState {
     pub rejected_edits: BTreeMap<SourceKey, InvalidSource>,
     /// Providers and Alerts ([`alerts`]).
     pub alerting: alerts::Alerting,
+    /// Webhook receivers (keys `Receiver/namespace/name`).
+    pub receivers: BTreeMap<ObjectRef, DesiredReceiver>,
+    /// Refused `Receiver` documents without a valid earlier version.
+    pub invalid_receivers: BTreeMap<ObjectRef, InvalidReceiver>,
 }
 
 /// The channel pair of the seam.
@@ -168,6 +176,8 @@ struct Meta {
     namespace: Option<String>,
     #[serde(default)]
     generation: Option<i64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +214,9 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     let mut helm_repos = Vec::new();
     let mut invalid_helm = BTreeMap::new();
     let (mut providers, mut alert_docs) = (Vec::new(), Vec::new());
+    let mut receivers = Vec::new();
+    let mut invalid_receivers = BTreeMap::new();
+    let mut labels: receiver::SourceLabels = BTreeMap::new();
     for (i, value) in docs {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = value
@@ -247,13 +260,16 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             ("source.ferry.dev/v1", "GitRepository") => {
                 let repo: Result<GitRepository, _> = serde_yaml::from_value(value.clone());
                 match repo {
-                    Ok(repo) => repos.push((
-                        i,
-                        object.clone(),
-                        key,
-                        meta.generation,
-                        SourceSpec::Git(repo.spec),
-                    )),
+                    Ok(repo) => {
+                        labels.insert(key.clone(), meta.labels.clone());
+                        repos.push((
+                            i,
+                            object.clone(),
+                            key,
+                            meta.generation,
+                            SourceSpec::Git(repo.spec),
+                        ))
+                    }
                     Err(e) => {
                         let error = err("spec", e.to_string());
                         invalid.insert(
@@ -271,13 +287,16 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             ("source.ferry.dev/v1", "Bucket") => {
                 let key = SourceKey::of(SourceKind::Bucket, &key.namespace, &key.name);
                 match serde_yaml::from_value::<Bucket>(value.clone()) {
-                    Ok(b) => repos.push((
-                        i,
-                        object.clone(),
-                        key,
-                        meta.generation,
-                        SourceSpec::Bucket(b.spec),
-                    )),
+                    Ok(b) => {
+                        labels.insert(key.clone(), meta.labels.clone());
+                        repos.push((
+                            i,
+                            object.clone(),
+                            key,
+                            meta.generation,
+                            SourceSpec::Bucket(b.spec),
+                        ))
+                    }
                     Err(e) => {
                         let error = err("spec", e.to_string());
                         invalid.insert(
@@ -296,6 +315,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 let key = SourceKey::of(SourceKind::HelmRepository, &key.namespace, &key.name);
                 match serde_yaml::from_value::<HelmRepository>(value.clone()) {
                     Ok(repo) => {
+                        labels.insert(key.clone(), meta.labels.clone());
                         helm_repos.push((i, object.clone(), key, meta.generation, repo.spec))
                     }
                     Err(e) => {
@@ -312,6 +332,28 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                     }
                 }
             }
+            ("notification.ferry.dev/v1", "Receiver") => {
+                let key = receiver_ref(&key.namespace, &key.name);
+                match serde_yaml::from_value::<Receiver>(value.clone()) {
+                    Ok(r) => receivers.push((i, object.clone(), key, meta.generation, r.spec)),
+                    Err(e) => {
+                        let error = err("spec", e.to_string());
+                        invalid_receivers.insert(
+                            key,
+                            InvalidReceiver {
+                                spec: Default::default(),
+                                generation: meta.generation,
+                                error: error.clone(),
+                            },
+                        );
+                        errors.push(error);
+                    }
+                }
+            }
+            (_, "Receiver") => errors.push(err(
+                "apiVersion",
+                format!("{api_version:?} is not supported, use \"notification.ferry.dev/v1\""),
+            )),
             (alerts::API_VERSION, "Provider" | "Alert") => {
                 let doc = alerts::Doc::new(i, &object, &key, value.clone());
                 match kind {
@@ -335,7 +377,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
                 format!(
                     "{api_version}/{kind} is not supported: expected source.ferry.dev/v1 \
                      GitRepository, Bucket or HelmRepository, notification.ferry.dev/v1 \
-                     Provider or Alert, or v1 Secret"
+                     Provider, Alert or Receiver, or v1 Secret"
                 ),
             )),
         }
@@ -439,6 +481,49 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         &previous.alerting,
         &mut errors,
     );
+    // `*` resolves against the sources that run (a refused one that keeps its earlier version
+    // runs too).
+    labels.retain(|k, _| sources.contains_key(k) || helm_repositories.contains_key(k));
+    let mut desired_receivers = BTreeMap::new();
+    for (i, object, key, generation, spec) in receivers {
+        let error = |field, message| ConfigError {
+            file: file.into(),
+            document: i,
+            object: object.clone(),
+            field,
+            message,
+        };
+        match receiver::validate(&key, &spec, generation, &secrets, &labels) {
+            Ok(r) => {
+                if desired_receivers.insert(key.clone(), r).is_some() {
+                    errors.push(error(
+                        "metadata.name".into(),
+                        "defined twice in the file; the last definition wins".into(),
+                    ));
+                }
+            }
+            Err((field, message)) => {
+                let error = error(field, message);
+                errors.push(error.clone());
+                invalid_receivers.insert(
+                    key,
+                    InvalidReceiver {
+                        spec,
+                        generation,
+                        error,
+                    },
+                );
+            }
+        }
+    }
+    invalid_receivers.retain(|key, _| {
+        if let Some(prev) = previous.receivers.get(key) {
+            desired_receivers
+                .entry(key.clone())
+                .or_insert_with(|| prev.clone());
+        }
+        !desired_receivers.contains_key(key)
+    });
     Ok(DesiredState {
         sources,
         errors,
@@ -447,6 +532,8 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         invalid_helm,
         rejected_edits,
         alerting,
+        receivers: desired_receivers,
+        invalid_receivers,
     })
 }
 

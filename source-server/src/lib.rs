@@ -12,7 +12,8 @@
 //! [`storage`] (a directory or S3), next to a small per-source state record, so a restart serves
 //! the same artifacts without refetching; [`gc`] keeps each source's current artifact plus the
 //! last N. New artifacts are announced on an in-memory feed ([`events`]) that the HTTP API
-//! ([`http`]) streams as server-sent events; [`metrics`] counts what happened. A failure never
+//! ([`http`]) streams as server-sent events; [`metrics`] counts what happened. Webhook [`receiver`]s ask sources to fetch now, answered from an
+//! in-memory index of hook paths. A failure never
 //! replaces a good artifact: the source keeps serving the last one and reports why in its
 //! conditions. [`notification`] takes the events of the server and its agents, and keeps the
 //! index of what every agent reported about its namespace.
@@ -29,6 +30,7 @@ pub mod helm;
 pub mod http;
 pub mod metrics;
 pub mod notification;
+pub mod receiver;
 pub mod reconcile;
 pub mod server;
 pub mod storage;

@@ -9,6 +9,7 @@ use ferry_proto::ArtifactLimits;
 use ferry_proto::limits;
 use ferry_source_server::cluster::ClusterOptions;
 use ferry_source_server::helm;
+use ferry_source_server::receiver::HookLimits;
 use ferry_source_server::server::{self, ConfigSource, PublicUrl, ServeOptions};
 use ferry_source_server::storage::StorageLocation;
 
@@ -97,12 +98,27 @@ struct TenancyArgs {
     shared_namespace: Vec<String>,
 }
 
+/// Bounds on webhook calls, per Receiver.
+#[derive(clap::Args)]
+struct HookArgs {
+    /// Calls a Receiver takes at once before answering 429 (token bucket size).
+    #[arg(long, env = "FERRY_RECEIVER_BURST", default_value_t = HookLimits::default().burst)]
+    receiver_burst: u32,
+    /// Calls per second a Receiver takes in the long run (token bucket refill rate).
+    #[arg(long, env = "FERRY_RECEIVER_RATE", default_value_t = HookLimits::default().per_second)]
+    receiver_rate: f64,
+    /// How long a delivery id (X-GitHub-Delivery, X-Gitlab-Event-UUID, X-Delivery-Id) is
+    /// remembered; a repeat within it triggers nothing (Go duration).
+    #[arg(long, env = "FERRY_RECEIVER_REPLAY_WINDOW", default_value = "10m", value_parser = ferry_proto::parse_duration)]
+    receiver_replay_window: std::time::Duration,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve {
-        /// Multi-document YAML of GitRepository, HelmRepository, Provider, Alert and Secret
-        /// objects; edits are picked up live.
+        /// Multi-document YAML of GitRepository, HelmRepository, Provider, Alert, Receiver and
+        /// Secret objects; edits are picked up live.
         #[arg(
             long,
             env = "FERRY_CONFIG",
@@ -145,6 +161,8 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         helm: HelmArgs,
+        #[command(flatten)]
+        hooks: HookArgs,
     },
 }
 
@@ -179,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
             alert_rate_limit_interval,
             limits,
             helm: helm_args,
+            hooks,
         } => {
             let mut opts = ServeOptions::new(config.unwrap_or_default(), storage, cache);
             if cluster {
@@ -201,6 +220,12 @@ async fn main() -> anyhow::Result<()> {
                 max_chart_file_size: helm_args.helm_chart_file_max_size,
                 artifact: opts.limits.clone(),
                 registration_ttl: helm_args.helm_registration_ttl,
+            };
+            opts.hooks = HookLimits {
+                burst: hooks.receiver_burst,
+                per_second: hooks.receiver_rate,
+                replay_window: hooks.receiver_replay_window,
+                ..HookLimits::default()
             };
             let running = server::start(opts)
                 .await

@@ -29,6 +29,8 @@ pub struct Metrics {
     helm_charts: Family<Labels, Counter>,
     bucket_objects: Family<Labels, Counter>,
     bucket_bytes: Family<Labels, Counter>,
+    hooks: Family<Labels, Counter>,
+    hooks_unknown: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -46,6 +48,23 @@ fn labels(key: &SourceKey, extra: &[(&str, &str)]) -> Labels {
         l.push(("kind".to_string(), key.kind.to_string()));
     }
     l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    l
+}
+
+fn receiver_labels(
+    receiver: &ferry_proto::ObjectRef,
+    outcome: Option<ferry_proto::api::HookOutcome>,
+) -> Labels {
+    let mut l = vec![
+        (
+            "namespace".to_string(),
+            receiver.namespace_or_empty().to_string(),
+        ),
+        ("name".to_string(), receiver.name.clone()),
+    ];
+    if let Some(o) = outcome {
+        l.push(("outcome".to_string(), o.as_str().to_string()));
+    }
     l
 }
 
@@ -79,6 +98,19 @@ impl Metrics {
             "bucket_bytes_downloaded",
             "Bytes of the objects a Bucket reconcile downloaded to build an artifact",
             bucket_bytes.clone(),
+        );
+        let hooks = Family::<Labels, Counter>::default();
+        let hooks_unknown = Counter::default();
+        registry.register(
+            "receiver_requests",
+            "Webhook calls per Receiver, by outcome (accepted, ignored, duplicate, rate_limited, \
+             unauthorized, too_large, bad_request, suspended, failed)",
+            hooks.clone(),
+        );
+        registry.register(
+            "receiver_unknown_path_requests",
+            "Webhook calls on a hook path no Receiver has",
+            hooks_unknown.clone(),
         );
         registry.register(
             "helm_index_fetches",
@@ -130,6 +162,38 @@ impl Metrics {
             helm_charts,
             bucket_objects,
             bucket_bytes,
+            hooks,
+            hooks_unknown,
+        }
+    }
+
+    /// A webhook call of the Receiver `receiver` and what became of it.
+    pub fn hook(&self, receiver: &ferry_proto::ObjectRef, outcome: ferry_proto::api::HookOutcome) {
+        self.hooks
+            .get_or_create(&receiver_labels(receiver, Some(outcome)))
+            .inc();
+    }
+
+    /// A webhook call on an unknown path.
+    pub fn hook_unknown(&self) {
+        self.hooks_unknown.inc();
+    }
+
+    /// Removes the series of a Receiver that is gone.
+    pub fn forget_receiver(&self, receiver: &ferry_proto::ObjectRef) {
+        use ferry_proto::api::HookOutcome::*;
+        for outcome in [
+            Accepted,
+            Ignored,
+            Duplicate,
+            RateLimited,
+            Unauthorized,
+            TooLarge,
+            BadRequest,
+            Suspended,
+            Failed,
+        ] {
+            self.hooks.remove(&receiver_labels(receiver, Some(outcome)));
         }
     }
 

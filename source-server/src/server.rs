@@ -74,7 +74,7 @@ impl std::fmt::Display for PublicUrl {
 /// Where the desired state comes from.
 #[derive(Clone, Debug)]
 pub enum ConfigSource {
-    /// Multi-document YAML of `GitRepository`, `HelmRepository` and `Secret` objects, watched
+    /// Multi-document YAML of `GitRepository`, `HelmRepository`, `Receiver` and `Secret` objects, watched
     /// for changes.
     File(PathBuf),
     /// Source objects in the cluster of the kubeconfig (or the Pod's ServiceAccount), whose
@@ -103,6 +103,8 @@ pub struct ServeOptions {
     pub helm: crate::helm::HelmLimits,
     /// Identical events within this interval alert once.
     pub alert_rate_limit: Duration,
+    /// Bounds on webhook calls.
+    pub hooks: crate::receiver::HookLimits,
 }
 
 impl ServeOptions {
@@ -120,6 +122,7 @@ impl ServeOptions {
             limits: ArtifactLimits::default(),
             helm: crate::helm::HelmLimits::default(),
             alert_rate_limit: defaults.alert_rate_limit,
+            hooks: crate::receiver::HookLimits::default(),
         }
     }
 }
@@ -244,6 +247,7 @@ pub async fn start_with_backend(
                 ..opts.helm.clone()
             },
             alert_rate_limit: opts.alert_rate_limit,
+            hooks: opts.hooks.clone(),
         },
     );
     let (tx, rx) = config::channel();

@@ -13,6 +13,8 @@
 //! - `GET /`: the read-only status page, see [`page`]
 //! - `POST /v1/agents/{namespace}/events`, `PUT /v1/agents/{namespace}/status`: what agents
 //!   report; `GET /v1/agents`, `GET /v1/agents/{namespace}`: the index of it
+//! - `GET /v1/receivers`: webhook receivers (paths and status, never a token)
+//! - `POST /hook/{hex}`: a webhook call, see [`hooks`]
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz`
 
 pub mod access;
@@ -21,6 +23,7 @@ mod artifacts;
 mod buckets;
 mod events;
 mod helm;
+mod hooks;
 mod page;
 mod sources;
 
@@ -36,13 +39,16 @@ use serde_json::json;
 
 use crate::reconcile::Controller;
 
-/// The API; with `tenancy`, every route but the probes and metrics needs a token and answers
+/// The API; with `tenancy`, every route but the probes, metrics and webhook calls needs a token and answers
 /// only what it may see ([`access`]).
 pub fn router(controller: Controller, tenancy: Option<Arc<access::Tenancy>>) -> Router {
     let open = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        // Webhook senders carry no Kubernetes token: the hook path and signature are the
+        // credential.
+        .route("/hook/{digest}", post(hooks::call));
     Router::new()
         .route("/", get(page::index))
         .route("/changes", get(page::changes::stream))
@@ -87,6 +93,7 @@ pub fn router(controller: Controller, tenancy: Option<Arc<access::Tenancy>>) -> 
             "/v1/agents/{namespace}/status",
             put(agents::status).layer(DefaultBodyLimit::max(MAX_AGENT_BODY)),
         )
+        .route("/v1/receivers", get(hooks::list))
         .route_layer(axum::middleware::from_fn_with_state(
             tenancy,
             access::authenticate,

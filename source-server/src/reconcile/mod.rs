@@ -53,6 +53,8 @@ pub struct Options {
     pub helm: crate::helm::HelmLimits,
     /// Identical events within this interval alert once (Flux's `--rate-limit-interval`).
     pub alert_rate_limit: Duration,
+    /// Bounds on webhook calls.
+    pub hooks: crate::receiver::HookLimits,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             helm: crate::helm::HelmLimits::default(),
             alert_rate_limit: crate::notification::dispatch::DEFAULT_RATE_LIMIT,
+            hooks: crate::receiver::HookLimits::default(),
         }
     }
 }
@@ -91,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     /// The HelmRepositories ([`crate::helm`]).
     pub(crate) helm: crate::helm::Repos,
+    /// The webhook receivers ([`crate::receiver`]).
+    pub(crate) receivers: crate::receiver::Receivers,
     slots: RwLock<BTreeMap<SourceKey, Slot>>,
     /// Held while an artifact is written and recorded, and while GC decides and deletes, so GC
     /// never sees an artifact whose state record is not written yet.
@@ -125,6 +130,7 @@ impl Controller {
         let metrics = Metrics::new();
         let notifications =
             crate::notification::Notifications::new(opts.alert_rate_limit, &metrics);
+        let receivers = crate::receiver::Receivers::new(opts.hooks.clone());
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -134,6 +140,7 @@ impl Controller {
                 metrics,
                 opts,
                 helm: crate::helm::Repos::default(),
+                receivers,
                 slots: RwLock::new(BTreeMap::new()),
                 storage_lock: tokio::sync::Mutex::new(()),
                 config_errors: RwLock::new(Vec::new()),
@@ -312,6 +319,21 @@ impl Controller {
         Ok(())
     }
 
+    /// Every Receiver, valid or refused (never a token).
+    pub fn receivers(&self) -> Vec<ferry_proto::api::ReceiverView> {
+        self.inner.receivers.views()
+    }
+
+    /// The receiver of a hook path, from memory.
+    pub fn hook(&self, path: &str) -> Option<Arc<crate::receiver::Entry>> {
+        self.inner.receivers.lookup(path)
+    }
+
+    /// Bounds on webhook calls.
+    pub fn hook_limits(&self) -> &crate::receiver::HookLimits {
+        &self.inner.receivers.limits
+    }
+
     pub fn events(&self) -> &EventHub {
         &self.inner.events
     }
@@ -405,6 +427,9 @@ impl Controller {
             }
         }
         let helm_removed = crate::helm::apply(inner, desired).await;
+        for gone in inner.receivers.apply(desired) {
+            inner.metrics.forget_receiver(&gone);
+        }
         for (key, slot) in inner.write_slots().iter_mut() {
             slot.rejected = desired.rejected_edits.get(key).cloned();
         }
