@@ -275,6 +275,10 @@ pub struct HookReply {
     /// The sources asked to fetch (`Kind/namespace/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered: Vec<String>,
+    /// The token of this request: the GitRepositories asked to fetch echo it in
+    /// `status.lastHandledReconcileAt` once a fetch that started after it is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
 }
 
 /// SSE event name for [`ArtifactEvent`].

@@ -45,7 +45,10 @@ pub(super) async fn call(
     };
     let r = &entry.desired;
     let name = format!("Receiver {}/{}", r.key.namespace_or_empty(), r.key.name);
-    let answer = |outcome: HookOutcome, message: String, triggered: Vec<String>| {
+    let full = |outcome: HookOutcome,
+                message: String,
+                triggered: Vec<String>,
+                requested_at: Option<String>| {
         c.metrics().hook(&r.key, outcome);
         let status = match outcome {
             HookOutcome::Accepted | HookOutcome::Ignored | HookOutcome::Duplicate => StatusCode::OK,
@@ -69,9 +72,11 @@ pub(super) async fn call(
             outcome,
             message,
             triggered,
+            requested_at,
         };
         (status, Json(reply)).into_response()
     };
+    let answer = |outcome, message, triggered| full(outcome, message, triggered, None);
     let limits = c.hook_limits();
     if r.spec.suspend {
         return answer(
@@ -203,9 +208,14 @@ pub(super) async fn call(
     }
     if !failed.is_empty() {
         message.push_str(&format!("; failed: {}", failed.join("; ")));
-        return answer(HookOutcome::Failed, message, triggered);
+        return full(HookOutcome::Failed, message, triggered, Some(requested_at));
     }
-    answer(HookOutcome::Accepted, message, triggered)
+    full(
+        HookOutcome::Accepted,
+        message,
+        triggered,
+        Some(requested_at),
+    )
 }
 
 enum BodyError {

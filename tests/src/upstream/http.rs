@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use axum::body::{Body, Bytes};
@@ -26,6 +26,8 @@ struct Shared {
     requests: AtomicUsize,
     unauthorized: AtomicUsize,
     pack_fetches: AtomicUsize,
+    /// Milliseconds every request waits before it is served (a slow Git host).
+    delay_ms: AtomicU64,
 }
 
 /// A running smart-HTTP server; stops when dropped.
@@ -45,6 +47,7 @@ impl SmartHttp {
             requests: AtomicUsize::new(0),
             unauthorized: AtomicUsize::new(0),
             pack_fetches: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
         });
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
@@ -97,6 +100,12 @@ impl SmartHttp {
         self.shared.unauthorized.load(Ordering::SeqCst)
     }
 
+    /// Makes every later request wait `delay` before it is served (a slow Git host).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Protocol-v2 `command=fetch` requests (pack transfers), as opposed to ref listings.
     pub fn pack_fetches(&self) -> usize {
         self.shared.pack_fetches.load(Ordering::SeqCst)
@@ -139,6 +148,10 @@ fn status(code: StatusCode, body: &str) -> Response<Body> {
 
 async fn cgi(State(shared): State<Arc<Shared>>, req: Request) -> Response<Body> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let (parts, body) = req.into_parts();
     if !authorized(&shared.auth, &parts.headers) {
         shared.unauthorized.fetch_add(1, Ordering::SeqCst);
