@@ -235,6 +235,37 @@ async fn agents_report_every_object_of_their_namespace() -> Result<()> {
     Ok(())
 }
 
+/// The index is in memory: a restarted server has it again from the agent's periodic full
+/// report (at least every minute), without any object changing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_learns_the_namespace_again() -> Result<()> {
+    let mut env = Env::new().await?;
+    let first = env.seeded(seed_spec("./app")).await?;
+    wait_summary(&env, "app in the index", "Kustomization", "app", |_| true).await?;
+    env.stop_source();
+    env.start_source()?;
+    env.wait_for("the restarted server to answer", LIMIT, || async {
+        Ok(reqwest::get(format!("{}/healthz", env.source_url()))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    let again = env
+        .wait_for("app back in the index", Duration::from_secs(90), || async {
+            Ok(agent_view(&env)
+                .await?
+                .and_then(|v| v.objects.into_iter().find(|o| o.name == "app")))
+        })
+        .await?;
+    assert_eq!(again.ready, ConditionStatus::True);
+    assert_eq!(
+        again.last_applied_revision,
+        Some(format!("main@sha1:{first}"))
+    );
+    Ok(())
+}
+
 /// A failing Kustomization alerts once, as an error with its message and revision, signed
 /// with the Provider's token; the repeats of the same failure within the window are dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
