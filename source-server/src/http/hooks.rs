@@ -224,29 +224,39 @@ enum BodyError {
     Read(axum::Error),
 }
 
-/// The body, at most `max_body` bytes (a larger `Content-Length` is refused before reading),
-/// within `read_timeout`.
+/// The body, at most `max_body` bytes, within `read_timeout`. A body over the limit is still
+/// read and discarded up to twice the limit (a declared `Content-Length` beyond that is refused
+/// before reading), so that a sender still writing gets the 413 instead of a reset connection;
+/// beyond that the connection is cut.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limits: &HookLimits,
 ) -> Result<Bytes, BodyError> {
+    let drain_limit = limits.max_body.saturating_mul(2);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body as u64) {
+    if declared.is_some_and(|n| n > drain_limit as u64) {
         return Err(BodyError::TooLarge);
     }
     let read = async {
         let mut stream = body.into_data_stream();
         let mut buf = BytesMut::new();
+        let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(BodyError::Read)?;
-            if buf.len() + chunk.len() > limits.max_body {
+            seen = seen.saturating_add(chunk.len());
+            if seen > drain_limit {
                 return Err(BodyError::TooLarge);
             }
-            buf.extend_from_slice(&chunk);
+            if seen <= limits.max_body {
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        if seen > limits.max_body {
+            return Err(BodyError::TooLarge);
         }
         Ok(buf.freeze())
     };
