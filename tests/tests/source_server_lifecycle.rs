@@ -409,3 +409,30 @@ async fn sources_removed_while_down_are_collected_at_start_but_invalid_ones_are_
     h.stop().await;
     Ok(())
 }
+
+/// Every shallow fetch adds a pack to the mirror; with gix's fixed 32 index slots the 32nd new
+/// revision failed ("too few index slots"), and kept failing after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_keeps_fetching_past_32_new_revisions_and_after_a_restart() -> Result<()> {
+    let up = Upstream::new()?;
+    up.write("v.txt", "0\n")?;
+    up.commit_push("c0")?;
+    let mut h = Harness::new(&repo_doc("team-a", "app", &up.file_url(), ""))?;
+    h.start().await?;
+    for i in 1..=40 {
+        up.write("v.txt", format!("{i}\n"))?;
+        let commit = up.commit_push(&format!("c{i}"))?;
+        h.reconcile("team-a", "app").await?;
+        h.wait_commit("team-a", "app", &commit)
+            .await
+            .with_context(|| format!("revision {i}"))?;
+    }
+    h.stop().await;
+    h.start().await?;
+    up.write("v.txt", "41\n")?;
+    let commit = up.commit_push("c41")?;
+    h.reconcile("team-a", "app").await?;
+    h.wait_commit("team-a", "app", &commit).await?;
+    h.stop().await;
+    Ok(())
+}

@@ -16,7 +16,8 @@ use super::{GitError, GitSource, auth, watchdog};
 
 /// One source's bare mirror. `Send + Sync`; fetches on one mirror are serialised.
 pub struct Mirror {
-    repo: gix::ThreadSafeRepository,
+    /// Reopened after each network operation: see [`open_repo`].
+    repo: std::sync::RwLock<gix::ThreadSafeRepository>,
     path: PathBuf,
     fetch_lock: Mutex<()>,
 }
@@ -54,8 +55,7 @@ impl Mirror {
                 "mirror key {key:?} must be one path component of [A-Za-z0-9._-]"
             )));
         }
-        let open =
-            |p: &Path| gix::ThreadSafeRepository::open_opts(p, gix::open::Options::isolated());
+        let open = open_repo;
         let repo = match path.join("HEAD").is_file().then(|| open(&path)) {
             Some(Ok(repo)) => repo,
             existing => {
@@ -71,7 +71,7 @@ impl Mirror {
             }
         };
         Ok(Mirror {
-            repo,
+            repo: std::sync::RwLock::new(repo),
             path,
             fetch_lock: Mutex::new(()),
         })
@@ -83,7 +83,20 @@ impl Mirror {
 
     /// A handle for reading objects (building artifacts) on the current thread.
     pub fn repo(&self) -> gix::Repository {
-        self.repo.to_thread_local()
+        self.repo
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_thread_local()
+    }
+
+    /// Reopens the repository, so its object database has slots for every pack on disk.
+    fn refresh(&self) -> Result<(), GitError> {
+        let repo = open_repo(&self.path).map_err(|e| GitError::Mirror {
+            path: self.path.display().to_string(),
+            detail: format!("reopening: {e}"),
+        })?;
+        *self.repo.write().unwrap_or_else(|p| p.into_inner()) = repo;
+        Ok(())
     }
 
     /// Whether `commit` (40 hex) is already in the mirror.
@@ -209,6 +222,7 @@ impl Mirror {
             &AtomicBool,
         ) -> Result<T, (gix::Error, &'static str)>,
     ) -> Result<T, GitError> {
+        self.refresh()?;
         let mut repo = self.repo();
         let ssh_files = auth::configure(&mut repo, url, src.auth.as_ref(), src.timeout)?;
         let outcome = watchdog::run(src.timeout, interrupt, |flag| {
@@ -228,7 +242,11 @@ impl Mirror {
             op(conn, flag)
         });
         match outcome.result {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                // The fetch may have added a pack the open handle has no slot for.
+                self.refresh()?;
+                Ok(v)
+            }
             Err((err, stage)) => {
                 if outcome.timed_out {
                     Err(GitError::Timeout {
@@ -252,6 +270,22 @@ impl Mirror {
             }
         }
     }
+}
+
+/// Opens a mirror. gix's object database has a fixed number of index slots per open handle
+/// (`Options::isolated()` fixes 32), and every shallow fetch adds a pack that nothing
+/// consolidates: with fixed slots the 32nd new revision of a source failed ("too few index
+/// slots"), also after a restart. Sized from the packs on disk (+10%) at each open instead, and
+/// the mirror reopens around every network operation.
+fn open_repo(path: &Path) -> Result<gix::ThreadSafeRepository, gix::Error> {
+    let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
+        multiplier: 1.1,
+        minimum: 32,
+    };
+    gix::ThreadSafeRepository::open_opts(
+        path,
+        gix::open::Options::isolated().object_store_slots(slots),
+    )
 }
 
 /// HTTP transport options whose client aborts any request running longer than `timeout`:
