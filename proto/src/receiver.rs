@@ -70,12 +70,12 @@ pub enum ReceiverResourceKind {
 }
 
 impl ReceiverResourceKind {
-    /// The source kind the server serves for it, if any.
-    pub fn source_kind(self) -> Option<SourceKind> {
+    /// The source kind it names.
+    pub fn source_kind(self) -> SourceKind {
         match self {
-            Self::GitRepository => Some(SourceKind::GitRepository),
-            Self::HelmRepository => Some(SourceKind::HelmRepository),
-            Self::Bucket => Some(SourceKind::Bucket),
+            Self::GitRepository => SourceKind::GitRepository,
+            Self::HelmRepository => SourceKind::HelmRepository,
+            Self::Bucket => SourceKind::Bucket,
         }
     }
 

@@ -32,7 +32,7 @@ mod receiver;
 pub use bucket::SourceSpec;
 pub use file_watch::{ConfigWatch, watch_file};
 pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
-pub use receiver::{DesiredReceiver, InvalidReceiver, Target, Token, receiver_ref};
+pub use receiver::{DesiredReceiver, InvalidReceiver, Token, receiver_ref};
 
 use crate::SourceKey;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use ferry_proto::receiver::webhook_path;
-use ferry_proto::{ObjectRef, ReceiverResourceKind, ReceiverSpec, SourceKey};
+use ferry_proto::{ObjectRef, ReceiverSpec, SourceKey};
 
 use super::{ConfigError, SecretData, check_name};
 
@@ -31,29 +31,6 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// What one hook call asks to fetch.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Target {
-    /// A source the server serves.
-    Source(SourceKey),
-    /// A kind the server does not serve yet (`Bucket`): reported, not fetched.
-    Unserved {
-        /// The kind as written.
-        kind: ReceiverResourceKind,
-        /// `namespace/name`.
-        name: String,
-    },
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Source(key) => write!(f, "{}/{key}", key.kind),
-            Self::Unserved { kind, name } => write!(f, "{}/{name}", kind.as_str()),
-        }
-    }
-}
-
 /// One receiver, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredReceiver {
@@ -67,7 +44,7 @@ pub struct DesiredReceiver {
     pub webhook_path: String,
     /// `spec.resources` resolved against the sources of the same config (`*` expanded by
     /// `matchLabels`); a named source that does not exist stays, and fails when called.
-    pub targets: Vec<Target>,
+    pub targets: Vec<SourceKey>,
 }
 
 /// A refused `Receiver` document without an earlier valid version: shown `Stalled`.
@@ -152,9 +129,7 @@ pub(super) fn validate(
                     "name `*` needs matchLabels (as in Flux)".into(),
                 ));
             }
-            let Some(kind) = r.kind.source_kind() else {
-                continue;
-            };
+            let kind = r.kind.source_kind();
             targets.extend(
                 sources
                     .iter()
@@ -165,7 +140,7 @@ pub(super) fn validate(
                                 .iter()
                                 .all(|(lk, lv)| labels.get(lk) == Some(lv))
                     })
-                    .map(|(k, _)| Target::Source(k.clone())),
+                    .map(|(k, _)| k.clone()),
             );
             continue;
         }
@@ -176,13 +151,7 @@ pub(super) fn validate(
                 "matchLabels requires the name to be `*` (as in Flux)".into(),
             ));
         }
-        targets.push(match r.kind.source_kind() {
-            Some(kind) => Target::Source(SourceKey::of(kind, ns, &r.name)),
-            None => Target::Unserved {
-                kind: r.kind,
-                name: format!("{ns}/{}", r.name),
-            },
-        });
+        targets.push(SourceKey::of(r.kind.source_kind(), ns, &r.name));
     }
     targets.sort();
     targets.dedup();
@@ -236,7 +205,11 @@ spec:
         assert!(state.errors.is_empty(), "{:?}", state.errors);
         let r = &state.receivers[&receiver_ref("team-a", "gh")];
         assert_eq!(r.webhook_path, webhook_path(b"s3cret", "gh", "team-a"));
-        let targets: Vec<String> = r.targets.iter().map(ToString::to_string).collect();
+        let targets: Vec<String> = r
+            .targets
+            .iter()
+            .map(|k| format!("{}/{k}", k.kind))
+            .collect();
         assert_eq!(
             targets,
             [

@@ -19,7 +19,6 @@ use ferry_proto::api::{HookOutcome, HookReply, ReceiverList};
 use ferry_proto::{ReceiverType, SourceKind};
 use futures::StreamExt as _;
 
-use crate::config::Target;
 use crate::receiver::{Admission, HookLimits, MAX_DELIVERY_ID, verify};
 use crate::reconcile::{Controller, TriggerError};
 
@@ -186,17 +185,14 @@ pub(super) async fn call(
     }
     let requested_at = chrono::Utc::now().to_rfc3339();
     let (mut triggered, mut failed, mut skipped) = (vec![], vec![], vec![]);
-    for target in &r.targets {
-        let Target::Source(key) = target else {
-            skipped.push(format!("{target} (kind not served by this server)"));
-            continue;
-        };
+    for key in &r.targets {
+        let target = format!("{}/{key}", key.kind);
         let result = match key.kind {
             SourceKind::HelmRepository => c.trigger_helm(key),
             _ => c.trigger(key, &requested_at),
         };
         match result {
-            Ok(()) => triggered.push(target.to_string()),
+            Ok(()) => triggered.push(target),
             Err(TriggerError::Suspended) => skipped.push(format!("{target} (suspended)")),
             Err(TriggerError::NotFound) => failed.push(format!("{target} does not exist")),
             Err(TriggerError::InvalidSpec(m)) => failed.push(m),

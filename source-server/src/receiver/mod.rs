@@ -196,7 +196,11 @@ impl Receivers {
                 webhook_path: Some(r.webhook_path.clone()),
                 ..Default::default()
             };
-            let targets: Vec<String> = r.targets.iter().map(ToString::to_string).collect();
+            let targets: Vec<String> = r
+                .targets
+                .iter()
+                .map(|k| format!("{}/{k}", k.kind))
+                .collect();
             let message = format!(
                 "Receiver {}/{}: {} calls to {} fetch {}",
                 key.namespace_or_empty(),
