@@ -43,9 +43,36 @@ fn group_json(group: &str, versions: &[String]) -> Value {
     })
 }
 
+/// Create-only reviews the auth gate answers and never stores, listed in discovery as a real
+/// apiserver lists them: without them `kubectl auth can-i create tokenreviews.authentication.k8s.io`
+/// cannot resolve the group and asks about a resource named after the whole argument.
+const REVIEWS: &[(&str, &str, &str)] = &[
+    ("authentication.k8s.io", "tokenreviews", "TokenReview"),
+    (
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+    ),
+];
+
+/// The registry's groups plus the review groups (all at `v1`).
+fn groups(reg: &Registry) -> Vec<(String, Vec<String>)> {
+    let mut out = reg.groups();
+    for (group, _, _) in REVIEWS {
+        if !out.iter().any(|(g, _)| g == group) {
+            out.push((group.to_string(), vec!["v1".to_string()]));
+        }
+    }
+    out
+}
+
 pub fn api_group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg
-        .groups()
+    let groups: Vec<Value> = groups(reg)
         .iter()
         .map(|(g, vs)| group_json(g, vs))
         .collect();
@@ -53,15 +80,12 @@ pub fn api_group_list(reg: &Registry) -> Value {
 }
 
 pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
-    reg.groups()
-        .iter()
-        .find(|(g, _)| g == group)
-        .map(|(g, vs)| {
-            let mut v = group_json(g, vs);
-            v["kind"] = json!("APIGroup");
-            v["apiVersion"] = json!("v1");
-            v
-        })
+    groups(reg).iter().find(|(g, _)| g == group).map(|(g, vs)| {
+        let mut v = group_json(g, vs);
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        v
+    })
 }
 
 /// `APIResourceList` for one group/version, or `None` when nothing is served there.
@@ -70,6 +94,15 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         .all()
         .filter(|d| d.group == group && d.versions.iter().any(|v| v == version))
         .flat_map(api_resource_json)
+        .chain(
+            REVIEWS
+                .iter()
+                .filter(|(g, _, _)| *g == group && version == "v1")
+                .map(|(_, plural, kind)| {
+                    json!({"name": plural, "singularName": "", "namespaced": false,
+                           "kind": kind, "verbs": ["create"]})
+                }),
+        )
         .collect();
     if resources.is_empty() {
         return None;
