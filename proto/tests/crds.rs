@@ -8,7 +8,23 @@ fn crds_are_up_to_date() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
     let update = std::env::var_os("FERRY_UPDATE_CRDS").is_some();
     let mut stale = vec![];
-    for (file, crd) in ferry_proto::crds::all() {
+    let all = ferry_proto::crds::all();
+    // `kubectl apply -k deploy/` takes the CRDs through this kustomization, so it lists exactly
+    // the generated files.
+    let mut kustomization = String::from(
+        "# Generated with the CRDs (proto/tests/crds.rs) — do not edit.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for (file, _) in &all {
+        kustomization.push_str(&format!("- {file}\n"));
+    }
+    let path = dir.join("kustomization.yaml");
+    if update {
+        std::fs::create_dir_all(&dir).expect("create deploy/crds");
+        std::fs::write(&path, &kustomization).expect("write kustomization.yaml");
+    } else if std::fs::read_to_string(&path).ok().as_deref() != Some(kustomization.as_str()) {
+        stale.push(path.display().to_string());
+    }
+    for (file, crd) in all {
         let yaml = serde_yaml::to_string(&crd).expect("CRD serializes to YAML");
         let yaml = format!(
             "# Generated from the Rust types in proto/ — do not edit.\n# Regenerate: FERRY_UPDATE_CRDS=1 cargo test -p ferry-proto --test crds\n{yaml}"

@@ -124,7 +124,7 @@ else
   grep -m1 'serving' "$work/cluster.log" || true
 fi
 k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
-k apply -f deploy/crds/ >/dev/null
+k apply -k deploy/crds >/dev/null
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
 wait_until 20 "the Kustomization CRD" k get kustomizations -n "$NS"
 echo "CRDs installed, namespace $NS ready"

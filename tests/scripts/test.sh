@@ -31,7 +31,7 @@ report() {
   printf '%s\n' "${timings[@]}"
 }
 trap report EXIT
-part "tools (kubectl, helm, moto, sshd, chromium)"
+part "tools (kubectl, helm, moto, sshd, chromium, skopeo)"
 
 "$repo/tests/scripts/install-tools.sh"
 export FERRY_KUBECTL="$repo/.tools/bin/kubectl" FERRY_HELM="$repo/.tools/bin/helm"
@@ -49,10 +49,11 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
 fi
 
 # Debian's Chromium and its WebDriver: the status page test drives a real headless browser.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+# skopeo: the image test has the OCI layouts deploy/images/build.sh writes read by it.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/skopeo ]; then
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver skopeo >/dev/null
 fi
 
 part "cargo fmt --check"

@@ -22,15 +22,16 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
     let deploy = repo_root().join("deploy");
     let path = |p: &str| deploy.join(p).to_string_lossy().into_owned();
 
-    // The harness created the Kustomization CRD from the Rust type; the shipped YAML takes it
-    // over (same generator, so only ownership moves).
+    // `kubectl apply -k deploy/` as the README says: the CRDs and the source server. The harness
+    // created the Kustomization CRD from the Rust type; the shipped YAML takes it over (same
+    // generator, so only ownership moves).
     kubectl
         .ok(&[
             "apply",
             "--server-side",
             "--force-conflicts",
-            "-f",
-            &path("crds"),
+            "-k",
+            &path(""),
         ])
         .await;
     kubectl
@@ -40,6 +41,7 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             "--timeout=30s",
             "crd/gitrepositories.source.ferry.dev",
             "crd/kustomizations.apply.ferry.dev",
+            "crd/receivers.notification.ferry.dev",
         ])
         .await;
 
@@ -58,10 +60,6 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
         .await;
     assert!(!absent.success(), "a dry-run stores nothing: {absent:?}");
     kubectl.ok(&["apply", "--server-side", "-k", &agent]).await;
-    // The source server brings its namespace (a dry-run could not place objects in it).
-    kubectl
-        .ok(&["apply", "--server-side", "-k", &path("source-server")])
-        .await;
 
     for (ns, name) in [(NS, "ferry-agent"), ("ferry-system", "ferry-source-server")] {
         kubectl
