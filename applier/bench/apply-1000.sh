@@ -43,7 +43,7 @@ git -C "$work/w" push -q "$work/repo.git" main
 pids+=($!)
 wait_until 20 test -s "$work/kubeconfig"
 k() { "$kubectl" --kubeconfig "$work/kubeconfig" "$@"; }
-k apply -f deploy/crds/ >/dev/null
+k apply -k deploy/crds >/dev/null
 for ns in bench-kubectl bench-agent bench-idle; do k create namespace $ns >/dev/null; done
 
 echo "== 1000 objects, first apply"

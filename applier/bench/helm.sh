@@ -120,7 +120,7 @@ else
   PIDS+=($!)
   for _ in $(seq 100); do [ -s "$WORK/kubeconfig" ] && break; sleep 0.1; done
 fi
-k apply -f "$ROOT/deploy/crds/" > /dev/null
+k apply -k "$ROOT/deploy/crds" > /dev/null
 k wait --for condition=established --timeout 60s crd/helmreleases.apply.ferry.dev > /dev/null
 k create namespace "$NS" > /dev/null
 k create namespace "$NS_HELM" > /dev/null
