@@ -138,7 +138,7 @@ pub struct AlertSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSource {
-    /// `GitRepository`, `HelmRepository`, `Kustomization` or `HelmRelease`.
+    /// `GitRepository`, `HelmRepository`, `Bucket`, `Kustomization` or `HelmRelease`.
     pub kind: String,
     /// The object's name, or `*` for every object of the kind.
     pub name: String,
@@ -151,9 +151,10 @@ pub struct EventSource {
 }
 
 /// The kinds whose events Ferry reports.
-pub const EVENT_SOURCE_KINDS: [&str; 4] = [
+pub const EVENT_SOURCE_KINDS: [&str; 5] = [
     "GitRepository",
     "HelmRepository",
+    "Bucket",
     "Kustomization",
     "HelmRelease",
 ];

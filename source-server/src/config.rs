@@ -32,7 +32,7 @@ mod receiver;
 pub use bucket::SourceSpec;
 pub use file_watch::{ConfigWatch, watch_file};
 pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
-pub use receiver::{DesiredReceiver, InvalidReceiver, Token, receiver_ref};
+pub use receiver::{DesiredReceiver, InvalidReceiver, SourceLabels, Token, receiver_ref};
 
 use crate::SourceKey;
 
@@ -121,6 +121,21 @@ pub struct DesiredState {
     pub receivers: BTreeMap<ObjectRef, DesiredReceiver>,
     /// Refused `Receiver` documents without a valid earlier version.
     pub invalid_receivers: BTreeMap<ObjectRef, InvalidReceiver>,
+    /// `metadata.labels` of the running sources (Receivers' and Alerts' `matchLabels`).
+    pub labels: SourceLabels,
+}
+
+/// Whether Receivers and Alerts may name objects of other namespaces (Flux's
+/// `--no-cross-namespace-refs`, which cluster mode with tenancy sets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrossNamespaceRefs {
+    /// The config file: one author, any namespace.
+    #[default]
+    Allowed,
+    /// Objects of tenants: a Receiver names only sources of its own namespace; an Alert's
+    /// `eventSources` in another namespace are refused for agent kinds, and for source kinds
+    /// match only sources shared with the Alert's namespace (checked per event).
+    Refused,
 }
 
 /// The channel pair of the seam.
@@ -192,6 +207,16 @@ struct SecretDoc {
 /// Parses `text` (the content of `file`) against the previous state: sources in `previous`
 /// whose new document is invalid keep their previous version.
 pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredState, LoadError> {
+    parse_with(file, text, previous, CrossNamespaceRefs::Allowed)
+}
+
+/// [`parse`], with the rule for references to other namespaces.
+pub fn parse_with(
+    file: &str,
+    text: &str,
+    previous: &DesiredState,
+    refs: CrossNamespaceRefs,
+) -> Result<DesiredState, LoadError> {
     let mut docs = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         if i >= MAX_DOCUMENTS {
@@ -216,7 +241,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
     let (mut providers, mut alert_docs) = (Vec::new(), Vec::new());
     let mut receivers = Vec::new();
     let mut invalid_receivers = BTreeMap::new();
-    let mut labels: receiver::SourceLabels = BTreeMap::new();
+    let mut labels: SourceLabels = BTreeMap::new();
     for (i, value) in docs {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = value
@@ -479,6 +504,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         alert_docs,
         &secrets,
         &previous.alerting,
+        refs,
         &mut errors,
     );
     // `*` resolves against the sources that run (a refused one that keeps its earlier version
@@ -493,7 +519,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
             field,
             message,
         };
-        match receiver::validate(&key, &spec, generation, &secrets, &labels) {
+        match receiver::validate(&key, &spec, generation, &secrets, &labels, refs) {
             Ok(r) => {
                 if desired_receivers.insert(key.clone(), r).is_some() {
                     errors.push(error(
@@ -534,6 +560,7 @@ pub fn parse(file: &str, text: &str, previous: &DesiredState) -> Result<DesiredS
         alerting,
         receivers: desired_receivers,
         invalid_receivers,
+        labels,
     })
 }
 

@@ -113,6 +113,54 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             ],
             "yes",
         ),
+        (&server, &["watch", "buckets.source.ferry.dev", "-A"], "yes"),
+        (
+            &server,
+            &[
+                "patch",
+                "buckets.source.ferry.dev",
+                "--subresource=status",
+                "-n",
+                NS,
+            ],
+            "yes",
+        ),
+        (
+            &server,
+            &["patch", "buckets.source.ferry.dev", "-n", NS],
+            "no",
+        ),
+        (
+            &server,
+            &["list", "receivers.notification.ferry.dev", "-A"],
+            "yes",
+        ),
+        (
+            &server,
+            &["watch", "providers.notification.ferry.dev", "-A"],
+            "yes",
+        ),
+        (
+            &server,
+            &["watch", "alerts.notification.ferry.dev", "-A"],
+            "yes",
+        ),
+        (
+            &server,
+            &[
+                "patch",
+                "receivers.notification.ferry.dev",
+                "--subresource=status",
+                "-n",
+                NS,
+            ],
+            "yes",
+        ),
+        (
+            &server,
+            &["patch", "alerts.notification.ferry.dev", "-n", NS],
+            "no",
+        ),
         (
             &server,
             &["patch", "gitrepositories.source.ferry.dev", "-n", NS],

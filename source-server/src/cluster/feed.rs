@@ -1,4 +1,4 @@
-//! Source objects in the cluster → documents → [`crate::config::parse`] → the seam.
+//! Source and notification objects in the cluster → documents → [`crate::config::parse`] → the seam.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot, watch};
 
-use super::{ClusterOptions, source_kinds};
+use super::{ClusterOptions, followed_kinds};
 use crate::SourceKey;
-use crate::config::{self, DesiredState};
+use crate::config::{self, CrossNamespaceRefs, DesiredState};
 use crate::reconcile::{Controller, TriggerError};
 use crate::tenancy::{Policy, SHARED_WITH, Sharing};
 use ferry_proto::SourceKind;
@@ -54,6 +54,7 @@ pub enum FeedError {
 struct Kind {
     resource: ApiResource,
     kind: &'static str,
+    source: Option<SourceKind>,
     store: Store<DynamicObject>,
 }
 
@@ -67,7 +68,12 @@ pub(super) async fn run(
 ) {
     let changed = Arc::new(Notify::new());
     let mut kinds = Vec::new();
-    for (resource, kind) in source_kinds() {
+    for super::Followed {
+        resource,
+        kind,
+        source,
+    } in followed_kinds()
+    {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         if let Err(source) = api.list_metadata(&ListParams::default().limit(1)).await {
             let _ = first.send(Err(FeedError::List { kind, source }));
@@ -83,6 +89,7 @@ pub(super) async fn run(
         kinds.push(Kind {
             resource,
             kind,
+            source,
             store,
         });
     }
@@ -103,8 +110,14 @@ pub(super) async fn run(
         let _ = ns.wait_until_ready().await;
     }
 
+    let refs = if opts.tenancy {
+        CrossNamespaceRefs::Refused
+    } else {
+        CrossNamespaceRefs::Allowed
+    };
     let mut feed = Feed {
         client,
+        refs,
         controller,
         tx,
         kinds,
@@ -153,6 +166,8 @@ where
 
 struct Feed {
     client: Client,
+    /// Refused with tenancy: objects are tenants'.
+    refs: CrossNamespaceRefs,
     controller: Controller,
     tx: watch::Sender<Arc<DesiredState>>,
     kinds: Vec<Kind>,
@@ -195,20 +210,18 @@ impl Feed {
                         secret_refs.insert((ns.clone(), name.to_string()));
                     }
                 }
-                let kind = match k.kind {
-                    "HelmRepository" => SourceKind::HelmRepository,
-                    _ => SourceKind::GitRepository,
-                };
-                let key = SourceKey::of(kind, &ns, o.name_any());
-                if let Some(v) = o.annotations().get(SHARED_WITH) {
-                    sharing.insert(key.clone(), Sharing::parse(v));
-                }
-                if let Some(token) = o.annotations().get(RECONCILE_REQUESTED_AT) {
-                    let handled = o
-                        .data
-                        .pointer("/status/lastHandledReconcileAt")
-                        .and_then(Value::as_str);
-                    requests.push((key, token.clone(), handled == Some(token.as_str())));
+                if let Some(kind) = k.source {
+                    let key = SourceKey::of(kind, &ns, o.name_any());
+                    if let Some(v) = o.annotations().get(SHARED_WITH) {
+                        sharing.insert(key.clone(), Sharing::parse(v));
+                    }
+                    if let Some(token) = o.annotations().get(RECONCILE_REQUESTED_AT) {
+                        let handled = o
+                            .data
+                            .pointer("/status/lastHandledReconcileAt")
+                            .and_then(Value::as_str);
+                        requests.push((key, token.clone(), handled == Some(token.as_str())));
+                    }
                 }
                 docs.push(json!({
                     "apiVersion": k.resource.api_version,
@@ -217,6 +230,7 @@ impl Feed {
                         "name": o.name_any(),
                         "namespace": ns,
                         "generation": o.metadata.generation,
+                        "labels": o.labels(),
                     },
                     "spec": spec,
                 }));
@@ -233,7 +247,7 @@ impl Feed {
                 }
             }
             let previous = self.tx.borrow().clone();
-            let state = config::parse("cluster", &all, &previous)?;
+            let state = config::parse_with("cluster", &all, &previous, self.refs)?;
             for e in &state.errors {
                 tracing::warn!(error = %e, "source object refused");
             }

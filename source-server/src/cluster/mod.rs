@@ -2,16 +2,22 @@
 //! written back, so `kubectl get gitrepositories -A` shows what the server does.
 //!
 //! Design. The cluster is one more feeder of the desired-state seam ([`crate::config`]):
-//! [`feed`] watches the source kinds in every namespace (or those `--namespace-selector`
+//! [`feed`] watches the source kinds (GitRepository, HelmRepository, Bucket) and the
+//! notification kinds (Receiver, Provider, Alert) in every namespace (or those `--namespace-selector`
 //! picks) as untyped objects — one object the Rust type cannot read must not stop the watch
 //! of all the others — and, after each burst of changes, writes the objects it sees (plus the
-//! Secrets their `secretRef`s name, read from the source's own namespace and nowhere else) as
+//! Secrets their `secretRef`s name, read from the object's own namespace and nowhere else) as
 //! documents and hands them to [`crate::config::parse`], the same code that reads the config
 //! file. So validation, error messages and "a refused edit keeps the last valid version" are
 //! one implementation for both modes. `reconcile.fluxcd.io/requestedAt` on an object becomes
 //! a reconcile request through the controller, as `POST …/reconcile` does over HTTP.
 //! [`status`] writes each source's status (conditions, artifact, observedGeneration,
-//! lastHandledReconcileAt) back through the status subresource whenever it changes. A
+//! lastHandledReconcileAt) and each Receiver's (conditions, webhookPath) back through the
+//! status subresource whenever it changes. Receivers' hook paths stay an in-memory index fed
+//! by the watch, so a webhook call costs no API request. With tenancy, objects are a
+//! tenant's: a Receiver names only sources of its own namespace, an Alert selects other
+//! namespaces' sources only when they are shared with it
+//! ([`crate::config::CrossNamespaceRefs`]). A
 //! deleted object leaves the desired state, so the controller stops it and its artifacts are
 //! collected, as when a document leaves the file.
 
@@ -27,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::DesiredState;
 use crate::reconcile::Controller;
+use ferry_proto::SourceKind;
 
 pub use feed::FeedError;
 
@@ -60,17 +67,42 @@ impl Default for ClusterOptions {
     }
 }
 
-/// The source kinds the server follows in a cluster.
-pub(crate) fn source_kinds() -> [(ApiResource, &'static str); 2] {
-    [
-        (
+/// One kind the server follows in a cluster.
+pub(crate) struct Followed {
+    pub resource: ApiResource,
+    pub kind: &'static str,
+    /// For sources: their kind (sharing, reconcile requests); `None` for notification objects.
+    pub source: Option<SourceKind>,
+}
+
+/// The kinds the server follows in a cluster: the sources, then Receivers, Providers, Alerts.
+pub(crate) fn followed_kinds() -> Vec<Followed> {
+    let source = |resource, kind: SourceKind| Followed {
+        resource,
+        kind: kind.as_str(),
+        source: Some(kind),
+    };
+    let notification = |resource, kind| Followed {
+        resource,
+        kind,
+        source: None,
+    };
+    vec![
+        source(
             ApiResource::erase::<ferry_proto::GitRepository>(&()),
-            "GitRepository",
+            SourceKind::GitRepository,
         ),
-        (
+        source(
             ApiResource::erase::<ferry_proto::HelmRepository>(&()),
-            "HelmRepository",
+            SourceKind::HelmRepository,
         ),
+        source(
+            ApiResource::erase::<ferry_proto::Bucket>(&()),
+            SourceKind::Bucket,
+        ),
+        notification(ApiResource::erase::<ferry_proto::Receiver>(&()), "Receiver"),
+        notification(ApiResource::erase::<ferry_proto::Provider>(&()), "Provider"),
+        notification(ApiResource::erase::<ferry_proto::Alert>(&()), "Alert"),
     ]
 }
 
@@ -101,10 +133,13 @@ pub async fn start(
         client.clone(),
         controller.clone(),
         tx,
-        opts,
-        policy,
+        opts.clone(),
+        policy.clone(),
         first_tx,
     ));
+    if opts.tenancy {
+        controller.notifications().set_policy(policy.clone());
+    }
     let writer = tokio::spawn(status::run(client, controller));
     let guard = ClusterFeed {
         tasks: vec![feed, writer],

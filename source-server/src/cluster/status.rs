@@ -1,4 +1,4 @@
-//! Writes each source's status back to its object (the status subresource).
+//! Writes each source's and Receiver's status back to its object (the status subresource).
 //!
 //! The controller's views are the truth; this loop compares them with what it last wrote and
 //! patches only what changed, so an idle server makes no API requests. Comparing is in memory
@@ -12,39 +12,52 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use super::source_kinds;
-use crate::SourceKey;
+use super::followed_kinds;
 use crate::reconcile::Controller;
-use ferry_proto::SourceKind;
 
 /// How often statuses are compared: the delay between a change and `kubectl get` showing it.
 const TICK: Duration = Duration::from_millis(250);
 
+/// An object whose status is written: kind, namespace, name.
+type Target = (&'static str, String, String);
+
 pub(super) async fn run(client: Client, controller: Controller) {
-    let [(git, _), (helm, _)] = source_kinds();
-    let mut written: BTreeMap<SourceKey, Value> = BTreeMap::new();
+    let resources: BTreeMap<&'static str, ApiResource> = followed_kinds()
+        .into_iter()
+        .map(|f| (f.kind, f.resource))
+        .collect();
+    let mut written: BTreeMap<Target, Value> = BTreeMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut current: BTreeMap<SourceKey, (&ApiResource, Value)> = BTreeMap::new();
+        let mut current: BTreeMap<Target, Value> = BTreeMap::new();
+        let mut add = |kind, ns: &str, name: &str, status: Value| {
+            current.insert((kind, ns.to_string(), name.to_string()), status);
+        };
         for v in controller.sources() {
-            current.insert(v.key(), (&git, to_value(&v.status)));
+            add("GitRepository", &v.namespace, &v.name, to_value(&v.status));
         }
         for v in controller.helm_repositories() {
-            let key = SourceKey::of(SourceKind::HelmRepository, &v.namespace, &v.name);
-            current.insert(key, (&helm, to_value(&v.status)));
+            add("HelmRepository", &v.namespace, &v.name, to_value(&v.status));
+        }
+        for v in controller.buckets() {
+            add("Bucket", &v.namespace, &v.name, to_value(&v.status));
+        }
+        for v in controller.receivers() {
+            add("Receiver", &v.namespace, &v.name, to_value(&v.status));
         }
         written.retain(|k, _| current.contains_key(k));
-        for (key, (resource, status)) in current {
+        for (key, status) in current {
             if written.get(&key) == Some(&status) {
                 continue;
             }
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &key.namespace, resource);
+            let (kind, namespace, name) = &key;
+            let resource = resources.get(kind).expect("every written kind is followed");
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
             let patch = Patch::Merge(json!({ "status": status }));
             match api
-                .patch_status(&key.name, &PatchParams::default(), &patch)
+                .patch_status(name, &PatchParams::default(), &patch)
                 .await
             {
                 Ok(_) => {
@@ -55,7 +68,7 @@ pub(super) async fn run(client: Client, controller: Controller) {
                     written.insert(key, status);
                 }
                 Err(e) => {
-                    tracing::warn!(source = %key, error = %e, "status not written; retrying");
+                    tracing::warn!(object = %format!("{kind}/{namespace}/{name}"), error = %e, "status not written; retrying");
                 }
             }
         }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use ferry_proto::alert::EVENT_SOURCE_KINDS;
 use ferry_proto::api::Severity;
-use ferry_proto::{Alert, Provider, ProviderType};
+use ferry_proto::{Alert, Provider, ProviderType, SourceKind};
 use serde_yaml::Value;
 
-use super::{ConfigError, SecretData};
+use super::{ConfigError, CrossNamespaceRefs, SecretData};
 use crate::SourceKey;
 
 /// The API version of Provider and Alert documents.
@@ -141,6 +141,7 @@ pub(super) fn load(
     alerts: Vec<Doc>,
     secrets: &BTreeMap<SourceKey, SecretData>,
     previous: &Alerting,
+    refs: CrossNamespaceRefs,
     errors: &mut Vec<ConfigError>,
 ) -> Alerting {
     let mut out = Alerting::default();
@@ -169,7 +170,7 @@ pub(super) fn load(
         }
     }
     for doc in &alerts {
-        match alert(doc, &out.providers) {
+        match alert(doc, &out.providers, refs) {
             Ok(a) => {
                 if out.alerts.insert(doc.key.clone(), a).is_some() {
                     errors.push(error(doc, twice()));
@@ -310,6 +311,7 @@ fn headers(raw: &[u8]) -> Result<Vec<(String, String)>, (String, String)> {
 fn alert(
     doc: &Doc,
     providers: &BTreeMap<ObjectKey, DesiredProvider>,
+    refs: CrossNamespaceRefs,
 ) -> Result<DesiredAlert, (String, String)> {
     let a: Alert = decode(&doc.value)?;
     let spec = a.spec;
@@ -342,13 +344,29 @@ fn alert(
         if s.name.is_empty() {
             return Err((field("name"), "must be a name or '*'".into()));
         }
+        let namespace = s
+            .namespace
+            .clone()
+            .unwrap_or_else(|| doc.key.namespace.clone());
+        // Sources can be shared with a namespace (and are then checked per event); the
+        // agents' objects cannot.
+        if refs == CrossNamespaceRefs::Refused
+            && namespace != doc.key.namespace
+            && s.kind.parse::<SourceKind>().is_err()
+        {
+            return Err((
+                field("namespace"),
+                format!(
+                    "{namespace:?}: an Alert may only select {} objects of its own namespace \
+                     {:?} (sources of other namespaces only when shared with it)",
+                    s.kind, doc.key.namespace
+                ),
+            ));
+        }
         sources.push(SourceSelector {
             kind: s.kind.clone(),
             name: (s.name != "*").then(|| s.name.clone()),
-            namespace: s
-                .namespace
-                .clone()
-                .unwrap_or_else(|| doc.key.namespace.clone()),
+            namespace,
             match_labels: s.match_labels.clone(),
         });
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ferry_proto::receiver::webhook_path;
 use ferry_proto::{ObjectRef, ReceiverSpec, SourceKey};
 
-use super::{ConfigError, SecretData, check_name};
+use super::{ConfigError, CrossNamespaceRefs, SecretData, check_name};
 
 /// At most this many entries in `spec.resources`.
 pub const MAX_RESOURCES: usize = 256;
@@ -59,7 +59,7 @@ pub struct InvalidReceiver {
 }
 
 /// Labels of the valid sources of the file, for `name: '*'` with `matchLabels`.
-pub(super) type SourceLabels = BTreeMap<SourceKey, BTreeMap<String, String>>;
+pub type SourceLabels = BTreeMap<SourceKey, BTreeMap<String, String>>;
 
 /// Validates one `Receiver` spec; the error names the field.
 pub(super) fn validate(
@@ -68,6 +68,7 @@ pub(super) fn validate(
     generation: Option<i64>,
     secrets: &BTreeMap<SourceKey, SecretData>,
     sources: &SourceLabels,
+    refs: CrossNamespaceRefs,
 ) -> Result<DesiredReceiver, (String, String)> {
     let namespace = key.namespace_or_empty();
     let field = "spec.secretRef.name";
@@ -122,6 +123,14 @@ pub(super) fn validate(
         let at = |f: &str| format!("spec.resources[{i}].{f}");
         let ns = r.namespace.as_deref().unwrap_or(namespace);
         check_name(ns).map_err(|m| (at("namespace"), m))?;
+        if ns != namespace && refs == CrossNamespaceRefs::Refused {
+            return Err((
+                at("namespace"),
+                format!(
+                    "{ns:?}: a Receiver may only name sources of its own namespace {namespace:?}"
+                ),
+            ));
+        }
         if r.name == "*" {
             if r.match_labels.is_empty() {
                 return Err((
@@ -222,6 +231,30 @@ spec:
             !format!("{r:?}").contains("s3cret"),
             "the token never shows"
         );
+    }
+
+    #[test]
+    fn with_tenancy_a_receiver_names_only_its_own_namespace() {
+        let state = super::super::parse_with(
+            "cluster",
+            DOCS,
+            &DesiredState::default(),
+            CrossNamespaceRefs::Refused,
+        )
+        .expect("parses");
+        assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+        assert_eq!(state.errors[0].field, "spec.resources[1].namespace");
+        assert!(state.receivers.is_empty());
+        let own = DOCS.replace(", namespace: shared}", "}");
+        let state = super::super::parse_with(
+            "cluster",
+            &own,
+            &DesiredState::default(),
+            CrossNamespaceRefs::Refused,
+        )
+        .expect("parses");
+        assert!(state.errors.is_empty(), "{:?}", state.errors);
+        assert_eq!(state.receivers.len(), 1);
     }
 
     #[test]

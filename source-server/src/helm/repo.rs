@@ -287,13 +287,13 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
                         }
                     });
                     if changed {
-                        inner.notifications.emit(crate::notification::source_event(
+                        inner.notifications.emit_source(
                             key,
                             ferry_proto::api::Severity::Info,
                             crate::notification::NEW_ARTIFACT,
                             &format!("stored index for revision '{revision}'"),
                             Some(&revision),
-                        ));
+                        );
                         reresolve(inner, key, &index).await;
                     }
                     Ok(Some(revision))
@@ -328,13 +328,13 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
         Err((why, message)) => {
             inner.metrics.failure(key, why);
             tracing::warn!(reason = why, error = %message, "index fetch failed");
-            inner.notifications.emit(crate::notification::source_event(
+            inner.notifications.emit_source(
                 key,
                 ferry_proto::api::Severity::Error,
                 why,
                 &message,
                 None,
-            ));
+            );
             set(
                 inner,
                 d,

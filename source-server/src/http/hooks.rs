@@ -9,23 +9,29 @@
 //! Asking is cheap and coalesces: a source that is fetching when asked fetches once more
 //! afterwards, however often it was asked meanwhile.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::{Bytes, BytesMut};
 use ferry_proto::api::{HookOutcome, HookReply, ReceiverList};
 use ferry_proto::{ReceiverType, SourceKind};
 use futures::StreamExt as _;
 
+use super::access::Access;
 use crate::receiver::{Admission, HookLimits, MAX_DELIVERY_ID, verify};
 use crate::reconcile::{Controller, TriggerError};
 
-pub(super) async fn list(State(c): State<Controller>) -> Json<ReceiverList> {
-    Json(ReceiverList {
-        receivers: c.receivers(),
-    })
+/// A tenant sees its own namespace's receivers only — not those of shared namespaces: a
+/// hook path is a credential for the sources it fetches.
+pub(super) async fn list(
+    State(c): State<Controller>,
+    Extension(access): Extension<Access>,
+) -> Json<ReceiverList> {
+    let mut receivers = c.receivers();
+    receivers.retain(|r| access.sees_namespace(&r.namespace));
+    Json(ReceiverList { receivers })
 }
 
 /// The same answer for every unknown path, so it tells nothing about which paths exist.

@@ -23,7 +23,7 @@
 //! `ferry_source_alerts_total{provider, result=sent|retried|failed|dropped}`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry_proto::Backoff;
@@ -35,7 +35,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::deliver;
+use crate::SourceKey;
 use crate::config::alerts::{Alerting, DesiredAlert, DesiredProvider, ObjectKey};
+use crate::tenancy::{Identity, Policy};
+use ferry_proto::SourceKind;
 
 /// Alerts waiting per Provider; beyond this the oldest are dropped.
 pub const MAX_QUEUED: usize = 256;
@@ -138,6 +141,8 @@ pub struct Dispatcher {
     routing: Mutex<Routing>,
     seen: Mutex<HashMap<[u8; 32], Instant>>,
     counters: Counters,
+    /// Tenancy (cluster mode): who may see which source.
+    policy: OnceLock<Arc<Policy>>,
 }
 
 impl Dispatcher {
@@ -149,6 +154,7 @@ impl Dispatcher {
             routing: Mutex::default(),
             seen: Mutex::default(),
             counters,
+            policy: OnceLock::new(),
         }
     }
 
@@ -194,6 +200,11 @@ impl Dispatcher {
         routing.alerts = alerting.alerts.values().cloned().collect();
     }
 
+    /// From now on an Alert takes events of other namespaces only as `policy` allows.
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        let _ = self.policy.set(policy);
+    }
+
     /// Queues `ev` for every Alert that takes it, unless it is a recent duplicate. Never waits.
     pub fn dispatch(&self, ev: &ReportedEvent) {
         if self.duplicate(&ev.event) {
@@ -202,7 +213,12 @@ impl Dispatcher {
         }
         self.counters.event("accepted");
         let routing = self.routing.lock().unwrap_or_else(|p| p.into_inner());
-        for alert in routing.alerts.iter().filter(|a| takes(a, ev)) {
+        let policy = self.policy.get().map(Arc::as_ref);
+        for alert in routing
+            .alerts
+            .iter()
+            .filter(|a| takes(a, ev) && permitted(a, ev, policy))
+        {
             let Some(worker) = routing.workers.get(&alert.provider) else {
                 continue;
             };
@@ -275,6 +291,22 @@ fn takes(alert: &DesiredAlert, ev: &ReportedEvent) -> bool {
         && (alert.inclusion.is_empty()
             || alert.inclusion.iter().any(|p| p.0.is_match(&event.message)))
         && !alert.exclusion.iter().any(|p| p.0.is_match(&event.message))
+}
+
+/// Tenancy: an event of another namespace reaches an Alert only when it is about a source
+/// `policy` shows to the Alert's namespace (the config file, without a policy, allows any).
+fn permitted(alert: &DesiredAlert, ev: &ReportedEvent, policy: Option<&Policy>) -> bool {
+    let obj = &ev.event.involved_object;
+    let Some(policy) = policy else { return true };
+    if obj.namespace == alert.key.namespace {
+        return true;
+    }
+    obj.kind.parse::<SourceKind>().is_ok_and(|kind| {
+        policy.visible(
+            &Identity::Tenant(alert.key.namespace.clone()),
+            &SourceKey::of(kind, &obj.namespace, &obj.name),
+        )
+    })
 }
 
 /// The event with the Alert's metadata added (the event's own values win).

@@ -26,7 +26,7 @@ pub mod deliver;
 pub mod dispatch;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ferry_proto::Revision;
@@ -38,6 +38,7 @@ use tokio::sync::broadcast;
 pub use agents::AgentIndex;
 
 use crate::SourceKey;
+use crate::config::SourceLabels;
 use crate::config::alerts::Alerting;
 use crate::metrics::Metrics;
 
@@ -82,6 +83,8 @@ pub enum ReportError {
 
 struct Inner {
     agents: AgentIndex,
+    /// The running sources' labels: the server's own events carry them, for `matchLabels`.
+    labels: RwLock<SourceLabels>,
     dispatcher: dispatch::Dispatcher,
     recent: Mutex<VecDeque<ReportedEvent>>,
     live: broadcast::Sender<ReportedEvent>,
@@ -112,6 +115,7 @@ impl Notifications {
         Self {
             inner: Arc::new(Inner {
                 agents: AgentIndex::default(),
+                labels: RwLock::default(),
                 dispatcher: dispatch::Dispatcher::new(rate_limit, counters),
                 recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
                 live: broadcast::channel(RECENT_EVENTS).0,
@@ -164,9 +168,41 @@ impl Notifications {
         Ok(n)
     }
 
-    /// Puts the config's Providers and Alerts in force.
-    pub fn configure(&self, alerting: &Alerting) {
+    /// Puts the config's Providers and Alerts in force, with the sources' labels.
+    pub fn configure(&self, alerting: &Alerting, labels: &SourceLabels) {
         self.inner.dispatcher.configure(alerting);
+        let mut current = self.inner.labels.write().unwrap_or_else(|p| p.into_inner());
+        if *current != *labels {
+            *current = labels.clone();
+        }
+    }
+
+    /// Tenancy: an Alert takes events of another namespace's sources only when `policy` shows
+    /// them to the Alert's namespace. Set once, in cluster mode.
+    pub fn set_policy(&self, policy: Arc<crate::tenancy::Policy>) {
+        self.inner.dispatcher.set_policy(policy);
+    }
+
+    /// Emits an event of the server about source `key`, with the source's labels.
+    pub fn emit_source(
+        &self,
+        key: &SourceKey,
+        severity: Severity,
+        reason: &str,
+        message: &str,
+        revision: Option<&Revision>,
+    ) {
+        let mut event = source_event(key, severity, reason, message, revision);
+        if let Some(labels) = self
+            .inner
+            .labels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            event.labels = labels.clone();
+        }
+        self.emit(event);
     }
 
     /// Takes one event (the server's own, or a checked agent's): alerts, the ring, the feed.

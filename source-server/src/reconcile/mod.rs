@@ -360,7 +360,9 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = desired.errors.clone();
         inner.metrics.set_config_errors(desired.errors.len());
-        inner.notifications.configure(&desired.alerting);
+        inner
+            .notifications
+            .configure(&desired.alerting, &desired.labels);
         *inner.invalid.write().unwrap_or_else(|p| p.into_inner()) = desired.invalid.clone();
 
         let removed: Vec<SourceKey> = inner

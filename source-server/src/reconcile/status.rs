@@ -216,13 +216,9 @@ pub(super) fn fail(inner: &Inner, src: &DesiredSource, e: &BackendError) {
         format!("{} {key}: {message}", key.kind)
     };
     tracing::warn!(reason = %e.reason, error = %message, retry, "reconcile failed");
-    inner.notifications.emit(crate::notification::source_event(
-        key,
-        Severity::Error,
-        e.reason,
-        &message,
-        None,
-    ));
+    inner
+        .notifications
+        .emit_source(key, Severity::Error, e.reason, &message, None);
     inner.update_status(key, |slot| {
         let c = &mut slot.status.conditions;
         let progress = if retry {

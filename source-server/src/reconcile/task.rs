@@ -287,13 +287,13 @@ pub(super) async fn store(
     inner.metrics.downloaded(key, built.downloaded);
     tracing::info!(revision = %rev, digest = %built.digest, size = built.tar_size, new = changed, "artifact stored");
     if changed {
-        inner.notifications.emit(crate::notification::source_event(
+        inner.notifications.emit_source(
             key,
             ferry_proto::api::Severity::Info,
             crate::notification::NEW_ARTIFACT,
             &format!("stored artifact for revision '{rev}'"),
             Some(rev),
-        ));
+        );
         inner.events.publish(artifact_event(key, &artifact));
         inner.collect_garbage().await;
     }

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ferry_proto::{GitRepository, HelmRepository};
+use ferry_proto::{Alert, Bucket, GitRepository, HelmRepository, Provider, Receiver};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DynamicObject, PostParams};
@@ -13,10 +13,18 @@ use serde_json::{Value, json};
 
 use super::{Env, Proc, bin};
 
-/// Creates the source kinds' CRDs and waits until they are served.
+/// Creates the CRDs of the kinds the source server follows (sources, Receivers, Providers,
+/// Alerts) and waits until they are served.
 pub async fn install_source_crds(env: &Env) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    for crd in [GitRepository::crd(), HelmRepository::crd()] {
+    for crd in [
+        GitRepository::crd(),
+        HelmRepository::crd(),
+        Bucket::crd(),
+        Receiver::crd(),
+        Provider::crd(),
+        Alert::crd(),
+    ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         crds.create(&PostParams::default(), &crd)
             .await

@@ -99,7 +99,7 @@ fn refused_documents_name_the_field() {
         ),
         (
             "kind: GitRepository, name: app",
-            "kind: Bucket, name: app",
+            "kind: OCIRepository, name: app",
             "Alert/team-a/failures",
             "spec.eventSources[1].kind",
         ),
@@ -156,4 +156,32 @@ fn oversized_patterns_are_refused() {
         "{:?}",
         state.errors
     );
+}
+
+#[test]
+fn with_tenancy_agent_kinds_of_other_namespaces_are_refused() {
+    use crate::config::{CrossNamespaceRefs, parse_with};
+    let tenant = |text: &str| {
+        parse_with(
+            "cluster",
+            text,
+            &DesiredState::default(),
+            CrossNamespaceRefs::Refused,
+        )
+        .expect("parses")
+    };
+    // A source of another namespace is accepted (matched per event, when shared).
+    let state = tenant(GOOD);
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    assert!(state.alerting.alerts.contains_key(&key("failures")));
+    let text = GOOD.replace(
+        "name: '*', matchLabels: {team: a}}",
+        "name: '*', namespace: team-b}",
+    );
+    let state = tenant(&text);
+    assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+    assert_eq!(state.errors[0].field, "spec.eventSources[0].namespace");
+    assert!(state.alerting.alerts.is_empty());
+    let file = parse("f.yaml", &text, &DesiredState::default()).expect("parses");
+    assert!(file.errors.is_empty(), "the file may: {:?}", file.errors);
 }

@@ -143,3 +143,32 @@ fn duplicates_are_dropped_within_the_window_only() {
     let short = Dispatcher::new(Duration::ZERO, Counters::default());
     assert!(!short.duplicate(&ev.event) && !short.duplicate(&ev.event));
 }
+
+#[test]
+fn with_tenancy_other_namespaces_reach_an_alert_only_through_shared_sources() {
+    let mut a = alert();
+    a.key.namespace = "team-b".into();
+    let git = event("GitRepository", "base", Severity::Info, "stored");
+    let ks = event("Kustomization", "app", Severity::Info, "applied");
+    assert!(
+        permitted(&a, &git, None) && permitted(&a, &ks, None),
+        "file mode"
+    );
+    let policy = Policy::new(Vec::new());
+    assert!(!permitted(&a, &git, Some(&policy)));
+    assert!(!permitted(&a, &ks, Some(&policy)));
+    policy.set_sharing(BTreeMap::from([(
+        SourceKey::new("team-a", "base"),
+        crate::tenancy::Sharing::parse("team-b"),
+    )]));
+    assert!(permitted(&a, &git, Some(&policy)), "shared with team-b");
+    assert!(
+        !permitted(&a, &ks, Some(&policy)),
+        "agents' objects are never shared"
+    );
+    a.key.namespace = "team-a".into();
+    assert!(
+        permitted(&a, &ks, Some(&Policy::new(Vec::new()))),
+        "own namespace"
+    );
+}
