@@ -10,7 +10,7 @@ use ferry_proto::ArtifactLimits;
 
 use crate::apply::Applier;
 use crate::events::Recorder;
-use crate::fetch::{CacheError, Fetcher, FetcherConfig};
+use crate::fetch::{ArtifactStore, CacheError, Fetcher, FetcherConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
 use crate::report::Reporter;
@@ -34,6 +34,9 @@ pub enum ConnectError {
     /// The artifact cache directory cannot be used.
     #[error("artifact cache {}: {source}", dir.display())]
     Cache { dir: PathBuf, source: CacheError },
+    /// `--artifact-store` cannot be opened.
+    #[error("artifact store: {0}")]
+    Store(#[from] ferry_store::LocationError),
     /// The source server's URL cannot be used.
     #[error("source server {url}: {source}")]
     SourceServer {
@@ -71,16 +74,27 @@ pub async fn context(
     cache_dir: Option<&Path>,
     limits: ArtifactLimits,
     source_token: Option<&Path>,
+    artifact_store: Option<&ferry_store::StorageLocation>,
 ) -> Result<Context, ConnectError> {
     let token = source_token.map(|p| Arc::new(crate::source_client::SourceToken::new(p)));
     let client = client(kubeconfig).await?;
     let cache_dir = cache_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
+    let defaults = FetcherConfig::new(source_server, &cache_dir);
+    let store = match artifact_store {
+        Some(location) => Some(Arc::new(ArtifactStore::open(
+            location,
+            std::env::vars(),
+            defaults.request_timeout,
+        )?)),
+        None => None,
+    };
     let fetcher = Fetcher::new(FetcherConfig {
         limits,
         token: token.clone(),
-        ..FetcherConfig::new(source_server, &cache_dir)
+        store,
+        ..defaults
     })
     .map_err(|source| ConnectError::Cache {
         dir: cache_dir.clone(),

@@ -4,7 +4,8 @@
 //! The keep set is read from the persisted source states, not from memory: every artifact that
 //! is current for, or in the recent history of, any recorded source (or any registered chart
 //! resolution of a HelmRepository) is kept (a source's history
-//! is trimmed to `--keep` when a new artifact arrives). Everything else under
+//! is trimmed to `--keep` when a new artifact arrives), and every artifact a pointer record
+//! names (whoever wrote it: another server on the same bucket, an import). Everything else under
 //! `artifacts/sha256/` goes. GC runs under the controller's storage lock, which writers hold
 //! from writing an artifact until its state record is saved, so an artifact is never collected
 //! between those two steps.
@@ -18,10 +19,11 @@ use crate::storage::{SourceState, Storage, StorageError};
 /// Digests to delete: stored ones that no state references.
 pub fn plan<'a>(
     states: impl IntoIterator<Item = &'a SourceState>,
+    pointed: &[Digest],
     stored: &[Digest],
     keep: usize,
 ) -> Vec<Digest> {
-    let mut keep_set = BTreeSet::new();
+    let mut keep_set: BTreeSet<Digest> = pointed.iter().copied().collect();
     for s in states {
         keep_set.extend(s.artifact.as_ref().map(|a| a.digest));
         keep_set.extend(s.history.iter().take(keep).copied());
@@ -46,8 +48,10 @@ pub async fn run(storage: &Storage, keep: usize) -> Result<Vec<Digest>, StorageE
             states.push(s);
         }
     }
+    // An unreadable pointer aborts the pass the same way.
+    let pointed = storage.pointed_artifacts().await?;
     let stored = storage.list_artifacts().await?;
-    let doomed = plan(&states, &stored, keep);
+    let doomed = plan(&states, &pointed, &stored, keep);
     for d in &doomed {
         storage.delete_artifact(d).await?;
     }
@@ -85,14 +89,17 @@ mod tests {
         let a = state(4, &[3, 2, 1]);
         let b = state(2, &[]);
         let stored: Vec<Digest> = (1..=5).map(d).collect();
-        let mut doomed = plan([&a, &b], &stored, 1);
+        let mut doomed = plan([&a, &b], &[], &stored, 1);
         doomed.sort();
         let mut want = vec![d(1), d(5)];
         want.sort();
         assert_eq!(doomed, want);
         // keep = 0 still keeps every current artifact.
-        let doomed = plan([&a, &b], &stored, 0);
+        let doomed = plan([&a, &b], &[], &stored, 0);
         assert!(!doomed.contains(&d(4)) && !doomed.contains(&d(2)));
         assert!(doomed.contains(&d(3)));
+        // A pointer written by another writer keeps its artifact though no state names it.
+        let doomed = plan([&a, &b], &[d(5)], &stored, 1);
+        assert!(!doomed.contains(&d(5)) && doomed.contains(&d(1)));
     }
 }

@@ -1,31 +1,34 @@
 //! Artifact and state storage on any `object_store` backend (a local directory or S3).
 //!
-//! Layout under the store's root:
+//! Layout under the store's root (the shared part is defined in `ferry-store`, which agents
+//! read with `--artifact-store`):
 //! - `artifacts/sha256/<hex>.tar.gz` — content-addressed, written create-only: two writers of
 //!   the same digest write the same content, so `AlreadyExists` is success.
+//! - `pointers/<gitrepositories|buckets>/<namespace>/<name>.json` — the source's current
+//!   artifact as its event announces it, written after the artifact and the state record, for
+//!   agents that poll the bucket (`ferry_store::pointer`). Its own small object rather than the
+//!   state record: the record changes with history and skipped entries, and a reader's
+//!   conditional GET should answer `304` until the artifact changes.
 //! - `state/sources/<namespace>/<name>.json` — a [`SourceState`] per GitRepository (current
 //!   artifact plus history), so a restarted server serves the same artifacts without refetching.
 //! - `state/buckets/<namespace>/<name>.json` — the same record per Bucket.
 //! - `state/helmrepositories/<namespace>/<name>.json` — a [`SourceState`] per HelmRepository:
 //!   its registered chart resolutions ([`ChartRecord`]) and their artifacts.
 
-use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use serde::{Deserialize, Serialize};
 
+use ferry_proto::api::ArtifactEvent;
 use ferry_proto::{ArtifactRef, Digest, SkippedEntry, SourceKind};
+pub use ferry_store::StorageLocation;
 
 use crate::SourceKey;
 
@@ -35,22 +38,9 @@ const MAX_STATE_BYTES: u64 = 1 << 20;
 /// Why a storage operation failed; every variant names the location or path.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// `--storage` is neither a directory nor a usable `s3://` URL.
-    #[error("storage location {location:?}: {reason}")]
-    Location {
-        /// The `--storage` value.
-        location: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The storage directory could not be created.
-    #[error("storage: creating directory {dir}: {source}")]
-    CreateDir {
-        /// The directory.
-        dir: String,
-        /// The I/O failure.
-        source: std::io::Error,
-    },
+    /// `--storage` cannot be used.
+    #[error(transparent)]
+    Location(#[from] ferry_store::LocationError),
     /// The object store refused an operation.
     #[error("storage: {op} {path}: {source}")]
     Store {
@@ -61,6 +51,9 @@ pub enum StorageError {
         /// The store's error.
         source: object_store::Error,
     },
+    /// A pointer record could not be read or written.
+    #[error("storage: {0}")]
+    Pointer(#[from] ferry_store::pointer::PointerError),
     /// A source's state record cannot be read back.
     #[error("storage: state file {path} is invalid: {reason}")]
     BadState {
@@ -124,74 +117,6 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-/// Where artifacts are stored: the `--storage` value, checked when it is parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StorageLocation {
-    /// A local directory, created if missing.
-    Dir(PathBuf),
-    /// An S3 bucket (credentials, region and endpoint from the `AWS_*` environment), with a
-    /// key prefix (no leading or trailing `/`; empty for the bucket's root).
-    S3 {
-        /// The bucket's name.
-        bucket: String,
-        /// The key prefix every object is stored under.
-        prefix: String,
-    },
-}
-
-impl FromStr for StorageLocation {
-    type Err = StorageError;
-
-    /// `s3://bucket[/prefix]` or a directory path.
-    fn from_str(location: &str) -> Result<Self, StorageError> {
-        let bad = |reason: &str| StorageError::Location {
-            location: location.to_string(),
-            reason: reason.to_string(),
-        };
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket name after s3://"));
-            }
-            // S3's rules: 3–63 lowercase letters, digits, '.' and '-', alphanumeric at both ends.
-            let valid = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
-                })
-                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !valid {
-                return Err(bad(
-                    "not a valid S3 bucket name (3 to 63 lowercase letters, digits, '.' and '-')",
-                ));
-            }
-            return Ok(Self::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if location.contains("://") {
-            return Err(bad("expected a directory or s3://bucket/prefix"));
-        }
-        if location.is_empty() {
-            return Err(bad(
-                "expected a directory or s3://bucket/prefix, got nothing",
-            ));
-        }
-        Ok(Self::Dir(PathBuf::from(location)))
-    }
-}
-
-impl fmt::Display for StorageLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dir(dir) => write!(f, "{}", dir.display()),
-            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-        }
-    }
-}
-
 /// Size and byte range of an artifact read.
 pub struct ArtifactRead {
     pub total: u64,
@@ -211,41 +136,8 @@ impl Storage {
         location: &StorageLocation,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, StorageError> {
-        let bad = |reason: String| StorageError::Location {
-            location: location.to_string(),
-            reason,
-        };
-        let store: Arc<dyn ObjectStore> = match location {
-            StorageLocation::S3 { bucket, prefix } => {
-                // As AmazonS3Builder::from_env, which knows AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, ….
-                let mut builder = AmazonS3Builder::new();
-                for (k, v) in env {
-                    if k.starts_with("AWS_")
-                        && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
-                    {
-                        builder = builder.with_config(key, v);
-                    }
-                }
-                let s3 = builder
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?;
-                if prefix.is_empty() {
-                    Arc::new(s3)
-                } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
-                }
-            }
-            StorageLocation::Dir(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-                    dir: dir.display().to_string(),
-                    source,
-                })?;
-                Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?)
-            }
-        };
         Ok(Self {
-            store,
+            store: ferry_store::open(location, env, None)?,
             describe: location.to_string(),
         })
     }
@@ -259,7 +151,27 @@ impl Storage {
     }
 
     pub fn artifact_path(digest: &Digest) -> Path {
-        Path::from(format!("artifacts/sha256/{}.tar.gz", digest.hex()))
+        ferry_store::artifact_path(digest)
+    }
+
+    /// Records `event` as its source's current artifact for agents reading the store; call it
+    /// after the artifact is stored.
+    pub async fn put_pointer(&self, event: &ArtifactEvent) -> Result<(), StorageError> {
+        Ok(ferry_store::pointer::write(self.store.as_ref(), event).await?)
+    }
+
+    /// Removes a deleted source's pointer.
+    pub async fn delete_pointer(&self, key: &SourceKey) -> Result<(), StorageError> {
+        if ferry_store::pointer::pointer_path(key).is_err() {
+            return Ok(()); // kinds without pointers
+        }
+        Ok(ferry_store::pointer::delete(self.store.as_ref(), key).await?)
+    }
+
+    /// Digests every pointer in the store names (GC keeps them, whoever wrote the pointer).
+    pub async fn pointed_artifacts(&self) -> Result<Vec<Digest>, StorageError> {
+        let pointers = ferry_store::pointer::list(self.store.as_ref()).await?;
+        Ok(pointers.into_iter().map(|p| p.digest).collect())
     }
 
     fn state_dir(kind: SourceKind) -> &'static str {
@@ -401,7 +313,9 @@ impl Storage {
             .map_err(Self::err("writing", &path))
     }
 
+    /// Forgets a removed source: its pointer first (readers stop following it), then its state.
     pub async fn delete_state(&self, key: &SourceKey) -> Result<(), StorageError> {
+        self.delete_pointer(key).await?;
         let path = Self::state_path(key);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -441,36 +355,6 @@ impl Storage {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
-
-    #[test]
-    fn storage_locations_are_checked_when_parsed() {
-        let s3: StorageLocation = "s3://ferry-artifacts/prod/".parse().expect("s3");
-        assert_eq!(
-            s3,
-            StorageLocation::S3 {
-                bucket: "ferry-artifacts".into(),
-                prefix: "prod".into()
-            }
-        );
-        assert_eq!(s3.to_string(), "s3://ferry-artifacts/prod");
-        assert_eq!(
-            "./data".parse::<StorageLocation>().expect("dir"),
-            StorageLocation::Dir("./data".into())
-        );
-        for (bad, why) in [
-            ("s3://", "no bucket name"),
-            ("s3:///prefix", "no bucket name"),
-            ("s3://My_Bucket", "not a valid S3 bucket name"),
-            ("gs://bucket", "expected a directory or s3://bucket/prefix"),
-            ("", "got nothing"),
-        ] {
-            let err = bad.parse::<StorageLocation>().expect_err(bad).to_string();
-            assert!(
-                err.contains(why) && err.contains(&format!("{bad:?}")),
-                "{bad}: {err}"
-            );
-        }
-    }
 
     fn key() -> SourceKey {
         SourceKey {

@@ -66,6 +66,11 @@ async fn artifacts_and_state_live_in_s3_and_survive_a_restart() -> Result<()> {
     assert_eq!(stored.as_ref(), gz.as_slice());
     let state = Path::from("prod/state/sources/team-a/app.json");
     assert!(bucket.head(&state).await.is_ok(), "state persisted in S3");
+    // The pointer agents poll names the artifact.
+    let pointer = Path::from("prod/pointers/gitrepositories/team-a/app.json");
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&bucket.get(&pointer).await?.bytes().await?)?;
+    assert_eq!(pointer["digest"], artifact.digest.to_string());
 
     // Restart against the same bucket: served straight from S3.
     h.stop().await;

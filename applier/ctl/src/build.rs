@@ -47,6 +47,7 @@ async fn context(
         std::env::var_os("FERRY_SOURCE_TOKEN_FILE")
             .map(std::path::PathBuf::from)
             .as_deref(),
+        None,
     )
     .await?;
     let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &cluster.namespace);

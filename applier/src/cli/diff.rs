@@ -51,6 +51,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             args.cache_dir.as_deref(),
             args.limits.limits(),
             args.source_token_file.as_deref(),
+            None,
         )
         .await?;
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &args.namespace);

@@ -15,6 +15,13 @@ pub struct RunArgs {
     /// Source server base URL, e.g. http://ferry-source-server.ferry-system:9090.
     #[arg(long, env = "FERRY_SOURCE_SERVER")]
     pub source_server: String,
+    /// Also read artifacts and sources' current revisions straight from the bucket the source
+    /// servers write (`s3://bucket/prefix`, or a directory); S3 endpoint, region and
+    /// credentials from the `AWS_*` variables, as for the source server's `--storage`.
+    /// Artifacts come from the store first, else the server; while the source server is
+    /// down, revisions come from the store's pointer records, read on each reconcile.
+    #[arg(long, env = "FERRY_ARTIFACT_STORE")]
+    pub artifact_store: Option<ferry_store::StorageLocation>,
     /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
     #[arg(long, env = "FERRY_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -105,6 +112,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             args.cache_dir.as_deref(),
             args.limits.limits(),
             args.source_token_file.as_deref(),
+            args.artifact_store.as_ref(),
         )
         .await?;
         if let Some(addr) = &args.metrics_addr {
@@ -119,7 +127,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        tracing::info!(namespace = %args.namespace, source_server = %args.source_server, "agent starting");
+        tracing::info!(namespace = %args.namespace, source_server = %args.source_server, artifact_store = ?args.artifact_store.as_ref().map(ToString::to_string), "agent starting");
         // Events and object summaries go to the source server from their own task.
         tokio::spawn(ctx.reporter.clone().run(ctx.sources.clone()));
         let ctx = Arc::new(ctx);

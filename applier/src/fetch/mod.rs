@@ -2,19 +2,24 @@
 //!
 //! [`Fetcher::get`] answers from memory when a verified tree for the digest is still alive,
 //! else from the on-disk cache (re-verified on every read; a corrupt entry is deleted and
-//! fetched again), else from the source server. Content addressing makes the cache safe to use
+//! fetched again), else from the artifact store when one is configured (`--artifact-store`),
+//! else from the source server — the other one when the first cannot answer; the bytes go
+//! through the same verification whichever answered. Content addressing makes the cache safe to use
 //! while the server is down: a digest names exactly one content, so a cached entry that
 //! verifies is the artifact, whoever asks. The URL is always built from the configured server
-//! and the digest rather than taken from status, so a status cannot point the agent elsewhere.
+//! and the digest rather than taken from status, so a status cannot point the agent elsewhere;
+//! likewise the store's object path.
 
 mod cache;
 mod download;
+mod store;
 mod tree;
 mod verify;
 
 pub use cache::{Cache, CacheError};
 pub use download::DownloadError;
 pub(crate) use download::error_chain;
+pub use store::ArtifactStore;
 pub use tree::{ArtifactTree, TreeError};
 #[cfg(test)]
 pub(crate) use verify::gzip;
@@ -50,6 +55,8 @@ pub struct FetcherConfig {
     pub keep_in_memory: usize,
     /// Sent as `Authorization` to the source server (tenancy).
     pub token: Option<std::sync::Arc<crate::source_client::SourceToken>>,
+    /// The bucket the source servers write, read before the server when set.
+    pub store: Option<Arc<ArtifactStore>>,
 }
 
 impl FetcherConfig {
@@ -64,6 +71,7 @@ impl FetcherConfig {
             request_timeout: Duration::from_secs(60),
             keep_in_memory: 4,
             token: None,
+            store: None,
         }
     }
 }
@@ -85,6 +93,13 @@ pub enum FetchError {
         #[source]
         source: CacheError,
     },
+    /// Neither the artifact store nor the source server could give the bytes.
+    #[error("artifact {digest}: artifact store: {store}; source server: {server}")]
+    Unavailable {
+        digest: Digest,
+        store: Box<DownloadError>,
+        server: Box<DownloadError>,
+    },
     #[error("artifact {digest}: HTTP client: {why}")]
     Client { digest: Digest, why: String },
     #[error("artifact {digest}: verification task failed: {why}")]
@@ -105,6 +120,8 @@ pub enum Origin {
     Memory,
     Cache,
     Server,
+    /// The artifact store (`--artifact-store`).
+    Store,
 }
 
 pub struct Fetcher {
@@ -144,6 +161,11 @@ impl Fetcher {
         &self.cfg
     }
 
+    /// The artifact store, when the agent reads one.
+    pub fn store(&self) -> Option<&ArtifactStore> {
+        self.cfg.store.as_deref()
+    }
+
     /// The verified tree of `artifact`: from memory, the local cache, or the source server.
     pub async fn get(&self, artifact: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
         let (tree, origin) = self.get_with_origin(artifact).await?;
@@ -167,7 +189,7 @@ impl Fetcher {
         }
         let result = match self.read_cache(digest).await? {
             Some(t) => Ok((t, Origin::Cache)),
-            None => self.download(artifact).await.map(|t| (t, Origin::Server)),
+            None => self.download(artifact).await,
         };
         drop(_guard);
         self.inflight
@@ -208,7 +230,7 @@ impl Fetcher {
             .map_err(|source| FetchError::Cache { digest, source })
     }
 
-    async fn download(&self, a: &ArtifactRef) -> Result<Arc<ArtifactTree>, FetchError> {
+    async fn download(&self, a: &ArtifactRef) -> Result<(Arc<ArtifactTree>, Origin), FetchError> {
         let digest = a.digest;
         if a.size > self.cfg.limits.max_total_size {
             return Err(VerifyError::AdvertisedTooLarge {
@@ -218,11 +240,6 @@ impl Fetcher {
             }
             .into());
         }
-        let url = format!(
-            "{}{}",
-            self.cfg.server.trim_end_matches('/'),
-            artifact_path(&digest)
-        );
         // Deflate never grows data by more than a few bytes per 16 KiB block, plus headers.
         let cap = a.size + a.size / 64 + 4096;
         // The body goes to a temp file in the cache, never memory: verification streams it,
@@ -231,24 +248,53 @@ impl Fetcher {
             .cache
             .temp_file()
             .map_err(|source| FetchError::Cache { digest, source })?;
-        let file = tmp.as_file().try_clone().map_err(|e| FetchError::Cache {
-            digest,
-            source: CacheError {
-                path: tmp.path().to_path_buf(),
-                source: e,
-            },
-        })?;
-        download::download(
-            &self.http,
-            &url,
-            self.cfg.token.as_ref().and_then(|t| t.header()),
-            cap,
-            &self.cfg.backoff,
-            self.cfg.download_attempts,
-            tokio::fs::File::from_std(file),
-        )
-        .await
-        .map_err(|source| FetchError::Download { digest, source })?;
+        let file = || {
+            tmp.as_file()
+                .try_clone()
+                .map(tokio::fs::File::from_std)
+                .map_err(|e| FetchError::Cache {
+                    digest,
+                    source: CacheError {
+                        path: tmp.path().to_path_buf(),
+                        source: e,
+                    },
+                })
+        };
+        let origin = match &self.cfg.store {
+            Some(store) => {
+                let read = download::download_from_store(
+                    store.object_store(),
+                    store.describe(),
+                    &ferry_store::artifact_path(&digest),
+                    cap,
+                    &self.cfg.backoff,
+                    self.cfg.download_attempts,
+                    file()?,
+                )
+                .await;
+                match read {
+                    Ok(()) => Origin::Store,
+                    Err(store) => {
+                        tracing::warn!(%digest, error = %store, "artifact store did not answer; trying the source server");
+                        match self.download_from_server(digest, cap, file()?).await {
+                            Ok(()) => Origin::Server,
+                            Err(FetchError::Download { source, .. }) => {
+                                return Err(FetchError::Unavailable {
+                                    digest,
+                                    store: Box::new(store),
+                                    server: Box::new(source),
+                                });
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            None => {
+                self.download_from_server(digest, cap, file()?).await?;
+                Origin::Server
+            }
+        };
         let cache = self.cache.clone();
         let (size, limits) = (a.size, self.cfg.limits.clone());
         let mut keep: HashSet<Digest> = self.live_digests();
@@ -271,8 +317,33 @@ impl Fetcher {
             digest,
             why: e.to_string(),
         })??;
-        tracing::info!(%digest, revision = %a.revision, files = tree.len(), "fetched artifact");
-        Ok(Arc::new(tree))
+        tracing::info!(%digest, revision = %a.revision, files = tree.len(), ?origin, "fetched artifact");
+        Ok((Arc::new(tree), origin))
+    }
+
+    /// The artifact's bytes from the source server, into `out`.
+    async fn download_from_server(
+        &self,
+        digest: Digest,
+        cap: u64,
+        out: tokio::fs::File,
+    ) -> Result<(), FetchError> {
+        let url = format!(
+            "{}{}",
+            self.cfg.server.trim_end_matches('/'),
+            artifact_path(&digest)
+        );
+        download::download(
+            &self.http,
+            &url,
+            self.cfg.token.as_ref().and_then(|t| t.header()),
+            cap,
+            &self.cfg.backoff,
+            self.cfg.download_attempts,
+            out,
+        )
+        .await
+        .map_err(|source| FetchError::Download { digest, source })
     }
 
     fn live_tree(&self, digest: &Digest) -> Option<Arc<ArtifactTree>> {

@@ -362,3 +362,66 @@ async fn concurrent_gets_of_one_digest_download_once_and_share_the_tree() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reads_the_artifact_store_first_and_the_server_when_the_store_lacks_it() {
+    use ferry_store::object_store::memory::InMemory;
+    use ferry_store::object_store::{ObjectStore, ObjectStoreExt};
+    let server = TestServer::start().await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let put = async |digest: &Digest, gz: Vec<u8>| {
+        bucket
+            .put(&ferry_store::artifact_path(digest), gz.into())
+            .await
+            .expect("put");
+    };
+    let (in_store, gz) = artifact(&[("a.yaml", "in the store")]);
+    put(&in_store.digest, gz).await;
+    let (on_server, gz) = artifact(&[("a.yaml", "on the server")]);
+    server.serve(&on_server.digest, gz);
+    let (tampered, good) = artifact(&[("a.yaml", "good")]);
+    let (_, evil) = artifact(&[("a.yaml", "evil")]);
+    put(&tampered.digest, evil).await;
+    server.serve(&tampered.digest, good);
+    let f = Fetcher::new(FetcherConfig {
+        store: Some(Arc::new(ArtifactStore::from_store(
+            bucket.clone(),
+            "s3://bucket/prod",
+        ))),
+        ..config(&server.url, cache.path())
+    })
+    .expect("fetcher");
+
+    let (_, origin) = f.get_with_origin(&in_store).await.expect("from the store");
+    assert_eq!(origin, Origin::Store);
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 0);
+    let (_, origin) = f
+        .get_with_origin(&on_server)
+        .await
+        .expect("from the server");
+    assert_eq!(origin, Origin::Server);
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 1);
+
+    // Bytes from the store go through the same verification: refused, naming the digest,
+    // not cached, and not replaced by a second opinion from the server.
+    let err = f.get(&tampered).await.expect_err("tampered object");
+    assert!(err.is_integrity(), "{err}");
+    assert!(
+        err.to_string().contains(&tampered.digest.to_string()),
+        "{err}"
+    );
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), 1);
+
+    // Neither has it: the error names both answers.
+    server.stop().await;
+    let (nowhere, _) = artifact(&[("a.yaml", "nowhere")]);
+    let err = f.get(&nowhere).await.expect_err("missing everywhere");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no such object in the artifact store")
+            && msg.contains("s3://bucket/prod/artifacts/sha256/")
+            && msg.contains("source server"),
+        "{msg}"
+    );
+}

@@ -1,6 +1,8 @@
 //! The artifact stage: which artifact a Kustomization's source serves now. The source server
-//! answers; while it is unreachable, the last artifact seen for the source (or, after a
-//! restart, the one the status says was applied) keeps reconciles working from the cache.
+//! answers; while it is unreachable, the source's pointer record in the artifact store
+//! (`--artifact-store`, polled with a conditional GET on each reconcile) answers instead, and
+//! without one the last artifact seen for the source (or, after a restart, the one the status
+//! says was applied) keeps reconciles working from the cache.
 
 use ferry_proto::kustomization::{Kustomization, KustomizationStatus};
 use ferry_proto::{ArtifactRef, Digest, SourceKind};
@@ -83,6 +85,28 @@ async fn current_or(
             name: src_name,
         }),
         Err(e) => {
+            // Only when the server could not answer: a 403 or 404 is its verdict on this
+            // source (tenancy), which the bucket must not override.
+            if e.status().is_none_or(|s| s >= 500 || s == 429)
+                && let Some(store) = ctx.fetcher.store()
+            {
+                match store.current(&key).await {
+                    Ok(Some(ev)) => {
+                        let a = from_pointer(ev, ctx);
+                        if let Ok(mut m) = ctx.artifacts.lock() {
+                            m.insert(key, a.clone());
+                        }
+                        tracing::debug!(error = %e, revision = %a.revision, "source server unavailable; revision from the artifact store");
+                        return Ok(a);
+                    }
+                    Ok(None) => {
+                        tracing::warn!(error = %e, store = %store.describe(), "source server unavailable and no pointer in the artifact store")
+                    }
+                    Err(pe) => {
+                        tracing::warn!(error = %e, store_error = %pe, "source server and artifact store unavailable")
+                    }
+                }
+            }
             let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
             if let Some(a) = known.filter(|_| !e.is_not_found()) {
                 tracing::warn!(error = %e, "source server unavailable; using the last known artifact");
@@ -101,6 +125,23 @@ async fn current_or(
                 source: e,
             })
         }
+    }
+}
+
+/// A pointer record as an artifact reference; only its digest, size and revision are used
+/// (the fetcher builds every location from the digest).
+fn from_pointer(ev: ferry_proto::api::ArtifactEvent, ctx: &Context) -> ArtifactRef {
+    ArtifactRef {
+        digest: ev.digest,
+        size: ev.size,
+        compressed_size: None,
+        revision: ev.revision,
+        url: format!(
+            "{}{}",
+            ctx.sources.base_url(),
+            ferry_proto::artifact_path(&ev.digest)
+        ),
+        last_update_time: chrono::Utc::now(),
     }
 }
 

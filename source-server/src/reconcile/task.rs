@@ -274,6 +274,12 @@ pub(super) async fn store(
             .save_state(key, &state)
             .await
             .map_err(storage_err)?;
+        // Last: agents reading the store follow the pointer to an artifact already stored.
+        inner
+            .storage
+            .put_pointer(&artifact_event(key, &artifact))
+            .await
+            .map_err(storage_err)?;
         inner.update_status(key, |slot| {
             slot.status.artifact = Some(artifact);
             slot.status.skipped = built.skipped;

@@ -52,14 +52,20 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     let built = meta.modified()?;
     let root = ferry_tests::tools::repo_root();
     let crates: &[&str] = match name {
-        "ferry-applier" => &["applier/src", "applier/kustomize/src", "proto/src"],
+        "ferry-applier" => &[
+            "applier/src",
+            "applier/kustomize/src",
+            "proto/src",
+            "store/src",
+        ],
         "ferry" => &[
             "applier/ctl/src",
             "applier/src",
             "applier/kustomize/src",
             "proto/src",
+            "store/src",
         ],
-        _ => &["source-server/src", "proto/src"],
+        _ => &["source-server/src", "proto/src", "store/src"],
     };
     for c in crates {
         if let Some((file, t)) = newest(&root.join(c))
@@ -245,6 +251,10 @@ pub struct Env {
     pub agent_args: Vec<String>,
     /// Where the agent serves `/metrics`.
     pub agent_metrics_port: u16,
+    /// The source server's `--storage`; default a directory in [`Env::work`].
+    pub source_storage: Option<String>,
+    /// More environment for the source server (e.g. the `AWS_*` settings of S3 storage).
+    pub source_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -320,6 +330,8 @@ impl Env {
             agent_kubeconfig: None,
             agent_args: vec![],
             agent_metrics_port: free_port()?,
+            source_storage: None,
+            source_env: vec![],
         })
     }
 
@@ -349,10 +361,15 @@ impl Env {
         cmd.args(["serve", "--config"])
             .arg(dir.join("sources.yaml"))
             .arg("--storage")
-            .arg(dir.join("storage"))
+            .arg(
+                self.source_storage
+                    .clone()
+                    .unwrap_or_else(|| dir.join("storage").display().to_string()),
+            )
             .arg("--cache")
             .arg(dir.join("mirrors"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.source_port)]);
+            .args(["--listen", &format!("127.0.0.1:{}", self.source_port)])
+            .envs(self.source_env.iter().map(|(k, v)| (k, v)));
         self.source = Some(Proc::spawn(
             "ferry-source-server",
             &mut cmd,
