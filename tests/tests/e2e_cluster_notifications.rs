@@ -4,7 +4,8 @@
 //! its status and a call on it fetches its sources (a GitRepository picked by labels and the
 //! Bucket); an Alert with `matchLabels` delivers the source events of labelled sources through
 //! its Provider to an HTTP receiver of the test; a Receiver naming another namespace is
-//! refused; a tenant lists only its own namespace's receivers.
+//! refused; another namespace's Alert gets the events of a source shared with it and not of
+//! the others; a tenant lists only its own namespace's receivers.
 
 mod e2e_support;
 
@@ -20,7 +21,7 @@ use ferry_proto::api::{Event, HookOutcome, HookReply, ReceiverList};
 use ferry_proto::receiver::webhook_path;
 use ferry_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use ferry_tests::tools::Client;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -66,27 +67,35 @@ fn receiver(ns: &str, name: &str, resources: Value) -> Value {
            "spec": {"type": "generic", "secretRef": {"name": "hook-token"}, "resources": resources}})
 }
 
-/// Events the test's HTTP receiver got, in arrival order.
+/// Events the test's HTTP receiver got, with their path, in arrival order.
 #[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<Event>>>);
+struct Inbox(Arc<Mutex<Vec<(String, Event)>>>);
 
 impl Inbox {
+    /// Starts listening; returns the base URL.
     async fn start(&self) -> Result<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/alerts", listener.local_addr()?);
+        let url = format!("http://{}", listener.local_addr()?);
         let app = axum::Router::new()
-            .fallback(|State(i): State<Inbox>, body: Bytes| async move {
-                if let Ok(e) = serde_json::from_slice::<Event>(&body) {
-                    i.0.lock().expect("lock").push(e);
-                }
-            })
+            .fallback(
+                |State(i): State<Inbox>, uri: axum::http::Uri, body: Bytes| async move {
+                    if let Ok(e) = serde_json::from_slice::<Event>(&body) {
+                        i.0.lock().expect("lock").push((uri.path().to_string(), e));
+                    }
+                },
+            )
             .with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(url)
     }
 
-    fn events(&self) -> Vec<Event> {
-        self.0.lock().expect("lock").clone()
+    /// The events posted to `path`.
+    fn events(&self, path: &str) -> Vec<Event> {
+        let all = self.0.lock().expect("lock");
+        all.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 }
 
@@ -120,10 +129,17 @@ async fn buckets_receivers_and_alerts_follow_the_cluster() -> Result<()> {
     let mut app = git_repository(&env, NS, "app", json!({}), json!({}))?;
     app.metadata.labels = Some([("tier".to_string(), "web".to_string())].into());
     git.create(&PostParams::default(), &app).await?;
-    // Unlabelled: neither the Receiver's `*` nor the Alert's matchLabels pick it.
+    // Unlabelled: neither the Receiver's `*` nor the Alert's matchLabels pick it; shared
+    // with the other namespace, whose Alert sees its events (and not app's).
     git.create(
         &PostParams::default(),
-        &git_repository(&env, NS, "other", json!({}), json!({}))?,
+        &git_repository(
+            &env,
+            NS,
+            "base",
+            json!({}),
+            json!({"source.ferry.dev/shared-with": other}),
+        )?,
     )
     .await?;
     create(
@@ -175,21 +191,38 @@ async fn buckets_receivers_and_alerts_follow_the_cluster() -> Result<()> {
         ),
     )
     .await?;
-    create(
-        &api::<ferry_proto::Provider>(&env, NS),
-        json!({"apiVersion": "notification.ferry.dev/v1", "kind": "Provider",
-               "metadata": {"name": "inbox", "namespace": NS},
-               "spec": {"type": "generic", "address": alert_url}}),
+    let alerting = |ns: &str, selector: Value| {
+        let env = &env;
+        let (ns, url) = (ns.to_string(), format!("{alert_url}/{ns}"));
+        async move {
+            create(
+                &api::<ferry_proto::Provider>(env, &ns),
+                json!({"apiVersion": "notification.ferry.dev/v1", "kind": "Provider",
+                       "metadata": {"name": "inbox", "namespace": ns},
+                       "spec": {"type": "generic", "address": url}}),
+            )
+            .await?;
+            create(
+                &api::<ferry_proto::Alert>(env, &ns),
+                json!({"apiVersion": "notification.ferry.dev/v1", "kind": "Alert",
+                       "metadata": {"name": "sources", "namespace": ns},
+                       "spec": {"providerRef": {"name": "inbox"}, "eventSources": [selector]}}),
+            )
+            .await
+        }
+    };
+    alerting(
+        NS,
+        json!({"kind": "GitRepository", "name": "*", "matchLabels": {"tier": "web"}}),
     )
     .await?;
-    create(
-        &api::<ferry_proto::Alert>(&env, NS),
-        json!({"apiVersion": "notification.ferry.dev/v1", "kind": "Alert",
-               "metadata": {"name": "web", "namespace": NS},
-               "spec": {"providerRef": {"name": "inbox"}, "eventSources": [
-                   {"kind": "GitRepository", "name": "*", "matchLabels": {"tier": "web"}}]}}),
+    // Every GitRepository of NS: only the shared one reaches the other tenant.
+    alerting(
+        other,
+        json!({"kind": "GitRepository", "name": "*", "namespace": NS}),
     )
     .await?;
+    let (inbox_a, inbox_b) = (format!("/{NS}"), format!("/{other}"));
 
     let server = start_cluster_server(&env, &[])?;
     let base = env.source_url();
@@ -230,11 +263,11 @@ async fn buckets_receivers_and_alerts_follow_the_cluster() -> Result<()> {
         "{r}: {message}"
     );
 
-    // The Alert delivers app's artifact event (its labels match), never other's.
+    // The Alert delivers app's artifact event (its labels match), never base's.
     let first_rev = format!("main@sha1:{first}");
-    env.wait_for("app Ready", LIMIT, || async {
+    env.wait_for("app and base Ready", LIMIT, || async {
         let s = git_status(&env, NS, "app").await?;
-        let o = git_status(&env, NS, "other").await?;
+        let o = git_status(&env, NS, "base").await?;
         Ok((s["artifact"]["revision"] == first_rev.as_str()
             && ready(&o).is_some_and(|(r, _)| r == "True"))
         .then_some(()))
@@ -247,7 +280,7 @@ async fn buckets_receivers_and_alerts_follow_the_cluster() -> Result<()> {
     };
     env.wait_for("the alert for app's first artifact", LIMIT, || async {
         Ok(inbox
-            .events()
+            .events(&inbox_a)
             .iter()
             .any(|e| is_app(e, &first_rev))
             .then_some(()))
@@ -289,22 +322,56 @@ async fn buckets_receivers_and_alerts_follow_the_cluster() -> Result<()> {
     .with_context(|| server.log_text())?;
     env.wait_for("the alert for app's second artifact", LIMIT, || async {
         Ok(inbox
-            .events()
+            .events(&inbox_a)
             .iter()
             .any(|e| is_app(e, &second))
             .then_some(()))
     })
     .await?;
-    // One Provider queue delivers in order: other's artifact event (stored before app's
+    // One Provider queue delivers in order: base's artifact event (stored before app's
     // second) would have arrived before it.
-    let names: Vec<String> = inbox
-        .events()
-        .iter()
-        .map(|e| format!("{}/{}", e.involved_object.kind, e.involved_object.name))
-        .collect();
+    let names = |path: &str| -> Vec<String> {
+        inbox
+            .events(path)
+            .iter()
+            .map(|e| format!("{}/{}", e.involved_object.kind, e.involved_object.name))
+            .collect()
+    };
+    let a = names(&inbox_a);
     assert!(
-        names.iter().all(|n| n == "GitRepository/app"),
-        "only the labelled source alerts: {names:?}"
+        a.iter().all(|n| n == "GitRepository/app"),
+        "only the labelled source alerts: {a:?}"
+    );
+
+    // The other namespace's Alert: base (shared with it) fetched now, its event arrives —
+    // after any of app's, which are older.
+    git.patch(
+        "base",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "reconcile.fluxcd.io/requestedAt": "2026-12-05T12:00:00Z"}}})),
+    )
+    .await?;
+    env.wait_for(
+        "the shared source's alert in the other namespace",
+        LIMIT,
+        || async {
+            Ok(inbox
+                .events(&inbox_b)
+                .iter()
+                .any(|e| {
+                    e.involved_object.name == "base"
+                        && e.metadata.get("revision").map(String::as_str) == Some(&second)
+                })
+                .then_some(()))
+        },
+    )
+    .await
+    .with_context(|| server.log_text())?;
+    let b = names(&inbox_b);
+    assert!(
+        b.iter().all(|n| n == "GitRepository/base"),
+        "only the shared source alerts the other tenant: {b:?}"
     );
 
     // Tenants list their own namespace's receivers only.

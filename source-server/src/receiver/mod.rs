@@ -189,12 +189,24 @@ impl Receivers {
             index.insert(r.webhook_path.clone(), Arc::new(entry));
         }
         let gone: Vec<ObjectRef> = states.into_keys().cloned().collect();
+        // Conditions start from the last view, so a transition time moves only on a transition
+        // (and the cluster's status writer has nothing to write for an unchanged receiver).
+        let mut earlier: BTreeMap<(String, String), Vec<ferry_proto::Condition>> = self
+            .views()
+            .into_iter()
+            .map(|v| ((v.namespace, v.name), v.status.conditions))
+            .collect();
+        let mut conditions = |key: &ObjectRef| {
+            earlier
+                .remove(&(key.namespace_or_empty().to_string(), key.name.clone()))
+                .unwrap_or_default()
+        };
         let mut views: BTreeMap<ObjectRef, ReceiverView> = BTreeMap::new();
         for (key, r) in &desired.receivers {
             let mut status = ReceiverStatus {
                 observed_generation: r.generation,
                 webhook_path: Some(r.webhook_path.clone()),
-                ..Default::default()
+                conditions: conditions(key),
             };
             let targets: Vec<String> = r
                 .targets
@@ -227,6 +239,7 @@ impl Receivers {
         for (key, invalid) in &desired.invalid_receivers {
             let mut status = ReceiverStatus {
                 observed_generation: invalid.generation,
+                conditions: conditions(key),
                 ..Default::default()
             };
             let e = &invalid.error;
@@ -320,5 +333,25 @@ mod tests {
         let e = entry();
         assert_eq!(e.admit(Some("a"), &limits), Admission::Admitted);
         assert_eq!(e.admit(Some("a"), &limits), Admission::Admitted);
+    }
+
+    #[test]
+    fn an_unchanged_receiver_keeps_its_view_across_rebuilds() {
+        let docs = "apiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: ns}\n\
+                    stringData: {token: x}\n---\napiVersion: notification.ferry.dev/v1\n\
+                    kind: Receiver\nmetadata: {name: r, namespace: ns}\nspec: {type: generic, \
+                    secretRef: {name: t}, resources: [{kind: Bucket, name: b}]}\n";
+        let state = crate::config::parse("f", docs, &DesiredState::default()).expect("parses");
+        let receivers = Receivers::new(HookLimits::default());
+        receivers.apply(&state);
+        let first = receivers.views();
+        assert_eq!(first.len(), 1);
+        std::thread::sleep(Duration::from_millis(1100));
+        receivers.apply(&state);
+        assert_eq!(
+            receivers.views(),
+            first,
+            "same conditions, same transition time"
+        );
     }
 }
