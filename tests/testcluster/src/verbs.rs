@@ -279,9 +279,30 @@ fn check_body(t: &Target, body: &mut Value) -> Result<(), ApiError> {
             meta.remove("namespace");
         }
     }
+    if t.def.group.is_empty() && t.def.kind == "Secret" {
+        merge_string_data(body);
+    }
     let obj = present(t, std::mem::take(body));
     *body = obj;
     Ok(())
+}
+
+/// A Secret's write-only `stringData` goes into `data` (base64, winning over a `data` key of
+/// the same name) and is never stored, as the real server's conversion does.
+fn merge_string_data(body: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(string_data)) =
+        body.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !body.get("data").is_some_and(Value::is_object) {
+        body["data"] = json!({});
+    }
+    for (k, v) in string_data {
+        let text = v.as_str().unwrap_or_default();
+        body["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }
 
 /// POST: creates a new object (201).

@@ -202,3 +202,20 @@ fn list_pages_with_continue_tokens() {
         Some(2)
     );
 }
+
+#[test]
+fn a_secrets_string_data_is_stored_as_data() {
+    let store = Store::new();
+    let mut st = store.lock();
+    let t = target(&st, "secrets", Some("default"), None);
+    let (_, s) = create(
+        &mut st,
+        &t,
+        json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eA=="},
+               "stringData": {"b": "token", "c": "c"}}),
+        &WriteOpts::default(),
+    )
+    .expect("create");
+    assert_eq!(s["data"], json!({"a": "eA==", "b": "dG9rZW4=", "c": "Yw=="}));
+    assert!(s.get("stringData").is_none(), "{s}");
+}
