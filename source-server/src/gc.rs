@@ -39,8 +39,13 @@ pub fn plan<'a>(
         .collect()
 }
 
-/// One GC pass over `storage`; returns the deleted digests.
-pub async fn run(storage: &Storage, keep: usize) -> Result<Vec<Digest>, StorageError> {
+/// One GC pass over `storage`, sparing artifacts written within `grace`; returns the deleted
+/// digests.
+pub async fn run(
+    storage: &Storage,
+    keep: usize,
+    grace: std::time::Duration,
+) -> Result<Vec<Digest>, StorageError> {
     let mut states = Vec::new();
     for key in storage.list_states().await? {
         // An unreadable state must not make its artifacts collectable: abort the pass.
@@ -50,7 +55,7 @@ pub async fn run(storage: &Storage, keep: usize) -> Result<Vec<Digest>, StorageE
     }
     // An unreadable pointer aborts the pass the same way.
     let pointed = storage.pointed_artifacts().await?;
-    let stored = storage.list_artifacts().await?;
+    let stored = storage.list_artifacts_older_than(grace).await?;
     let doomed = plan(&states, &pointed, &stored, keep);
     for d in &doomed {
         storage.delete_artifact(d).await?;

@@ -28,6 +28,7 @@ pub mod gc;
 pub mod git;
 pub mod helm;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod notification;
 pub mod receiver;

@@ -163,7 +163,25 @@ enum Command {
         helm: HelmArgs,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        replicas: ReplicaArgs,
     },
+}
+
+/// Several replicas on one bucket (`--storage s3://…`): each source is polled by the holder
+/// of its Lease, the others serve what it stores.
+#[derive(Debug, clap::Args)]
+struct ReplicaArgs {
+    /// Coordinate with other replicas through Leases in this namespace (needs a kubeconfig
+    /// or the Pod's ServiceAccount, allowed to get/list/watch/create/update leases there).
+    #[arg(long, env = "FERRY_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Leases; default `$POD_NAME`, else host name and pid.
+    #[arg(long, env = "FERRY_REPLICA_ID", requires = "lease_namespace")]
+    replica_id: Option<String>,
+    /// How long a Lease outlives its holder's last renewal (failover time).
+    #[arg(long, env = "FERRY_LEASE_DURATION", default_value = "15s", value_parser = ferry_proto::parse_duration)]
+    lease_duration: std::time::Duration,
 }
 
 #[tokio::main]
@@ -198,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
             limits,
             helm: helm_args,
             hooks,
+            replicas,
         } => {
             let mut opts = ServeOptions::new(config.unwrap_or_default(), storage, cache);
             if cluster {
@@ -227,6 +246,13 @@ async fn main() -> anyhow::Result<()> {
                 replay_window: hooks.receiver_replay_window,
                 ..HookLimits::default()
             };
+            opts.leases = replicas.lease_namespace.map(|namespace| {
+                ferry_source_server::lease::LeaseOptions {
+                    namespace,
+                    identity: replicas.replica_id.unwrap_or_else(default_identity),
+                    duration: replicas.lease_duration,
+                }
+            });
             let running = server::start(opts)
                 .await
                 .context("starting the source server")?;
@@ -236,6 +262,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `$POD_NAME` (the Deployment sets it), else `<host name>-<pid>`.
+fn default_identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

@@ -105,6 +105,8 @@ pub struct ServeOptions {
     pub alert_rate_limit: Duration,
     /// Bounds on webhook calls.
     pub hooks: crate::receiver::HookLimits,
+    /// Replicas on one bucket coordinate through Leases ([`crate::lease`]).
+    pub leases: Option<crate::lease::LeaseOptions>,
 }
 
 impl ServeOptions {
@@ -123,6 +125,7 @@ impl ServeOptions {
             helm: crate::helm::HelmLimits::default(),
             alert_rate_limit: defaults.alert_rate_limit,
             hooks: crate::receiver::HookLimits::default(),
+            leases: None,
         }
     }
 }
@@ -235,6 +238,21 @@ pub async fn start_with_backend(
         .public_url
         .as_ref()
         .map_or_else(|| format!("http://{addr}"), ToString::to_string);
+    let leases = match &opts.leases {
+        Some(lease_opts) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                ServeError::Cluster(format!(
+                    "--lease-namespace needs a kubeconfig or in-cluster config: {e}"
+                ))
+            })?;
+            tracing::info!(namespace = %lease_opts.namespace, identity = %lease_opts.identity, "coordinating with other replicas through Leases");
+            Some(Arc::new(crate::lease::Leases::new(
+                client,
+                lease_opts.clone(),
+            )))
+        }
+        None => None,
+    };
     let controller = Controller::new(
         storage,
         backend,
@@ -248,6 +266,13 @@ pub async fn start_with_backend(
             },
             alert_rate_limit: opts.alert_rate_limit,
             hooks: opts.hooks.clone(),
+            // Another replica may be between writing an artifact and recording it.
+            gc_grace: if leases.is_some() {
+                Duration::from_secs(600)
+            } else {
+                Duration::ZERO
+            },
+            leases,
         },
     );
     let (tx, rx) = config::channel();

@@ -253,6 +253,18 @@ impl Storage {
 
     /// Every stored artifact's digest.
     pub async fn list_artifacts(&self) -> Result<Vec<Digest>, StorageError> {
+        self.list_artifacts_older_than(std::time::Duration::ZERO)
+            .await
+    }
+
+    /// The digests of artifacts written at least `age` ago.
+    pub async fn list_artifacts_older_than(
+        &self,
+        age: std::time::Duration,
+    ) -> Result<Vec<Digest>, StorageError> {
+        let cutoff = chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d));
         let prefix = Path::from("artifacts/sha256");
         let metas: Vec<_> = self
             .store
@@ -262,6 +274,7 @@ impl Storage {
             .map_err(Self::err("listing", &prefix))?;
         Ok(metas
             .iter()
+            .filter(|m| age.is_zero() || cutoff.is_some_and(|c| m.last_modified <= c))
             .filter_map(|m| {
                 let name = m.location.filename()?;
                 Digest::from_hex(name.strip_suffix(".tar.gz")?).ok()

@@ -171,6 +171,32 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             &["delete", "gitrepositories.source.ferry.dev", "-n", NS],
             "no",
         ),
+        // Replicas' Leases: in the server's namespace only, never deleted.
+        (
+            &server,
+            &["update", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["create", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["get", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["delete", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "no",
+        ),
+        (
+            &server,
+            &["create", "leases.coordination.k8s.io", "-n", NS],
+            "no",
+        ),
         (&server, &["get", "secrets", "-n", NS], "yes"),
         (&server, &["list", "secrets", "-n", NS], "no"),
         (&server, &["create", "secrets", "-n", NS], "no"),

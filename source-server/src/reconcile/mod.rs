@@ -55,6 +55,11 @@ pub struct Options {
     pub alert_rate_limit: Duration,
     /// Bounds on webhook calls.
     pub hooks: crate::receiver::HookLimits,
+    /// Replicas on one bucket: poll a source only while holding its Lease ([`crate::lease`]).
+    pub leases: Option<Arc<crate::lease::Leases>>,
+    /// Artifacts written more recently than this are never collected: another replica may be
+    /// between writing one and recording it.
+    pub gc_grace: Duration,
 }
 
 impl Default for Options {
@@ -66,6 +71,8 @@ impl Default for Options {
             helm: crate::helm::HelmLimits::default(),
             alert_rate_limit: crate::notification::dispatch::DEFAULT_RATE_LIMIT,
             hooks: crate::receiver::HookLimits::default(),
+            leases: None,
+            gc_grace: Duration::ZERO,
         }
     }
 }
@@ -515,7 +522,7 @@ impl Inner {
     /// delay collection to the next pass.
     pub(crate) async fn collect_garbage(&self) {
         let _guard = self.storage_lock.lock().await;
-        match crate::gc::run(&self.storage, self.opts.keep).await {
+        match crate::gc::run(&self.storage, self.opts.keep, self.opts.gc_grace).await {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::info!(count = deleted.len(), "garbage-collected artifacts");
             }

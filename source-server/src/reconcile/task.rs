@@ -59,8 +59,26 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
     loop {
         // Taken before the reconcile starts: a request that arrives during it is handled by
         // the next one (its notification is kept), not credited to this one.
+        if let Some(leases) = &inner.opts.leases
+            && !holds(leases, &src.key).await
+        {
+            // Another replica polls this source: serve what it records in the store.
+            follow(&inner, &src).await;
+            tokio::select! {
+                () = tokio::time::sleep(jitter(leases.period()).min(src.interval)) => {}
+                () = trigger.notified() => {}
+            }
+            continue;
+        }
         let requested = inner.take_requested(&src.key);
-        let next = reconcile_once(&inner, &src).instrument(span.clone()).await;
+        let next = match &inner.opts.leases {
+            // Renewed while the reconcile runs, so a long fetch keeps it.
+            Some(leases) => tokio::select! {
+                next = reconcile_once(&inner, &src).instrument(span.clone()) => next,
+                never = renew(leases, &src.key) => match never {},
+            },
+            None => reconcile_once(&inner, &src).instrument(span.clone()).await,
+        };
         if let Some(token) = requested {
             inner.handled(&src.key, token);
         }
@@ -78,16 +96,92 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
                 None
             }
         };
-        match delay {
-            Some(d) => {
+        match (delay, &inner.opts.leases) {
+            (Some(d), None) => {
                 tokio::select! {
                     () = tokio::time::sleep(d) => {}
                     () = trigger.notified() => {}
                 }
             }
-            None => trigger.notified().await,
+            (None, None) => trigger.notified().await,
+            // The Lease is renewed while waiting; losing it ends the wait.
+            (d, Some(leases)) => {
+                let until = d.map(|d| tokio::time::Instant::now() + d);
+                loop {
+                    let step = match until {
+                        Some(t) => leases.period().min(t - tokio::time::Instant::now().min(t)),
+                        None => leases.period(),
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(step) => {}
+                        () = trigger.notified() => break,
+                    }
+                    if until.is_some_and(|t| tokio::time::Instant::now() >= t)
+                        || !holds(leases, &src.key).await
+                    {
+                        break;
+                    }
+                }
+            }
         }
     }
+}
+
+/// Takes or renews `key`'s Lease; an API failure counts as not holding it (another replica
+/// may hold it, and a poll by two replicas is what the Lease is there to prevent).
+async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> bool {
+    match leases.try_hold(key).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(source = %key, error = %e, "lease not renewed; not polling");
+            false
+        }
+    }
+}
+
+/// Renews `key`'s Lease every period, forever (raced against the reconcile).
+async fn renew(leases: &crate::lease::Leases, key: &crate::SourceKey) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(leases.period()).await;
+        holds(leases, key).await;
+    }
+}
+
+/// A replica that does not poll `src` serves what its poller recorded: the state record in
+/// the shared store. A new artifact there is served and announced as if fetched here.
+async fn follow(inner: &Arc<Inner>, src: &DesiredSource) {
+    let key = &src.key;
+    let state = match inner.storage.load_state(key).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(source = %key, error = %e, "reading the poller's state record");
+            return;
+        }
+    };
+    let Some(mut artifact) = state.artifact else {
+        return;
+    };
+    let current = inner
+        .read_slots()
+        .get(key)
+        .and_then(|s| s.status.artifact.as_ref().map(|a| a.digest));
+    if current == Some(artifact.digest) {
+        // Served already (from the state loaded at start, or an earlier look): Ready as the
+        // poller's record says.
+        succeed(inner, src, &artifact.revision);
+        return;
+    }
+    artifact.url = artifact_url(&inner.opts.public_url, &artifact.digest);
+    inner.update_status(key, |slot| {
+        slot.status.artifact = Some(artifact.clone());
+        slot.status.skipped = state.skipped;
+        slot.status.observed_ignore = state.observed_ignore;
+        slot.history = state.history;
+    });
+    succeed(inner, src, &artifact.revision);
+    tracing::info!(source = %key, revision = %artifact.revision, digest = %artifact.digest, "artifact stored by another replica");
+    inner.events.publish(artifact_event(key, &artifact));
 }
 
 pub(crate) fn jitter(interval: Duration) -> Duration {
