@@ -8,7 +8,8 @@
 //! and `Alert` of [`alert`], and the `Receiver` of [`receiver`]) whose CRDs are generated
 //! from these types into `deploy/crds/`, the JSON of the HTTP API between server and agents ([`api`]), and the
 //! merge machinery (strategic merge, JSON patches, per-type merge keys) that both the
-//! kustomize engine and the Kubernetes API test server need. No I/O lives here.
+//! kustomize engine and the Kubernetes API test server need, and the check of compressed
+//! artifact bytes against their digest ([`verify`]). No I/O lives here.
 
 pub mod alert;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod receiver;
 pub mod revision;
 pub mod selector;
 pub mod source;
+pub mod verify;
 
 pub use alert::{Alert, AlertSpec, EventSource, Provider, ProviderSpec, ProviderType};
 pub use artifact::{ArtifactRef, artifact_path};

@@ -29,7 +29,7 @@ mod file_watch;
 mod helm;
 mod receiver;
 
-pub use bucket::SourceSpec;
+pub use bucket::{IMPORTED_SCHEME, SourceSpec};
 pub use file_watch::{ConfigWatch, watch_file};
 pub use helm::{DesiredHelmRepository, InvalidHelmRepository};
 pub use receiver::{DesiredReceiver, InvalidReceiver, SourceLabels, Token, receiver_ref};
@@ -607,12 +607,14 @@ fn validate(
     let url = spec.url.as_str();
     let scheme_ok = ["file://", "git://", "http://", "https://", "ssh://"]
         .iter()
-        .any(|s| url.starts_with(s) && url.len() > s.len());
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+        || url.starts_with(IMPORTED_SCHEME);
     if !scheme_ok {
         return Err((
             "spec.url".into(),
             format!(
-                "{:?} must be a file://, git://, http(s):// or ssh:// URL",
+                "{:?} must be a file://, git://, http(s):// or ssh:// URL, or {IMPORTED_SCHEME} \
+                 (served from imported bundles)",
                 crate::git::redact_url(url)
             ),
         ));

@@ -16,11 +16,13 @@
 //! in-memory index of hook paths. A failure never
 //! replaces a good artifact: the source keeps serving the last one and reports why in its
 //! conditions. [`notification`] takes the events of the server and its agents, and keeps the
-//! index of what every agent reported about its namespace.
+//! index of what every agent reported about its namespace. [`bundle`] carries a store's
+//! sources and artifacts to an air-gapped site (`export` / `import`).
 
 pub mod artifact;
 pub mod backend;
 pub mod bucket;
+pub mod bundle;
 pub mod cluster;
 pub mod config;
 pub mod events;

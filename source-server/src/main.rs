@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferry_proto::ArtifactLimits;
 use ferry_proto::limits;
+use ferry_source_server::bundle;
 use ferry_source_server::cluster::ClusterOptions;
 use ferry_source_server::helm;
 use ferry_source_server::receiver::HookLimits;
@@ -113,6 +114,8 @@ struct HookArgs {
     receiver_replay_window: std::time::Duration,
 }
 
+// Parsed once at start: the size of the `serve` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -166,6 +169,13 @@ enum Command {
         #[command(flatten)]
         replicas: ReplicaArgs,
     },
+    /// Write an air-gap bundle: the store's sources, their revisions and artifacts, in one tar
+    /// (prints the bundle's identity, the sha256 of its index).
+    Export(bundle::ExportArgs),
+    /// Verify a bundle and add it to a store (nothing is written unless all of it verifies).
+    Import(bundle::ImportArgs),
+    /// Write an ed25519 key pair for signing bundles (--sign-key / --verify-key).
+    Keygen(bundle::KeygenArgs),
 }
 
 /// Several replicas on one bucket (`--storage s3://…`): each source is polled by the holder
@@ -202,6 +212,18 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     match cli.command {
+        Command::Export(args) => {
+            println!("{}", bundle::run_export(args).await?);
+            Ok(())
+        }
+        Command::Import(args) => {
+            println!("{}", bundle::run_import(args).await?);
+            Ok(())
+        }
+        Command::Keygen(args) => {
+            println!("{}", bundle::run_keygen(args)?);
+            Ok(())
+        }
         Command::Serve {
             config,
             cluster,
@@ -306,7 +328,10 @@ mod tests {
             storage,
             public_url,
             ..
-        } = cli.command;
+        } = cli.command
+        else {
+            panic!("parsed as serve");
+        };
         assert_eq!(
             storage,
             StorageLocation::S3 {

@@ -4,7 +4,8 @@
 //! HelmReleases are cluster objects (read and patched through the Kubernetes API with the
 //! user's kubeconfig), sources are the source server's (its HTTP API, `--source-server`), and
 //! `diff`/`build` run the agent's own library code ([`ferry_applier::preview`], the native
-//! kustomize engine), so what the CLI shows is what the agent would do. Waiting follows Flux's
+//! kustomize engine), so what the CLI shows is what the agent would do. `export`/`import` are
+//! the source server's bundle commands ([`ferry_source_server::bundle`]), linked in. Waiting follows Flux's
 //! protocol: a token in `reconcile.fluxcd.io/requestedAt` (or the source server's
 //! `?requestedAt=`) comes back in `status.lastHandledReconcileAt` when that reconcile is done.
 
@@ -36,8 +37,8 @@ pub enum Outcome {
     TimedOut,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success (Ready, no differences); 1 not Ready, reconcile failed, or \
-differences found (diff); 2 bad usage, or the cluster or source server could not be reached; \
+const EXIT_CODES: &str = "Exit codes: 0 success (Ready, no differences); 1 not Ready, reconcile failed, \
+differences found (diff), or a bundle refused or not written (import, export); 2 bad usage, or the cluster or source server could not be reached; \
 3 timed out waiting.";
 
 #[derive(Debug, Parser)]
@@ -149,6 +150,12 @@ enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
+    /// Write an air-gap bundle of a source server's store (the same command as
+    /// `ferry-source-server export`; prints the bundle's identity).
+    Export(ferry_source_server::bundle::ExportArgs),
+    /// Verify a bundle and add it to a source server's store (the same command as
+    /// `ferry-source-server import`); nothing is written unless all of it verifies.
+    Import(ferry_source_server::bundle::ImportArgs),
     /// Print a shell completion script (e.g. `ferry completion bash > /etc/bash_completion.d/ferry`).
     Completion { shell: clap_complete::Shell },
 }
@@ -180,6 +187,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// The bundle commands run the source server's own code (one implementation, linked in: the
+/// CLI needs no server binary next to it); a refused bundle is exit 1, like a failed reconcile.
+fn bundle(
+    result: Result<String, ferry_source_server::bundle::BundleError>,
+) -> anyhow::Result<Outcome> {
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            Ok(Outcome::Ok)
+        }
+        Err(e) => {
+            eprintln!("✗ {e}");
+            Ok(Outcome::NotReady)
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let g = &cli.global;
     match cli.command {
@@ -206,6 +230,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             for_object,
             all_namespaces,
         } => events::run(g, for_object.as_deref(), all_namespaces).await,
+        Command::Export(args) => bundle(ferry_source_server::bundle::run_export(args).await),
+        Command::Import(args) => bundle(ferry_source_server::bundle::run_import(args).await),
         Command::Completion { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -9,7 +9,8 @@
 
 use std::io::{self, Read};
 
-use ferry_proto::{ArtifactLimits, Digest, Hasher};
+use ferry_proto::verify::{StreamError, VerifyingTar as Tar};
+use ferry_proto::{ArtifactLimits, Digest};
 
 use super::tree::{ArtifactTree, TreeError};
 
@@ -44,6 +45,18 @@ pub enum VerifyError {
     },
 }
 
+impl From<StreamError> for VerifyError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::TooLarge { digest, bound } => VerifyError::TooLarge { digest, bound },
+            StreamError::Gzip { digest, why } => VerifyError::Gzip { digest, why },
+            StreamError::DigestMismatch { expected, actual } => {
+                VerifyError::DigestMismatch { expected, actual }
+            }
+        }
+    }
+}
+
 /// Verifies the gzipped tar that `open` yields (called once per pass, each time from the
 /// start) against `digest`, decompressing at most `bound` bytes (the advertised size for a
 /// download, the configured maximum for a cache read), and reads it into a tree. The digest is
@@ -60,7 +73,7 @@ pub fn verify<R: Read>(
         why: e.to_string(),
     };
     let mut first = Tar::new(open().map_err(read_err)?, digest, bound);
-    io::copy(&mut first, &mut io::sink()).map_err(|e| first.error(e))?;
+    io::copy(&mut first, &mut io::sink()).map_err(|e| VerifyError::from(first.error(e)))?;
     first.check()?;
 
     let mut second = Tar::new(open().map_err(read_err)?, digest, bound);
@@ -70,97 +83,16 @@ pub fn verify<R: Read>(
     let tree = match (parsed, drained) {
         (Ok(tree), Ok(_)) => tree,
         // A stream failure (the file changed under us) explains a parse failure.
-        (_, Err(e)) => return Err(second.error(e)),
+        (_, Err(e)) => return Err(second.error(e).into()),
         (Err(source), Ok(_)) => {
             second.check()?;
             return Err(second
                 .stream_error()
-                .unwrap_or(VerifyError::Tree { digest, source }));
+                .map_or(VerifyError::Tree { digest, source }, VerifyError::from));
         }
     };
     second.check()?;
     Ok(tree)
-}
-
-/// The uncompressed tar of a gzip stream, hashed and counted as it is read, and cut one byte
-/// past the bound (enough to know the stream is too big without expanding a bomb further).
-struct Tar<R: Read> {
-    gz: io::Take<flate2::read::GzDecoder<R>>,
-    hasher: Hasher,
-    read: u64,
-    digest: Digest,
-    bound: u64,
-    /// The first error of the gzip stream, kept because the tar reader reports it as its own.
-    failed: Option<String>,
-}
-
-impl<R: Read> Tar<R> {
-    fn new(gz: R, digest: Digest, bound: u64) -> Self {
-        Self {
-            gz: flate2::read::GzDecoder::new(gz).take(bound.saturating_add(1)),
-            hasher: Hasher::new(),
-            read: 0,
-            digest,
-            bound,
-            failed: None,
-        }
-    }
-
-    fn too_large(&self) -> bool {
-        self.read > self.bound
-    }
-
-    fn stream_error(&self) -> Option<VerifyError> {
-        if self.too_large() {
-            return Some(VerifyError::TooLarge {
-                digest: self.digest,
-                bound: self.bound,
-            });
-        }
-        self.failed.as_ref().map(|why| VerifyError::Gzip {
-            digest: self.digest,
-            why: why.clone(),
-        })
-    }
-
-    fn error(&self, e: io::Error) -> VerifyError {
-        self.stream_error().unwrap_or(VerifyError::Gzip {
-            digest: self.digest,
-            why: e.to_string(),
-        })
-    }
-
-    /// After the whole stream was read: the size and the digest.
-    fn check(&mut self) -> Result<(), VerifyError> {
-        if let Some(e) = self.stream_error() {
-            return Err(e);
-        }
-        let actual = std::mem::replace(&mut self.hasher, Hasher::new()).finish();
-        if actual != self.digest {
-            return Err(VerifyError::DigestMismatch {
-                expected: self.digest,
-                actual,
-            });
-        }
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for Tar<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.too_large() {
-            return Err(io::Error::other("decompressed size is above the bound"));
-        }
-        let n = self.gz.read(buf).inspect_err(|e| {
-            self.failed.get_or_insert_with(|| e.to_string());
-        })?;
-        self.read += n as u64;
-        if self.too_large() {
-            return Err(io::Error::other("decompressed size is above the bound"));
-        }
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Gzips `data`: tests build artifacts with it.

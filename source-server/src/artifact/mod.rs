@@ -145,6 +145,16 @@ pub fn build_from_repo(
     seal(walk.tar, skipped, entries)
 }
 
+/// Compresses a whole canonical tar as every stored artifact is compressed (the same tar, the
+/// same gzip bytes as a fresh build): `(digest, tar size, gzip bytes)`. For artifacts rebuilt
+/// from something other than a tree walk (bundle deltas).
+pub fn compress(tar: &[u8]) -> std::io::Result<(ferry_proto::Digest, u64, Vec<u8>)> {
+    use std::io::Write as _;
+    let mut sink = sink::Sink::new();
+    sink.write_all(tar)?;
+    sink.finish()
+}
+
 /// Ends the tar and its compression: the artifact's digest, sizes and bytes. Every builder (Git
 /// trees, chart files) finishes through here.
 pub(crate) fn seal(

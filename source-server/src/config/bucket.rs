@@ -8,6 +8,10 @@ use ferry_proto::{BucketSpec, GitRepositorySpec, SourceKey};
 
 use super::{DesiredSource, MAX_IGNORE_BYTES, SecretData};
 
+/// The `spec.url` prefix of a GitRepository served only from imported bundles; anything after
+/// it (e.g. the original URL, for people) is not contacted.
+pub const IMPORTED_SCHEME: &str = "ferry+import:";
+
 /// The spec of a source the reconcile loop runs; the source key's kind says which.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceSpec {
@@ -24,6 +28,12 @@ impl SourceSpec {
             Self::Git(g) => g.suspend,
             Self::Bucket(b) => b.suspend,
         }
+    }
+
+    /// A GitRepository whose `spec.url` is `ferry+import:…`: its content arrives only by
+    /// `import` (README, "Air gap"); no upstream is contacted.
+    pub fn imported(&self) -> bool {
+        matches!(self, Self::Git(g) if g.url.starts_with(IMPORTED_SCHEME))
     }
 
     /// `spec.ignore`.

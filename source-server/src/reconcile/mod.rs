@@ -30,6 +30,7 @@ use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::storage::{SourceState, Storage};
 
+mod follow;
 mod status;
 mod task;
 

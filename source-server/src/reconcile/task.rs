@@ -150,38 +150,14 @@ async fn renew(leases: &crate::lease::Leases, key: &crate::SourceKey) -> std::co
 /// A replica that does not poll `src` serves what its poller recorded: the state record in
 /// the shared store. A new artifact there is served and announced as if fetched here.
 async fn follow(inner: &Arc<Inner>, src: &DesiredSource) {
-    let key = &src.key;
-    let state = match inner.storage.load_state(key).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
+    match super::follow::follow_record(inner, src).await {
+        // Served already or just now: Ready as the poller's record says.
+        Ok(Some((artifact, _))) => succeed(inner, src, &artifact.revision),
+        Ok(None) => {}
         Err(e) => {
-            tracing::warn!(source = %key, error = %e, "reading the poller's state record");
-            return;
+            tracing::warn!(source = %src.key, error = %e, "reading the poller's state record");
         }
-    };
-    let Some(mut artifact) = state.artifact else {
-        return;
-    };
-    let current = inner
-        .read_slots()
-        .get(key)
-        .and_then(|s| s.status.artifact.as_ref().map(|a| a.digest));
-    if current == Some(artifact.digest) {
-        // Served already (from the state loaded at start, or an earlier look): Ready as the
-        // poller's record says.
-        succeed(inner, src, &artifact.revision);
-        return;
     }
-    artifact.url = artifact_url(&inner.opts.public_url, &artifact.digest);
-    inner.update_status(key, |slot| {
-        slot.status.artifact = Some(artifact.clone());
-        slot.status.skipped = state.skipped;
-        slot.status.observed_ignore = state.observed_ignore;
-        slot.history = state.history;
-    });
-    succeed(inner, src, &artifact.revision);
-    tracing::info!(source = %key, revision = %artifact.revision, digest = %artifact.digest, "artifact stored by another replica");
-    inner.events.publish(artifact_event(key, &artifact));
 }
 
 pub(crate) fn jitter(interval: Duration) -> Duration {
@@ -192,6 +168,14 @@ pub(crate) fn jitter(interval: Duration) -> Duration {
 pub(super) async fn reconcile_once(inner: &Arc<Inner>, src: &DesiredSource) -> Next {
     let key = &src.key;
     let started = Instant::now();
+    if src.spec.imported() {
+        let next = super::follow::imported(inner, src).await;
+        let ok = !matches!(next, Next::Backoff);
+        inner
+            .metrics
+            .observe_reconcile(key, started.elapsed().as_secs_f64(), ok);
+        return next;
+    }
     let (current, observed_ignore) = {
         let slots = inner.read_slots();
         let status = slots.get(key).map(|s| s.status.clone()).unwrap_or_default();

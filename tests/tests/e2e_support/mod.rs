@@ -62,6 +62,7 @@ pub fn bin(name: &str) -> Result<PathBuf> {
             "applier/ctl/src",
             "applier/src",
             "applier/kustomize/src",
+            "source-server/src",
             "proto/src",
             "store/src",
         ],
