@@ -37,6 +37,9 @@ pub enum ConnectError {
     /// `--artifact-store` cannot be opened.
     #[error("artifact store: {0}")]
     Store(#[from] ferry_store::LocationError),
+    /// Neither `--source-server` nor `--artifact-store` was given.
+    #[error("no source of artifacts: give --source-server, --artifact-store, or both")]
+    NoSource,
     /// The source server's URL cannot be used.
     #[error("source server {url}: {source}")]
     SourceServer {
@@ -67,9 +70,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ConnectEr
 }
 
 /// Everything a reconcile of `namespace`'s objects needs.
+/// `source_server` may be `None` only with an `artifact_store`: the agent then learns revisions
+/// from the store's pointer records and reads artifacts from it alone.
 pub async fn context(
     namespace: &str,
-    source_server: &str,
+    source_server: Option<&str>,
     kubeconfig: Option<&Path>,
     cache_dir: Option<&Path>,
     limits: ArtifactLimits,
@@ -81,7 +86,13 @@ pub async fn context(
     let cache_dir = cache_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-applier-{namespace}")));
-    let defaults = FetcherConfig::new(source_server, &cache_dir);
+    if source_server.is_none() && artifact_store.is_none() {
+        return Err(ConnectError::NoSource);
+    }
+    let defaults = FetcherConfig {
+        server: source_server.map(str::to_string),
+        ..FetcherConfig::new("", &cache_dir)
+    };
     let store = match artifact_store {
         Some(location) => Some(Arc::new(ArtifactStore::open(
             location,
@@ -100,11 +111,13 @@ pub async fn context(
         dir: cache_dir.clone(),
         source,
     })?;
-    let mut sources =
-        SourceClient::new(source_server).map_err(|source| ConnectError::SourceServer {
-            url: source_server.to_string(),
+    let mut sources = match source_server {
+        Some(url) => SourceClient::new(url).map_err(|source| ConnectError::SourceServer {
+            url: url.to_string(),
             source,
-        })?;
+        })?,
+        None => SourceClient::none(),
+    };
     if let Some(t) = token {
         sources = sources.with_token(t);
     }

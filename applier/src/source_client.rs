@@ -44,6 +44,9 @@ pub enum SourceClientError {
     Decode { url: String, why: String },
     #[error("source server {url}: event stream: {why}")]
     Stream { url: String, why: String },
+    /// The agent runs without a source server (`--artifact-store` only).
+    #[error("no source server configured (--source-server); {what} needs one")]
+    NotConfigured { what: String },
 }
 
 impl SourceClientError {
@@ -83,6 +86,7 @@ impl Default for WatchConfig {
 
 #[derive(Clone, Debug)]
 pub struct SourceClient {
+    /// Empty when there is no source server ([`SourceClient::none`]).
     base: String,
     http: reqwest::Client,
     token: Option<std::sync::Arc<SourceToken>>,
@@ -104,6 +108,31 @@ impl SourceClient {
             http,
             token: None,
         })
+    }
+
+    /// A client for an agent without a source server: every request fails with
+    /// [`SourceClientError::NotConfigured`] and [`SourceClient::watch`] reports nothing.
+    pub fn none() -> Self {
+        Self {
+            base: String::new(),
+            http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// Whether a source server is configured.
+    pub fn is_configured(&self) -> bool {
+        !self.base.is_empty()
+    }
+
+    fn configured(&self, what: &str) -> Result<(), SourceClientError> {
+        if self.is_configured() {
+            Ok(())
+        } else {
+            Err(SourceClientError::NotConfigured {
+                what: what.to_string(),
+            })
+        }
     }
 
     /// Sends `token` with every request (a source server with tenancy requires it).
@@ -185,6 +214,9 @@ impl SourceClient {
         chart: &str,
         range: &str,
     ) -> Result<HelmChartArtifact, SourceClientError> {
+        self.configured(&format!(
+            "HelmRepository {namespace}/{repository} (chart {chart})"
+        ))?;
         let path = format!("/v1/helmrepositories/{namespace}/{repository}/charts/{chart}");
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
             SourceClientError::Transport {
@@ -212,6 +244,7 @@ impl SourceClient {
         &self,
         url: String,
     ) -> Result<T, SourceClientError> {
+        self.configured(&format!("GET {url}"))?;
         let resp = self
             .authorize(self.http.get(&url))
             .timeout(Duration::from_secs(30))
@@ -277,6 +310,7 @@ impl SourceClient {
         request: reqwest::RequestBuilder,
         url: String,
     ) -> Result<(), SourceClientError> {
+        self.configured(&url)?;
         let resp = self
             .authorize(request)
             .timeout(Duration::from_secs(10))
@@ -304,7 +338,12 @@ impl SourceClient {
     pub fn watch(&self, cfg: WatchConfig) -> SourceWatch {
         let (tx, rx) = mpsc::channel(256);
         let client = self.clone();
-        let task = tokio::spawn(async move { Watcher::new(client, cfg, tx).run().await });
+        let task = tokio::spawn(async move {
+            // Without a source server there is no stream; revisions come from the store.
+            if client.is_configured() {
+                Watcher::new(client, cfg, tx).run().await
+            }
+        });
         SourceWatch { rx, task }
     }
 }

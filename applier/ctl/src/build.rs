@@ -40,7 +40,7 @@ async fn context(
     let cluster = crate::kinds::Cluster::connect(g).await?;
     let ctx = ferry_applier::connect::context(
         &cluster.namespace,
-        server,
+        Some(server),
         g.kubeconfig.as_deref(),
         g.cache_dir.as_deref(),
         ferry_proto::ArtifactLimits::default(),

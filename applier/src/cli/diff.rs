@@ -46,7 +46,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     rt.block_on(async {
         let ctx = ferry_applier::connect::context(
             &args.namespace,
-            &args.source_server,
+            Some(&args.source_server),
             args.kubeconfig.as_deref(),
             args.cache_dir.as_deref(),
             args.limits.limits(),

@@ -12,9 +12,15 @@ pub struct RunArgs {
     /// The namespace this agent owns (its Kustomizations and everything they apply).
     #[arg(long, env = "FERRY_NAMESPACE")]
     pub namespace: String,
-    /// Source server base URL, e.g. http://ferry-source-server.ferry-system:9090.
-    #[arg(long, env = "FERRY_SOURCE_SERVER")]
-    pub source_server: String,
+    /// Source server base URL, e.g. http://ferry-source-server.ferry-system:9090. May be left
+    /// out with --artifact-store (revisions then come from the store alone, on each
+    /// Kustomization's interval; HelmRepository charts need the server).
+    #[arg(
+        long,
+        env = "FERRY_SOURCE_SERVER",
+        required_unless_present = "artifact_store"
+    )]
+    pub source_server: Option<String>,
     /// Also read artifacts and sources' current revisions straight from the bucket the source
     /// servers write (`s3://bucket/prefix`, or a directory); S3 endpoint, region and
     /// credentials from the `AWS_*` variables, as for the source server's `--storage`.
@@ -107,7 +113,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let ctx = ferry_applier::connect::context(
             &args.namespace,
-            &args.source_server,
+            args.source_server.as_deref(),
             args.kubeconfig.as_deref(),
             args.cache_dir.as_deref(),
             args.limits.limits(),
@@ -127,9 +133,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        tracing::info!(namespace = %args.namespace, source_server = %args.source_server, artifact_store = ?args.artifact_store.as_ref().map(ToString::to_string), "agent starting");
+        tracing::info!(namespace = %args.namespace, source_server = ?args.source_server, artifact_store = ?args.artifact_store.as_ref().map(ToString::to_string), "agent starting");
         // Events and object summaries go to the source server from their own task.
-        tokio::spawn(ctx.reporter.clone().run(ctx.sources.clone()));
+        if ctx.sources.is_configured() {
+            tokio::spawn(ctx.reporter.clone().run(ctx.sources.clone()));
+        }
         let ctx = Arc::new(ctx);
         // Discovery up front, so the first reconcile does not wait for it; on failure the first
         // reconcile runs it again.

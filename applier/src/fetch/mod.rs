@@ -35,8 +35,8 @@ use ferry_proto::{ArtifactLimits, ArtifactRef, Backoff, Digest, artifact_path};
 /// Settings of a [`Fetcher`].
 #[derive(Clone, Debug)]
 pub struct FetcherConfig {
-    /// Source server base URL, e.g. `http://127.0.0.1:9090`.
-    pub server: String,
+    /// Source server base URL, e.g. `http://127.0.0.1:9090`; `None` reads the store only.
+    pub server: Option<String>,
     /// Cache root; entries live in `<cache_dir>/sha256/<hex>.tar.gz`.
     pub cache_dir: PathBuf,
     /// Bound on the cache's total size; least recently used entries go first.
@@ -62,7 +62,7 @@ pub struct FetcherConfig {
 impl FetcherConfig {
     pub fn new(server: impl Into<String>, cache_dir: impl Into<PathBuf>) -> Self {
         Self {
-            server: server.into(),
+            server: Some(server.into()),
             cache_dir: cache_dir.into(),
             max_cache_bytes: 512 * 1024 * 1024,
             limits: ArtifactLimits::default(),
@@ -260,8 +260,8 @@ impl Fetcher {
                     },
                 })
         };
-        let origin = match &self.cfg.store {
-            Some(store) => {
+        let origin = match (&self.cfg.store, &self.cfg.server) {
+            (Some(store), server) => {
                 let read = download::download_from_store(
                     store.object_store(),
                     store.describe(),
@@ -272,11 +272,15 @@ impl Fetcher {
                     file()?,
                 )
                 .await;
-                match read {
-                    Ok(()) => Origin::Store,
-                    Err(store) => {
+                match (read, server) {
+                    (Ok(()), _) => Origin::Store,
+                    (Err(source), None) => return Err(FetchError::Download { digest, source }),
+                    (Err(store), Some(server)) => {
                         tracing::warn!(%digest, error = %store, "artifact store did not answer; trying the source server");
-                        match self.download_from_server(digest, cap, file()?).await {
+                        match self
+                            .download_from_server(server, digest, cap, file()?)
+                            .await
+                        {
                             Ok(()) => Origin::Server,
                             Err(FetchError::Download { source, .. }) => {
                                 return Err(FetchError::Unavailable {
@@ -290,9 +294,16 @@ impl Fetcher {
                     }
                 }
             }
-            None => {
-                self.download_from_server(digest, cap, file()?).await?;
+            (None, Some(server)) => {
+                self.download_from_server(server, digest, cap, file()?)
+                    .await?;
                 Origin::Server
+            }
+            (None, None) => {
+                return Err(FetchError::Client {
+                    digest,
+                    why: "neither a source server nor an artifact store is configured".into(),
+                });
             }
         };
         let cache = self.cache.clone();
@@ -324,15 +335,12 @@ impl Fetcher {
     /// The artifact's bytes from the source server, into `out`.
     async fn download_from_server(
         &self,
+        server: &str,
         digest: Digest,
         cap: u64,
         out: tokio::fs::File,
     ) -> Result<(), FetchError> {
-        let url = format!(
-            "{}{}",
-            self.cfg.server.trim_end_matches('/'),
-            artifact_path(&digest)
-        );
+        let url = format!("{}{}", server.trim_end_matches('/'), artifact_path(&digest));
         download::download(
             &self.http,
             &url,

@@ -2,7 +2,8 @@
 //! answers; while it is unreachable, the source's pointer record in the artifact store
 //! (`--artifact-store`, polled with a conditional GET on each reconcile) answers instead, and
 //! without one the last artifact seen for the source (or, after a restart, the one the status
-//! says was applied) keeps reconciles working from the cache.
+//! says was applied) keeps reconciles working from the cache. Without a source server the
+//! store's pointer alone answers.
 
 use ferry_proto::kustomization::{Kustomization, KustomizationStatus};
 use ferry_proto::{ArtifactRef, Digest, SourceKind};
@@ -22,6 +23,16 @@ pub enum ArtifactError {
         kind: SourceKind,
         namespace: String,
         name: String,
+    },
+    /// The artifact store (the agent's only source) could not say, and no earlier artifact is
+    /// known.
+    #[error("source {kind}/{namespace}/{name}: {source}")]
+    Store {
+        kind: SourceKind,
+        namespace: String,
+        name: String,
+        #[source]
+        source: ferry_store::pointer::PointerError,
     },
     /// The source server could not say, and no earlier artifact is known.
     #[error("source {kind}/{namespace}/{name}: {source}")]
@@ -99,8 +110,29 @@ async fn current_or(
                         tracing::debug!(error = %e, revision = %a.revision, "source server unavailable; revision from the artifact store");
                         return Ok(a);
                     }
+                    // Store only: the store's word is final.
+                    Ok(None) if !ctx.sources.is_configured() => {
+                        return Err(ArtifactError::NotReady {
+                            kind,
+                            namespace: ns,
+                            name: src_name,
+                        });
+                    }
                     Ok(None) => {
                         tracing::warn!(error = %e, store = %store.describe(), "source server unavailable and no pointer in the artifact store")
+                    }
+                    Err(pe) if !ctx.sources.is_configured() => {
+                        let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
+                        if let Some(a) = known.or_else(fallback) {
+                            tracing::warn!(error = %pe, "artifact store unavailable; using the last known artifact");
+                            return Ok(a);
+                        }
+                        return Err(ArtifactError::Store {
+                            kind,
+                            namespace: ns,
+                            name: src_name,
+                            source: pe,
+                        });
                     }
                     Err(pe) => {
                         tracing::warn!(error = %e, store_error = %pe, "source server and artifact store unavailable")

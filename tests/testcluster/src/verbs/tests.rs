@@ -216,6 +216,9 @@ fn a_secrets_string_data_is_stored_as_data() {
         &WriteOpts::default(),
     )
     .expect("create");
-    assert_eq!(s["data"], json!({"a": "eA==", "b": "dG9rZW4=", "c": "Yw=="}));
+    assert_eq!(
+        s["data"],
+        json!({"a": "eA==", "b": "dG9rZW4=", "c": "Yw=="})
+    );
     assert!(s.get("stringData").is_none(), "{s}");
 }
