@@ -81,6 +81,8 @@ pub use git_backend::GitBackend;
 pub struct ByKind {
     pub git: Arc<dyn SourceBackend>,
     pub bucket: Arc<dyn SourceBackend>,
+    /// GitRepositories that follow another source server ([`crate::mirror`]).
+    pub mirror: Arc<dyn SourceBackend>,
 }
 
 impl SourceBackend for ByKind {
@@ -90,7 +92,10 @@ impl SourceBackend for ByKind {
         current: Option<&Revision>,
         interrupt: &AtomicBool,
     ) -> Result<Outcome, BackendError> {
-        match source.spec {
+        match &source.spec {
+            crate::config::SourceSpec::Git(g) if crate::mirror::is_mirror(&g.url) => {
+                self.mirror.sync(source, current, interrupt)
+            }
             crate::config::SourceSpec::Git(_) => self.git.sync(source, current, interrupt),
             crate::config::SourceSpec::Bucket(_) => self.bucket.sync(source, current, interrupt),
         }

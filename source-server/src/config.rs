@@ -609,12 +609,15 @@ fn validate(
         .iter()
         .any(|s| url.starts_with(s) && url.len() > s.len())
         || url.starts_with(IMPORTED_SCHEME);
-    if !scheme_ok {
+    if crate::mirror::is_mirror(url) {
+        crate::mirror::parse(url).map_err(|e| ("spec.url".to_string(), e))?;
+    } else if !scheme_ok {
         return Err((
             "spec.url".into(),
             format!(
-                "{:?} must be a file://, git://, http(s):// or ssh:// URL, or {IMPORTED_SCHEME} \
-                 (served from imported bundles)",
+                "{:?} must be a file://, git://, http(s):// or ssh:// URL, {IMPORTED_SCHEME} \
+                 (served from imported bundles) or ferry+http(s)://server/NAMESPACE/NAME (a \
+                 mirror of another source server)",
                 crate::git::redact_url(url)
             ),
         ));

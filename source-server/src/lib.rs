@@ -32,6 +32,7 @@ pub mod helm;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod mirror;
 pub mod notification;
 pub mod receiver;
 pub mod reconcile;

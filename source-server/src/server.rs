@@ -211,6 +211,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
                 opts.limits.clone(),
             )),
             bucket: Arc::new(BucketBackend::new(opts.limits.clone())),
+            mirror: Arc::new(crate::mirror::MirrorBackend::new(opts.limits.clone())),
         })
     };
     start_with_backend(opts, backend).await

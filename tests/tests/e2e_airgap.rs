@@ -90,11 +90,17 @@ async fn a_site_without_a_route_to_git_gets_the_revisions_through_signed_bundles
         (up1.digest, &up1.revision),
         "the site serves the upstream's digest"
     );
-    let ks = env.kustomization("app").await?;
-    assert_eq!(
-        ks.status.and_then(|s| s.last_applied_revision),
-        Some(format!("main@sha1:{first}"))
-    );
+    let want = format!("main@sha1:{first}");
+    env.wait_for(
+        &format!("Kustomization app applied {want}"),
+        LIMIT,
+        || async {
+            let ks = env.kustomization("app").await?;
+            let applied = ks.status.and_then(|s| s.last_applied_revision);
+            Ok((applied.as_deref() == Some(want.as_str())).then_some(()))
+        },
+    )
+    .await?;
 
     // Next revision: an incremental bundle, imported while the site server runs; the server
     // adopts it and the agent applies it through the event stream.
@@ -520,5 +526,68 @@ async fn a_50_mb_repository_travels_whole_and_a_one_file_change_as_a_fraction() 
         inc_size * 10 < full_size,
         "incremental {inc_size} B is not a fraction of the full {full_size} B"
     );
+    Ok(())
+}
+
+/// A mirror of a mirror: server B follows A's source (`ferry+http://A/NS/app`), the site's
+/// server follows B's; the site never sees the Git server, every hop serves the same revision
+/// and digest, and the site's agent applies each new revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_two_mirrors_serves_the_same_digests_to_an_agent() -> Result<()> {
+    let mut env = Env::new().await?;
+    let work = env.work.path().to_path_buf();
+    write_seed(&env.upstream, "app", "v1.0.0")?;
+    let first = env.upstream.commit_push("seed")?;
+    let a = UpstreamServer::start(&work.join("a"), NS, &env.upstream.file_url(), &[])?;
+    let b_url = format!("ferry+http://127.0.0.1:{}/{NS}/app", a.port);
+    let b = UpstreamServer::start(&work.join("b"), NS, &b_url, &[])?;
+    env.sources.clear();
+    env.extra_sources.push(format!(
+        "apiVersion: source.ferry.dev/v1\nkind: GitRepository\nmetadata: {{name: app, namespace: {NS}}}\n\
+         spec:\n  url: ferry+http://127.0.0.1:{}/{NS}/app\n  interval: 1s\n",
+        b.port
+    ));
+    env.start_source()?;
+    env.start_agent()?;
+    env.apply_kustomization("app", seed_spec("./app")).await?;
+    env.wait_image("my-registry/my-app:v1.0.0", LIMIT).await?;
+
+    for (commit, tag) in [(first, None), (String::new(), Some("v2.0.0"))] {
+        let commit = match tag {
+            None => commit,
+            Some(tag) => {
+                write_seed(&env.upstream, "app", tag)?;
+                let c = env.upstream.commit_push(tag)?;
+                env.wait_image(&format!("my-registry/my-app:{tag}"), LIMIT)
+                    .await?;
+                c
+            }
+        };
+        let at_a = a.wait_commit(NS, &commit).await?;
+        let at_b = b.wait_commit(NS, &commit).await?;
+        let at_site = wait_source(&env.source_url(), NS, "app", &commit).await?;
+        assert_eq!((at_b.digest, &at_b.revision), (at_a.digest, &at_a.revision));
+        assert_eq!(
+            (at_site.digest, &at_site.revision),
+            (at_a.digest, &at_a.revision)
+        );
+        // The same bytes at every hop.
+        let file = |store: std::path::PathBuf| {
+            std::fs::read(store.join(format!("artifacts/sha256/{}.tar.gz", at_a.digest.hex())))
+        };
+        assert_eq!(file(b.store())?, file(a.store())?);
+        assert_eq!(file(work.join("storage"))?, file(a.store())?);
+        let want = at_a.revision.to_string();
+        env.wait_for(
+            &format!("Kustomization app applied {want}"),
+            LIMIT,
+            || async {
+                let ks = env.kustomization("app").await?;
+                let applied = ks.status.and_then(|s| s.last_applied_revision);
+                Ok((applied.as_deref() == Some(want.as_str())).then_some(()))
+            },
+        )
+        .await?;
+    }
     Ok(())
 }

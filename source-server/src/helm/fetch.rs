@@ -73,6 +73,7 @@ pub struct RepoClient {
     http: reqwest::Client,
     base: Url,
     basic: Option<(String, String)>,
+    bearer: Option<String>,
     pass_credentials: bool,
     timeout: Duration,
 }
@@ -177,9 +178,17 @@ impl RepoClient {
             http,
             base,
             basic,
+            bearer: None,
             pass_credentials,
             timeout,
         })
+    }
+
+    /// Sends `token` as a bearer token to the client's own origin (a source server with
+    /// tenancy, followed by a mirror).
+    pub fn with_bearer(mut self, token: Option<&str>) -> Self {
+        self.bearer = token.map(str::to_string);
+        self
     }
 
     /// The repository URL (with a trailing `/`, no credentials).
@@ -193,6 +202,11 @@ impl RepoClient {
             && (self.pass_credentials || same_origin(url, &self.base))
         {
             req = req.basic_auth(user, Some(pass));
+        }
+        if let Some(token) = &self.bearer
+            && same_origin(url, &self.base)
+        {
+            req = req.bearer_auth(token);
         }
         req
     }
@@ -297,13 +311,20 @@ impl RepoClient {
 
     /// Downloads a chart file, at most `limit` bytes.
     pub async fn chart(&self, url: &Url, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.download(url, limit)
+            .await?
+            .ok_or_else(|| FetchError::ChartTooLarge {
+                url: redact(url),
+                limit,
+            })
+    }
+
+    /// Downloads `url` whole, or `None` when it is larger than `limit` bytes (reading no
+    /// further than that).
+    pub async fn download(&self, url: &Url, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
         let resp = self.send(self.get(url), url).await?;
-        let too_large = || FetchError::ChartTooLarge {
-            url: redact(url),
-            limit,
-        };
         if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
+            return Ok(None);
         }
         let mut out = Vec::new();
         let mut body = resp.bytes_stream();
@@ -314,11 +335,11 @@ impl RepoClient {
                 permanent: false,
             })?;
             if (out.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
+                return Ok(None);
             }
             out.extend_from_slice(&chunk);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
