@@ -20,6 +20,8 @@ mod delta;
 mod export;
 mod import;
 mod sign;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
