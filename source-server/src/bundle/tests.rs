@@ -46,6 +46,9 @@ async fn filled() -> Storage {
     s
 }
 
+/// A change to an index.
+type Edit = Box<dyn Fn(&mut Index)>;
+
 fn opts() -> ExportOptions {
     ExportOptions {
         sources: vec![],
@@ -85,7 +88,7 @@ async fn an_index_that_names_paths_outside_the_store_or_breaks_bounds_is_refused
         .await
         .expect("export");
     let dest = store();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Index)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "not a valid name",
             Box::new(|i| i.sources[0].key.namespace = "../../etc".into()),
