@@ -9,7 +9,9 @@
 //! a long fetch does not lose the Lease to a live holder. The others follow the store: the
 //! state record the holder writes is read again at that same period, and a new artifact there
 //! is served and announced on their event streams too, so every replica serves every artifact
-//! and the stream.
+//! and the stream. A reconcile request (API, webhook) that reaches a replica not holding the
+//! Lease is passed on through it: the replica stamps the Lease's [`REQUEST_ANNOTATION`], and
+//! the holder, which reads the Lease at every renewal, reconciles when the stamp changed.
 
 use std::time::Duration;
 
@@ -24,6 +26,20 @@ use crate::SourceKey;
 
 /// Annotation on a Lease naming the source it coordinates (its name is a hash).
 pub const SOURCE_ANNOTATION: &str = "source.ferry.dev/source";
+
+/// Annotation on a Lease a replica stamps (with the time) to ask the holder for a reconcile.
+pub const REQUEST_ANNOTATION: &str = "source.ferry.dev/requested-at";
+
+/// What [`Leases::try_hold`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Another live replica holds the Lease.
+    Elsewhere,
+    /// This replica holds it.
+    Held,
+    /// This replica holds it, and another replica asked for a reconcile since the last look.
+    Requested,
+}
 
 /// How replicas coordinate.
 #[derive(Clone, Debug)]
@@ -54,6 +70,8 @@ pub struct LeaseError {
 pub struct Leases {
     api: Api<Lease>,
     opts: LeaseOptions,
+    /// Per Lease: the request stamp seen last, so each request is acted on once.
+    seen: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -67,6 +85,7 @@ impl Leases {
         Self {
             api: Api::namespaced(client, &opts.namespace),
             opts,
+            seen: Default::default(),
         }
     }
 
@@ -85,8 +104,8 @@ impl Leases {
         format!("ferry-source-{}", &hex::encode(h)[..20])
     }
 
-    /// Takes or renews `key`'s Lease; `false` while another live replica holds it.
-    pub async fn try_hold(&self, key: &SourceKey) -> Result<bool, LeaseError> {
+    /// Takes or renews `key`'s Lease.
+    pub async fn try_hold(&self, key: &SourceKey) -> Result<Hold, LeaseError> {
         let name = Self::name(key);
         let err = |source| LeaseError {
             namespace: self.opts.namespace.clone(),
@@ -115,11 +134,17 @@ impl Leases {
                 }),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok(Hold::Held),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Hold::Elsewhere),
                 Err(e) => Err(err(e)),
             };
         };
+        let stamp = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REQUEST_ANNOTATION))
+            .cloned();
         let spec = lease.spec.get_or_insert_with(Default::default);
         let mine = spec.holder_identity.as_deref() == Some(self.opts.identity.as_str());
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
@@ -129,7 +154,7 @@ impl Leases {
             _ => true,
         };
         if !mine && !expired && spec.holder_identity.is_some() {
-            return Ok(false);
+            return Ok(Hold::Elsewhere);
         }
         if !mine {
             spec.acquire_time = Some(MicroTime(now));
@@ -148,11 +173,55 @@ impl Leases {
                 if !mine {
                     tracing::info!(source = %key, lease = %name, identity = %self.opts.identity, "took the source's lease");
                 }
-                Ok(true)
+                // A new holder reconciles at once anyway: earlier stamps count as seen.
+                let mut seen = self.seen.lock().expect("lease stamps lock poisoned");
+                let previous = match &stamp {
+                    Some(s) => seen.insert(name.clone(), s.clone()),
+                    None => seen.remove(&name),
+                };
+                Ok(if mine && stamp.is_some() && previous != stamp {
+                    Hold::Requested
+                } else {
+                    Hold::Held
+                })
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Hold::Elsewhere),
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// Asks the holder of `key`'s Lease for a reconcile (this replica does not hold it). A
+    /// missing Lease needs no request: whoever takes it reconciles at once.
+    pub async fn request(&self, key: &SourceKey) -> Result<(), LeaseError> {
+        let name = Self::name(key);
+        let err = |source| LeaseError {
+            namespace: self.opts.namespace.clone(),
+            name: name.clone(),
+            source_key: format!("{} {key}", key.kind),
+            source,
+        };
+        // Two tries: a renewal between the read and the write is a conflict, not a refusal.
+        for _ in 0..2 {
+            let Some(mut lease) = self.api.get_opt(&name).await.map_err(err)? else {
+                return Ok(());
+            };
+            let stamp = Timestamp::now().to_string();
+            lease
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(REQUEST_ANNOTATION.to_string(), stamp);
+            match self
+                .api
+                .replace(&name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
     }
 }
 

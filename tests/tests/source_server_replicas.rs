@@ -3,7 +3,8 @@
 //! every artifact and the event stream, and when the poller of a source is killed (SIGKILL
 //! while its request to the Git host, slowed down, for the revision just pushed is in flight)
 //! another takes over; no artifact is lost or corrupted and the agent (connected to a replica
-//! that does not poll) applies every revision.
+//! that does not poll) applies every revision. A reconcile requested from a replica that does
+//! not poll the source is passed on to the one that does.
 
 mod e2e_support;
 
@@ -25,7 +26,8 @@ use serde_json::json;
 
 const STORE: &str = "s3://ferry/prod";
 const LIMIT: Duration = Duration::from_secs(40);
-const SOURCES: [&str; 2] = ["app", "app2"];
+/// `slow` changes only when asked (interval 1h).
+const SOURCES: [&str; 3] = ["app", "app2", "slow"];
 
 struct Replica {
     id: String,
@@ -94,9 +96,10 @@ async fn replicas_share_a_bucket_with_one_poller_per_source_and_fail_over() -> R
     let git = SmartHttp::start(env.upstream.root(), HttpAuth::None)?;
     let mut config = String::new();
     for name in SOURCES {
+        let interval = if name == "slow" { "1h" } else { "1s" };
         config.push_str(&format!(
             "---\napiVersion: source.ferry.dev/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: {NS}\n\
-             spec:\n  url: {}\n  interval: 1s\n  ref:\n    branch: main\n",
+             spec:\n  url: {}\n  interval: {interval}\n  ref:\n    branch: main\n",
             git.url("repo.git")
         ));
     }
@@ -250,6 +253,40 @@ async fn replicas_share_a_bucket_with_one_poller_per_source_and_fail_over() -> R
             .await?;
         }
     }
+
+    // A reconcile asked of a replica that does not poll `slow` reaches the one that does.
+    env.upstream.write("deploy/cm.yaml", config_map("four"))?;
+    let four = env.upstream.commit_push("four")?;
+    let slow_holder = holder(&leases, "slow").await?.context("slow held")?;
+    let asked = replicas
+        .iter()
+        .find(|r| r.proc.is_some() && r.id != slow_holder)
+        .context("a live replica not polling slow")?;
+    let url = format!("http://127.0.0.1:{}/v1/sources/{NS}/slow", asked.port);
+    let resp = http.post(format!("{url}/reconcile")).send().await?;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let asked_at = Instant::now();
+    env.wait_for(
+        &format!("{} serves slow at {four}", asked.id),
+        LIMIT,
+        || async {
+            let view: serde_json::Value = http.get(&url).send().await?.json().await?;
+            let revision = view
+                .pointer("/status/artifact/revision")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            Ok(revision.contains(&four).then_some(()))
+        },
+    )
+    .await?;
+    println!(
+        "reconcile asked of {} → {slow_holder} fetched, served by {} after {:?}",
+        asked.id,
+        asked.id,
+        asked_at.elapsed()
+    );
+    assert_eq!(polls(asked, "slow").await?, 0.0, "{} polled slow", asked.id);
     env.kill_agent();
     Ok(())
 }

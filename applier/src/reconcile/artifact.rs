@@ -26,11 +26,13 @@ pub enum ArtifactError {
     },
     /// The artifact store (the agent's only source) could not say, and no earlier artifact is
     /// known.
-    #[error("source {kind}/{namespace}/{name}: {source}")]
+    #[error("source {kind}/{namespace}/{name}: artifact store {store}: {source}")]
     Store {
         kind: SourceKind,
         namespace: String,
         name: String,
+        /// The `--artifact-store` value.
+        store: String,
         #[source]
         source: ferry_store::pointer::PointerError,
     },
@@ -124,18 +126,19 @@ async fn current_or(
                     Err(pe) if !ctx.sources.is_configured() => {
                         let known = ctx.artifacts.lock().ok().and_then(|m| m.get(&key).cloned());
                         if let Some(a) = known.or_else(fallback) {
-                            tracing::warn!(error = %pe, "artifact store unavailable; using the last known artifact");
+                            tracing::warn!(error = %pe, store = %store.describe(), "artifact store unavailable; using the last known artifact");
                             return Ok(a);
                         }
                         return Err(ArtifactError::Store {
                             kind,
                             namespace: ns,
                             name: src_name,
+                            store: store.describe().to_string(),
                             source: pe,
                         });
                     }
                     Err(pe) => {
-                        tracing::warn!(error = %e, store_error = %pe, "source server and artifact store unavailable")
+                        tracing::warn!(error = %e, store = %store.describe(), store_error = %pe, "source server and artifact store unavailable")
                     }
                 }
             }

@@ -18,6 +18,7 @@ use super::Inner;
 use super::status::{artifact_event, artifact_url, fail, succeed};
 use crate::backend::{BackendError, Outcome};
 use crate::config::DesiredSource;
+use crate::lease::Hold;
 use crate::storage::SourceState;
 
 pub(super) fn spawn_source(
@@ -57,30 +58,40 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
         name = %src.key.name,
     );
     loop {
-        // Taken before the reconcile starts: a request that arrives during it is handled by
-        // the next one (its notification is kept), not credited to this one.
         if let Some(leases) = &inner.opts.leases
-            && !holds(leases, &src.key).await
+            && holds(leases, &src.key).await == Hold::Elsewhere
         {
-            // Another replica polls this source: serve what it records in the store.
+            // Another replica polls this source: serve what it records in the store, and pass
+            // a reconcile request on to it.
             follow(&inner, &src).await;
             tokio::select! {
                 () = tokio::time::sleep(jitter(leases.period()).min(src.interval)) => {}
-                () = trigger.notified() => {}
+                () = trigger.notified() => {
+                    if let Err(e) = leases.request(&src.key).await {
+                        tracing::warn!(source = %src.key, error = %e, "passing a reconcile request to the lease holder");
+                    }
+                }
             }
             continue;
         }
+        // Taken before the reconcile starts: a request that arrives during it is handled by
+        // the next one (its notification is kept), not credited to this one.
         let requested = inner.take_requested(&src.key);
+        // Set when another replica passes a request on during the reconcile: one more follows.
+        let again = AtomicBool::new(false);
         let next = match &inner.opts.leases {
             // Renewed while the reconcile runs, so a long fetch keeps it.
             Some(leases) => tokio::select! {
                 next = reconcile_once(&inner, &src).instrument(span.clone()) => next,
-                never = renew(leases, &src.key) => match never {},
+                never = renew(leases, &src.key, &again) => match never {},
             },
             None => reconcile_once(&inner, &src).instrument(span.clone()).await,
         };
         if let Some(token) = requested {
             inner.handled(&src.key, token);
+        }
+        if again.load(Ordering::Relaxed) {
+            continue;
         }
         let delay = match next {
             Next::Interval => {
@@ -116,8 +127,9 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
                         () = tokio::time::sleep(step) => {}
                         () = trigger.notified() => break,
                     }
+                    // Lost, or another replica passed a request on.
                     if until.is_some_and(|t| tokio::time::Instant::now() >= t)
-                        || !holds(leases, &src.key).await
+                        || holds(leases, &src.key).await != Hold::Held
                     {
                         break;
                     }
@@ -129,21 +141,28 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
 
 /// Takes or renews `key`'s Lease; an API failure counts as not holding it (another replica
 /// may hold it, and a poll by two replicas is what the Lease is there to prevent).
-async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> bool {
+async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> Hold {
     match leases.try_hold(key).await {
-        Ok(held) => held,
+        Ok(hold) => hold,
         Err(e) => {
             tracing::warn!(source = %key, error = %e, "lease not renewed; not polling");
-            false
+            Hold::Elsewhere
         }
     }
 }
 
-/// Renews `key`'s Lease every period, forever (raced against the reconcile).
-async fn renew(leases: &crate::lease::Leases, key: &crate::SourceKey) -> std::convert::Infallible {
+/// Renews `key`'s Lease every period, forever (raced against the reconcile); a request passed
+/// on meanwhile sets `again`.
+async fn renew(
+    leases: &crate::lease::Leases,
+    key: &crate::SourceKey,
+    again: &AtomicBool,
+) -> std::convert::Infallible {
     loop {
         tokio::time::sleep(leases.period()).await;
-        holds(leases, key).await;
+        if holds(leases, key).await == Hold::Requested {
+            again.store(true, Ordering::Relaxed);
+        }
     }
 }
 
