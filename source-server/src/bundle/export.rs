@@ -59,9 +59,10 @@ pub async fn export(
         .as_deref()
         .map(super::import::read_index_file)
         .transpose()?;
-    let already: BTreeSet<Digest> = base
+    // What the destination has, with the uncompressed sizes that bundle verified.
+    let already: BTreeMap<Digest, u64> = base
         .iter()
-        .flat_map(|(_, i)| i.artifacts.iter().map(|a| a.digest))
+        .flat_map(|(_, i)| i.artifacts.iter().map(|a| (a.digest, a.size)))
         .collect();
 
     let mut index = Index {
@@ -78,9 +79,27 @@ pub async fn export(
         };
         let digests = Index::digests_of(&state);
         // The delta base: the newest of this source's artifacts the destination has.
-        let delta_base = digests.iter().find(|d| already.contains(d)).copied();
+        let delta_base = digests.iter().find(|d| already.contains_key(d)).copied();
         for digest in digests {
             if !seen.insert(digest) {
+                continue;
+            }
+            if let Some(&size) = already.get(&digest) {
+                // Left out: named, not read (the destination has it).
+                let compressed_size = storage.artifact_size(&digest).await?.ok_or_else(|| {
+                    BundleError::StoredArtifact {
+                        owner: owner(&key),
+                        digest,
+                        reason: "not in the store".into(),
+                    }
+                })?;
+                index.artifacts.push(IndexArtifact {
+                    digest,
+                    size,
+                    compressed_size,
+                    included: false,
+                    base: None,
+                });
                 continue;
             }
             let gz = stored(storage, &key, &digest).await?;
@@ -91,15 +110,14 @@ pub async fn export(
                     reason: e.to_string(),
                 }
             })?;
-            let included = !already.contains(&digest);
             let mut artifact = IndexArtifact {
                 digest,
                 size: tar.len() as u64,
                 compressed_size: gz.len() as u64,
-                included,
+                included: true,
                 base: None,
             };
-            if let Some(b) = delta_base.filter(|_| included) {
+            if let Some(b) = delta_base {
                 let base_gz = stored(storage, &key, &b).await?;
                 let base_tar =
                     unpack_gz(&base_gz[..], b, opts.limits.max_total_size).map_err(|e| {
