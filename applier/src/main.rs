@@ -14,6 +14,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod cli {
     pub mod build;
     pub mod diff;
+    pub mod helm_template;
     pub mod run;
 }
 
@@ -36,6 +37,10 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Show what the next reconcile of a Kustomization would change (exit 1 when it would).
     Diff(cli::diff::DiffArgs),
+    /// Render a chart directory as the agent renders a HelmRelease; print what it would apply
+    /// as JSON lines (crds, hooks, objects, refused cluster-scoped objects).
+    #[command(name = "helm-template")]
+    HelmTemplate(cli::helm_template::HelmTemplateArgs),
     /// Internal: set resource limits on this process, then exec a program (how the agent
     /// starts helm).
     #[command(name = "helm-exec", hide = true)]
@@ -87,6 +92,15 @@ fn main() -> ExitCode {
             );
             eprintln!("error: starting {}: {e}", program.to_string_lossy());
             ExitCode::from(127)
+        }
+        Command::HelmTemplate(args) => {
+            match cli::helm_template::run(&args, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Diff(args) => match cli::diff::run(&args, &mut std::io::stdout().lock()) {
             Ok(false) => ExitCode::SUCCESS,

@@ -162,7 +162,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// `helm` as given, or found on PATH when given as a bare name (the child gets no PATH).
-fn resolve_helm(binary: &std::path::Path) -> PathBuf {
+pub fn resolve_helm(binary: &std::path::Path) -> PathBuf {
     if binary.components().count() > 1 {
         return binary.to_path_buf();
     }

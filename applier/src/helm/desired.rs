@@ -202,65 +202,146 @@ pub(super) async fn render_release(
     )
     .await
     .map_err(|e| render_err(e.to_string()))?;
-    let (hooks, objects) = manifest::split(&text).map_err(|e| render_err(e.to_string()))?;
-    let objects = postrender::apply(&hr.spec.post_renderers, objects)
-        .map_err(|e| render_err(e.to_string()))?;
-    let policy = hr.spec.crds_policy(is_upgrade);
-    let chart_crds = manifest::crds(tree, chart_dir).map_err(|e| render_err(e.to_string()))?;
-    let crds = match policy {
+    let discovery = crate::reconcile::discovery_scopes(ctx)
+        .await
+        .map_err(|e| render_err(format!("API discovery: {e}")))?;
+    let a = assemble(
+        &Assemble {
+            text: &text,
+            tree,
+            chart_dir,
+            post_renderers: &hr.spec.post_renderers,
+            crds: hr.spec.crds_policy(is_upgrade),
+            namespace: &ctx.namespace,
+            release,
+            owner: &owner(&name),
+            cluster_scoped: ClusterScoped::Refuse,
+        },
+        &discovery,
+    )
+    .map_err(render_err)?;
+    Ok(Rendered {
+        inputs,
+        crds: a.crds,
+        manifest: a.manifest,
+        objects: a.objects,
+        hook_objects: a.hook_objects,
+        digest: a.digest,
+        chart,
+    })
+}
+
+/// What to do with a cluster-scoped object in the render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterScoped {
+    /// Refuse the release (the agent: it may only apply objects in its namespace).
+    Refuse,
+    /// Set it aside in [`Assembled::cluster_scoped`] (`ferry-applier helm-template`, which
+    /// shows everything a chart renders).
+    SetAside,
+}
+
+/// The inputs of [`assemble`].
+pub struct Assemble<'a> {
+    /// `helm template`'s output.
+    pub text: &'a str,
+    pub tree: &'a crate::fetch::ArtifactTree,
+    pub chart_dir: &'a str,
+    pub post_renderers: &'a [ferry_proto::helmrelease::PostRenderer],
+    pub crds: ferry_proto::helmrelease::CrdsPolicy,
+    pub namespace: &'a str,
+    pub release: &'a str,
+    /// Value of the owner label (`HelmRelease.<name>`).
+    pub owner: &'a str,
+    pub cluster_scoped: ClusterScoped,
+}
+
+/// A render made into what the agent applies.
+pub struct Assembled {
+    /// The chart's `crds/` objects per the CRD policy.
+    pub crds: Vec<DynamicObject>,
+    pub manifest: Manifest,
+    /// The release's objects, labelled, namespaced, post-rendered.
+    pub objects: Vec<DynamicObject>,
+    /// Hooks, namespaced, in the manifest's order.
+    pub hook_objects: Vec<DynamicObject>,
+    /// Cluster-scoped objects set aside ([`ClusterScoped::SetAside`] only), as rendered.
+    pub cluster_scoped: Vec<Value>,
+    /// Digest over `objects`.
+    pub digest: Digest,
+}
+
+/// `helm template`'s output made into the objects the agent applies: hooks split out,
+/// post-renderers run, tenancy (namespace defaulting; objects outside the namespace refused),
+/// owner labels and Helm's release annotations; the chart's `crds/` per the policy. The one
+/// implementation behind the agent and `ferry-applier helm-template`.
+pub fn assemble(
+    a: &Assemble<'_>,
+    discovery: &dyn crate::render::ScopeResolver,
+) -> Result<Assembled, String> {
+    let (hooks, objects) = manifest::split(a.text).map_err(|e| e.to_string())?;
+    let objects = postrender::apply(a.post_renderers, objects).map_err(|e| e.to_string())?;
+    let chart_crds = manifest::crds(a.tree, a.chart_dir).map_err(|e| e.to_string())?;
+    let crds = match a.crds {
         ferry_proto::helmrelease::CrdsPolicy::Skip => vec![],
         _ => chart_crds.clone(),
     };
+    let scopes = ChartScopes {
+        crds: &chart_crds,
+        discovery,
+    };
+    let mut cluster_scoped = vec![];
+    let mut set_aside = |values: Vec<Value>| -> Vec<Value> {
+        if a.cluster_scoped == ClusterScoped::Refuse {
+            return values;
+        }
+        let (cluster, rest) = values.into_iter().partition(|v| {
+            let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
+            use crate::render::ScopeResolver;
+            scopes.scope(s("/apiVersion"), s("/kind")) == Some(crate::render::Scope::Cluster)
+        });
+        cluster_scoped.extend::<Vec<Value>>(cluster);
+        rest
+    };
+    let objects = set_aside(objects);
+    let hook_values = set_aside(hooks.iter().map(|h| h.object.clone()).collect());
     let manifest = Manifest {
         crds: crds.clone(),
         hooks,
         objects,
     };
-    let scopes = ChartScopes {
-        crds: &chart_crds,
-        discovery: crate::reconcile::discovery_scopes(ctx)
-            .await
-            .map_err(|e| render_err(format!("API discovery: {e}")))?,
+    let to_objects = |values: Vec<Value>, label: bool| -> Result<Vec<DynamicObject>, String> {
+        let mut rendered: Vec<RenderedObject> = values
+            .into_iter()
+            .map(|object| RenderedObject { object, file: None })
+            .collect();
+        crate::render::tenancy::enforce(&mut rendered, a.namespace, false, &scopes)
+            .map_err(|e| e.to_string())?;
+        rendered
+            .into_iter()
+            .map(|r| {
+                let mut obj = from_value(r.object).map_err(|e| e.to_string())?;
+                if label {
+                    set_owner_labels(&mut obj, a.namespace, a.owner);
+                }
+                let ann = obj
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default);
+                ann.insert("meta.helm.sh/release-name".into(), a.release.to_string());
+                ann.insert("meta.helm.sh/release-namespace".into(), a.namespace.into());
+                Ok(obj)
+            })
+            .collect()
     };
-    let to_objects =
-        |values: Vec<Value>, label: bool| -> Result<Vec<DynamicObject>, ReleaseError> {
-            let mut rendered: Vec<RenderedObject> = values
-                .into_iter()
-                .map(|object| RenderedObject { object, file: None })
-                .collect();
-            crate::render::tenancy::enforce(&mut rendered, &ctx.namespace, false, &scopes)
-                .map_err(|e| render_err(e.to_string()))?;
-            rendered
-                .into_iter()
-                .map(|r| {
-                    let mut obj = from_value(r.object).map_err(|e| render_err(e.to_string()))?;
-                    if label {
-                        set_owner_labels(&mut obj, &ctx.namespace, &owner(&name));
-                    }
-                    let ann = obj
-                        .metadata
-                        .annotations
-                        .get_or_insert_with(Default::default);
-                    ann.insert("meta.helm.sh/release-name".into(), release.to_string());
-                    ann.insert(
-                        "meta.helm.sh/release-namespace".into(),
-                        ctx.namespace.clone(),
-                    );
-                    Ok(obj)
-                })
-                .collect()
-        };
     let objects = to_objects(manifest.objects.clone(), true)?;
-    let hook_objects = to_objects(
-        manifest.hooks.iter().map(|h| h.object.clone()).collect(),
-        false,
-    )?;
+    let hook_objects = to_objects(hook_values, false)?;
     // CRDs are cluster-scoped: tenancy does not apply them; the agent's RBAC decides. Under
     // `Create` they are created when absent and never updated.
     let crd_objects = crds
         .into_iter()
         .map(|mut v| {
-            if policy == ferry_proto::helmrelease::CrdsPolicy::Create
+            if a.crds == ferry_proto::helmrelease::CrdsPolicy::Create
                 && let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
             {
                 let ann = m.entry("annotations").or_insert_with(|| json!({}));
@@ -268,7 +349,7 @@ pub(super) async fn render_release(
                     a.insert(crate::apply::SSA_ANNOTATION.into(), json!("IfNotPresent"));
                 }
             }
-            from_value(v).map_err(|e| render_err(e.to_string()))
+            from_value(v).map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut buf = vec![];
@@ -280,14 +361,13 @@ pub(super) async fn render_release(
     }
     let mut h = Hasher::new();
     h.update(&buf);
-    Ok(Rendered {
-        inputs,
+    Ok(Assembled {
         crds: crd_objects,
         manifest,
         objects,
         hook_objects,
+        cluster_scoped,
         digest: h.finish(),
-        chart,
     })
 }
 
@@ -295,7 +375,7 @@ pub(super) async fn render_release(
 /// applied (their `spec.scope`); everything else from API discovery.
 struct ChartScopes<'a> {
     crds: &'a [Value],
-    discovery: crate::reconcile::DiscoveryScopes,
+    discovery: &'a dyn crate::render::ScopeResolver,
 }
 
 impl crate::render::ScopeResolver for ChartScopes<'_> {

@@ -128,11 +128,12 @@ fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Splits `helm template`'s output into hooks and objects (empty documents dropped).
 pub fn split(rendered: &str) -> Result<(Vec<Hook>, Vec<Value>), ManifestError> {
-    let docs =
-        ferry_kustomize::yaml::parse_objects(rendered).map_err(|why| ManifestError::Parse {
+    let docs = ferry_kustomize::yaml::parse_objects_yaml11(rendered).map_err(|why| {
+        ManifestError::Parse {
             what: "helm template output".into(),
             why,
-        })?;
+        }
+    })?;
     let mut hooks = vec![];
     let mut objects = vec![];
     for obj in docs {
@@ -215,7 +216,7 @@ pub fn crds(tree: &ArtifactTree, chart_dir: &str) -> Result<Vec<Value>, Manifest
             what: what(),
             why: "not UTF-8".into(),
         })?;
-        let docs = ferry_kustomize::yaml::parse_objects(text)
+        let docs = ferry_kustomize::yaml::parse_objects_yaml11(text)
             .map_err(|why| ManifestError::Parse { what: what(), why })?;
         out.extend(docs.into_iter().filter(|d| !d.is_null()));
     }

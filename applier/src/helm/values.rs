@@ -48,11 +48,21 @@ pub fn parse_yaml(what: &str, text: &str) -> Result<Map<String, Value>, ValuesEr
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    let v: Value = serde_yaml::from_str(text).map_err(|e| ValuesError::NotAMap {
-        what: what.to_string(),
-        why: e.to_string(),
+    // As helm reads a values file (YAML 1.1: `yes` is true, `0755` is 493), so values from a
+    // ConfigMap mean what they mean to `helm install -f`.
+    let mut docs = ferry_kustomize::yaml::parse_documents_yaml11(text).map_err(|why| {
+        ValuesError::NotAMap {
+            what: what.to_string(),
+            why,
+        }
     })?;
-    match v {
+    if docs.len() > 1 {
+        return Err(ValuesError::NotAMap {
+            what: what.to_string(),
+            why: "more than one YAML document".into(),
+        });
+    }
+    match docs.pop().unwrap_or(Value::Null) {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
         other => Err(ValuesError::NotAMap {
@@ -300,5 +310,9 @@ mod tests {
         let err = parse_yaml("ConfigMap/team-a/v key values.yaml", "- a\n").expect_err("list");
         assert!(err.to_string().starts_with("ConfigMap/team-a/v"), "{err}");
         assert!(parse_yaml("x", "a: [").is_err());
+        let v = parse_yaml("x", "on: yes\nmode: 0755\nname: 'no'\n").expect("yaml");
+        assert_eq!(v["true"], true, "YAML 1.1, as helm reads values");
+        assert_eq!(v["mode"], 493);
+        assert_eq!(v["name"], "no");
     }
 }

@@ -142,18 +142,40 @@ fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.bytes().any(|b| b.is_ascii_digit()) {
         return std::borrow::Cow::Borrowed(text);
     }
-    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex, regex::Regex)> =
-        std::sync::OnceLock::new();
-    let (value, block, flow) = RE.get_or_init(|| {
+    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (value, flow) = RE.get_or_init(|| {
         (
-            regex::Regex::new(
-                r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+))([-+]?[0-9][0-9A-Za-z_.+-]*)( *(?:#.*)?)$",
-            )
+            regex::Regex::new(&format!(
+                r"^({VALUE_PREFIX})([-+]?[0-9][0-9A-Za-z_.+-]*)( *(?:#.*)?)$"
+            ))
             .expect("static regex"),
-            regex::Regex::new(r"(?:^|[:-] +)[|>][-+0-9]*\s*(?:#.*)?$").expect("static regex"),
-            regex::Regex::new(r"^(\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+)?)([\[{].*)$")
+            regex::Regex::new(&format!(r"^((?:{VALUE_PREFIX})?)([\[{{].*)$"))
                 .expect("static regex"),
         )
+    });
+    respell_lines(text, |body| {
+        if let Some(c) = value.captures(body) {
+            go_number(&c[2]).map(|n| format!("{}{n}{}", &c[1], &c[3]))
+        } else if let Some(c) = flow.captures(body) {
+            respell_flow(&c[2], go_number).map(|f| format!("{}{f}", &c[1]))
+        } else {
+            None
+        }
+    })
+}
+
+/// What stands before a block-context value: `key: `, `- key: `, or `- ` items.
+const VALUE_PREFIX: &str = r"\s*(?:(?:- +)*[^\s#\-?\[{][^#]*?: +|(?:- +)+)";
+
+/// Passes every line outside block scalars and comments to `respell`, which returns the line's
+/// replacement or `None` to keep it.
+fn respell_lines(
+    text: &str,
+    respell: impl Fn(&str) -> Option<String>,
+) -> std::borrow::Cow<'_, str> {
+    static BLOCK: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let block = BLOCK.get_or_init(|| {
+        regex::Regex::new(r"(?:^|[:-] +)[|>][-+0-9]*\s*(?:#.*)?$").expect("static regex")
     });
     let mut out = String::with_capacity(text.len() + 16);
     let mut changed = false;
@@ -176,14 +198,7 @@ fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
             out.push_str(line);
             continue;
         }
-        let respelled = if let Some(c) = value.captures(body) {
-            go_number(&c[2]).map(|n| format!("{}{n}{}", &c[1], &c[3]))
-        } else if let Some(c) = flow.captures(body) {
-            respell_flow(&c[2]).map(|f| format!("{}{f}", &c[1]))
-        } else {
-            None
-        };
-        match respelled {
+        match respell(body) {
             Some(r) => {
                 changed = true;
                 out.push_str(&r);
@@ -199,9 +214,69 @@ fn go_octals(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The plain scalars of a one-line flow collection that go-yaml reads as numbers, respelled in
-/// decimal; `None` when there are none. Quoted scalars are copied as they are.
-fn respell_flow(flow: &str) -> Option<String> {
+/// [`parse_objects`] reading YAML as Helm's install path does (sigs.k8s.io/yaml over go-yaml
+/// v2, YAML 1.1): the plain scalars `y`, `yes`, `on` (any of their spellings) are `true` and
+/// `n`, `no`, `off` are `false`, as values and as keys (which then become the strings
+/// `"true"`/`"false"`). kustomize (go-yaml v3) keeps them strings; what `helm install` sends for
+/// a chart's `enabled: yes` is `true`.
+pub fn parse_objects_yaml11(text: &str) -> Result<Vec<Value>, String> {
+    parse_objects(&yaml11_bools(text))
+}
+
+/// [`parse_documents`] with YAML 1.1 booleans (see [`parse_objects_yaml11`]).
+pub fn parse_documents_yaml11(text: &str) -> Result<Vec<Value>, String> {
+    parse_documents(&yaml11_bools(text))
+}
+
+fn yaml11_bool(s: &str) -> Option<&'static str> {
+    match s {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some("true"),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some("false"),
+        _ => None,
+    }
+}
+
+/// Respells YAML 1.1's plain booleans `true`/`false` where they are values (block or one-line
+/// flow) or block mapping keys; quoted scalars and block-scalar text are left alone.
+fn yaml11_bools(text: &str) -> std::borrow::Cow<'_, str> {
+    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex, regex::Regex)> =
+        std::sync::OnceLock::new();
+    let (value, key, flow) = RE.get_or_init(|| {
+        const B: &str = "y|Y|yes|Yes|YES|on|On|ON|n|N|no|No|NO|off|Off|OFF";
+        (
+            regex::Regex::new(&format!(r"^({VALUE_PREFIX})({B})( *(?:#.*)?)$"))
+                .expect("static regex"),
+            regex::Regex::new(&format!(r"^(\s*(?:- +)*)({B})(:(?: .*)?)$")).expect("static regex"),
+            regex::Regex::new(&format!(r"^((?:{VALUE_PREFIX})?)([\[{{].*)$"))
+                .expect("static regex"),
+        )
+    });
+    respell_lines(text, |body| {
+        let mut line = std::borrow::Cow::Borrowed(body);
+        if let Some(c) = key.captures(&line) {
+            let b = yaml11_bool(&c[2]).expect("the regex matches only booleans");
+            line = format!("{}{b}{}", &c[1], &c[3]).into();
+        }
+        if let Some(c) = value.captures(&line) {
+            let b = yaml11_bool(&c[2]).expect("the regex matches only booleans");
+            line = format!("{}{b}{}", &c[1], &c[3]).into();
+        } else if let Some(c) = flow.captures(&line)
+            && let Some(f) =
+                respell_flow(&c[2], |s| yaml11_bool(s).map(|b| Value::Bool(b == "true")))
+        {
+            line = format!("{}{f}", &c[1]).into();
+        }
+        match line {
+            std::borrow::Cow::Owned(l) => Some(l),
+            std::borrow::Cow::Borrowed(_) => None,
+        }
+    })
+}
+
+/// The plain scalars of a one-line flow collection that `typed` types (go-yaml's numbers, YAML
+/// 1.1 booleans), respelled as JSON; `None` when there are none. Quoted scalars are copied as
+/// they are.
+fn respell_flow(flow: &str, typed: impl Fn(&str) -> Option<Value>) -> Option<String> {
     let mut out = String::with_capacity(flow.len() + 8);
     let mut changed = false;
     let mut token = String::new();
@@ -212,7 +287,7 @@ fn respell_flow(flow: &str) -> Option<String> {
             None => ("", token.as_str()),
         };
         let trimmed = scalar.trim();
-        match go_number(trimmed) {
+        match typed(trimmed) {
             Some(n) if !trimmed.is_empty() => {
                 let lead = &scalar[..scalar.len() - scalar.trim_start().len()];
                 let tail = &scalar[lead.len() + trimmed.len()..];
@@ -465,6 +540,26 @@ mod tests {
         assert_eq!(v["g"], -8);
         // The fast path types plain scalars through the general parser: same answer.
         assert_eq!(parse_documents(text).expect("valid")[0], *v);
+    }
+
+    #[test]
+    fn yaml11_booleans_as_helm_reads_them() {
+        let text = "a: yes\nb: 'yes'\nc: \"on\"\nd:\n- off # x\n- N\ne: |\n  yes\non: y\nf: {x: no, y: 'no'}\ng: yesterday\nh: Yes please\n";
+        let v = &parse_documents_yaml11(text).expect("valid")[0];
+        assert_eq!(v["a"], true);
+        assert_eq!(v["b"], "yes");
+        assert_eq!(v["c"], "on");
+        assert_eq!(v["d"], serde_json::json!([false, false]));
+        assert_eq!(v["e"], "yes\n");
+        assert_eq!(
+            v["true"], true,
+            "a key `on` is the boolean true, as a string key"
+        );
+        assert_eq!(v["f"], serde_json::json!({"x": false, "y": "no"}));
+        assert_eq!(v["g"], "yesterday");
+        assert_eq!(v["h"], "Yes please");
+        // kustomize's reading is unchanged.
+        assert_eq!(parse_documents(text).expect("valid")[0]["a"], "yes");
     }
 
     #[test]
