@@ -112,6 +112,13 @@ fn yaml_1_1_scalars_mean_what_they_mean_to_helm() {
 }
 
 #[test]
+fn crds_of_packaged_subcharts_are_installed_in_helms_order() {
+    // crds/ of the chart, of charts/packed-0.1.0.tgz and of charts/unpacked/, in the order of
+    // Chart.yaml's dependencies (unpacked is declared first).
+    assert_conforms("subchart-crds");
+}
+
+#[test]
 fn a_template_error_is_helms_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("templates")).expect("mkdir");
