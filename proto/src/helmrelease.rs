@@ -76,6 +76,11 @@ pub struct HelmReleaseSpec {
     /// Snapshots kept in `status.history` (Flux's default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_history: Option<u32>,
+    /// Charts calling `lookup` get answers from the cluster, read with the agent's own
+    /// credentials (helm's `--dry-run=server`). Default false: `lookup` answers empty, as in
+    /// `helm template`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lookup: bool,
 }
 
 /// Flux's `HelmChartTemplate`: a chart's spec.

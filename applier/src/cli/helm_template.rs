@@ -90,6 +90,7 @@ pub fn run(args: &HelmTemplateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             api_versions: &args.api_versions,
             is_upgrade: false,
             timeout: Duration::from_secs(args.timeout),
+            lookup: false,
         },
     ))?;
     let a = assemble(

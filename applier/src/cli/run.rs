@@ -148,9 +148,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         });
         let launcher = std::env::current_exe().context("locating the agent's own binary")?;
-        let helm = Arc::new(ferry_applier::helm::HelmContext::new(
-            ferry_applier::helm::HelmConfig::new(resolve_helm(&args.helm_binary), launcher),
-        ));
+        let mut helm_config =
+            ferry_applier::helm::HelmConfig::new(resolve_helm(&args.helm_binary), launcher);
+        helm_config.cluster = cluster_access(args.kubeconfig.as_deref());
+        let helm = Arc::new(ferry_applier::helm::HelmContext::new(helm_config));
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()));
         tokio::join!(
             ferry_applier::controller::run(ctx.clone(), shutdown.clone()),
@@ -159,6 +160,33 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         tracing::info!("agent stopped");
         Ok(())
     })
+}
+
+/// The agent's own credentials for helm's `lookup` (`spec.lookup`), found as the agent found
+/// them: `--kubeconfig`, `KUBECONFIG`, `~/.kube/config` (made absolute: helm runs in another
+/// directory), else the in-cluster service account.
+fn cluster_access(
+    kubeconfig: Option<&std::path::Path>,
+) -> Option<ferry_applier::helm::render::ClusterAccess> {
+    use ferry_applier::helm::render::ClusterAccess;
+    let file = kubeconfig
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".kube/config"))
+                .filter(|p| p.is_file())
+        });
+    if let Some(path) = file {
+        return Some(ClusterAccess::Kubeconfig(
+            std::path::absolute(&path).unwrap_or(path),
+        ));
+    }
+    let vars: Vec<(String, String)> = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    (vars.len() == 2).then_some(ClusterAccess::InCluster(vars))
 }
 
 /// `helm` as given, or found on PATH when given as a bare name (the child gets no PATH).

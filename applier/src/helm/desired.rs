@@ -198,6 +198,7 @@ pub(super) async fn render_release(
             api_versions: &api_versions,
             is_upgrade,
             timeout,
+            lookup: hr.spec.lookup,
         },
     )
     .await

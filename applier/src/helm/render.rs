@@ -3,7 +3,8 @@
 //!
 //! The child gets an empty environment (no `KUBECONFIG`, no in-cluster service account
 //! variables, `HOME` and Helm's cache/config/data directories inside the temporary directory),
-//! so it cannot reach the cluster or a repository: a chart whose dependencies are not vendored in
+//! so it cannot reach the cluster (unless `spec.lookup` hands it the agent's own credentials) or
+//! a repository: a chart whose dependencies are not vendored in
 //! `charts/` fails with helm's own message instead of downloading them. It runs with resource
 //! limits (address space, CPU seconds, written file size, open files) that the agent binary's
 //! hidden `helm-exec` subcommand sets on itself before it execs helm (the workspace forbids the
@@ -29,6 +30,19 @@ pub struct HelmConfig {
     pub max_output: usize,
     /// Address-space limit of the child (bytes).
     pub max_memory: u64,
+    /// How helm reaches the cluster for `spec.lookup` (the agent's own credentials); `None`:
+    /// lookups are refused.
+    pub cluster: Option<ClusterAccess>,
+}
+
+/// The agent's own credentials, handed to helm only for `spec.lookup`.
+#[derive(Clone, Debug)]
+pub enum ClusterAccess {
+    /// The kubeconfig file the agent runs with (`--kubeconfig`).
+    Kubeconfig(PathBuf),
+    /// In a Pod: the service account's, found by helm from these variables
+    /// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`) and the mounted token.
+    InCluster(Vec<(String, String)>),
 }
 
 impl HelmConfig {
@@ -38,6 +52,7 @@ impl HelmConfig {
             launcher,
             max_output: 64 << 20,
             max_memory: 2 << 30,
+            cluster: None,
         }
     }
 }
@@ -67,6 +82,9 @@ pub enum RenderError {
     /// helm ran past `spec.timeout` and was killed.
     #[error("helm template did not finish within {0:?} and was killed")]
     Timeout(Duration),
+    /// `spec.lookup` without credentials to hand to helm.
+    #[error("spec.lookup: the agent has no cluster credentials to give helm")]
+    NoClusterAccess,
     /// The manifest is larger than allowed.
     #[error("helm template's output is over {0} bytes")]
     TooLarge(usize),
@@ -87,6 +105,8 @@ pub struct Request<'a> {
     pub api_versions: &'a [String],
     pub is_upgrade: bool,
     pub timeout: Duration,
+    /// `spec.lookup`: helm may read the cluster with [`HelmConfig::cluster`].
+    pub lookup: bool,
 }
 
 /// Normalises `./charts/app/` to `charts/app` (the artifact's path form).
@@ -129,9 +149,20 @@ pub async fn template(cfg: &HelmConfig, req: &Request<'_>) -> Result<String, Ren
         .env("HOME", &home)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .env("KUBECONFIG", "/dev/null")
-        .current_dir(dir.path())
+        .env("HELM_DATA_HOME", home.join("data"));
+    if req.lookup {
+        // Lookups read the cluster as the agent: its own kubeconfig or service account, so
+        // they see what the agent's RBAC lets it see (its namespace) and nothing more.
+        cmd.arg("--dry-run=server");
+        match &cfg.cluster {
+            Some(ClusterAccess::Kubeconfig(path)) => cmd.env("KUBECONFIG", path),
+            Some(ClusterAccess::InCluster(vars)) => cmd.envs(vars.iter().cloned()),
+            None => return Err(RenderError::NoClusterAccess),
+        };
+    } else {
+        cmd.env("KUBECONFIG", "/dev/null");
+    }
+    cmd.current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
