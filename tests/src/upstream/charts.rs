@@ -31,6 +31,7 @@ struct Shared {
 /// A running chart server; stops when dropped.
 pub struct ChartServer {
     port: u16,
+    scheme: &'static str,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -58,12 +59,45 @@ impl ChartServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { port, shared, task })
+        Ok(Self {
+            port,
+            scheme: "http",
+            shared,
+            task,
+        })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// [`ChartServer::start`] over HTTPS with `tls` (e.g. a testcluster `TlsMaterial`'s
+    /// `server_config()`), at `https://localhost:<port>`.
+    pub async fn start_tls(root: &Path, tls: Arc<rustls::ServerConfig>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            root: root.to_path_buf(),
+            basic: None,
+            seen: Mutex::new(Vec::new()),
+        });
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = tcp.local_addr()?.port();
+        let listener = ferry_testcluster::auth::TlsListener::new(tcp, tls)?;
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            port,
+            scheme: "https",
+            shared,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>` (`https://localhost:<port>` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.scheme {
+            "https" => format!("https://localhost:{}", self.port),
+            _ => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Every request so far.
