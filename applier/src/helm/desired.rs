@@ -282,6 +282,19 @@ pub fn assemble(
 ) -> Result<Assembled, String> {
     let (hooks, objects) = manifest::split(a.text).map_err(|e| e.to_string())?;
     let objects = postrender::apply(a.post_renderers, objects).map_err(|e| e.to_string())?;
+    let hooks = if a.post_renderers.is_empty() || hooks.is_empty() {
+        hooks
+    } else {
+        postrender::apply_to_hooks(
+            a.post_renderers,
+            hooks.into_iter().map(|h| h.object).collect(),
+        )
+        .map_err(|e| format!("hooks: {e}"))?
+        .into_iter()
+        .map(manifest::hook_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?
+    };
     let chart_crds = manifest::crds(a.tree, a.chart_dir).map_err(|e| e.to_string())?;
     let crds = match a.crds {
         ferry_proto::helmrelease::CrdsPolicy::Skip => vec![],

@@ -154,6 +154,14 @@ pub fn split(rendered: &str) -> Result<(Vec<Hook>, Vec<Value>), ManifestError> {
     Ok((hooks, objects))
 }
 
+/// A hook object taken apart again (after post-rendering): its annotations read once more.
+pub fn hook_from(object: Value) -> Result<Hook, ManifestError> {
+    let events = annotation(&object, HOOK_ANNOTATION)
+        .unwrap_or("")
+        .to_string();
+    hook(object, &events)
+}
+
 fn hook(object: Value, events: &str) -> Result<Hook, ManifestError> {
     let phases = events.split(',').filter_map(Phase::parse).collect();
     let weight = match annotation(&object, HOOK_WEIGHT_ANNOTATION) {
