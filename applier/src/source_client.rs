@@ -89,6 +89,10 @@ pub struct SourceClient {
     /// Empty when there is no source server ([`SourceClient::none`]).
     base: String,
     http: reqwest::Client,
+    /// For `/v1/events` only: a fresh connection each time, never a pooled one, because the
+    /// server serves a stream that opens its connection outside hyper (a few hundred bytes
+    /// per agent instead of tens of KiB).
+    stream_http: reqwest::Client,
     token: Option<std::sync::Arc<SourceToken>>,
 }
 
@@ -96,16 +100,20 @@ impl SourceClient {
     /// `base` is the server's URL, e.g. `http://127.0.0.1:9090`.
     pub fn new(base: impl Into<String>) -> Result<Self, SourceClientError> {
         let base = base.into().trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| SourceClientError::Transport {
-                url: base.clone(),
-                why: error_chain(&e),
-            })?;
+        let build = |b: reqwest::ClientBuilder| {
+            b.connect_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| SourceClientError::Transport {
+                    url: base.clone(),
+                    why: error_chain(&e),
+                })
+        };
+        let http = build(reqwest::Client::builder())?;
+        let stream_http = build(reqwest::Client::builder().pool_max_idle_per_host(0))?;
         Ok(Self {
             base,
             http,
+            stream_http,
             token: None,
         })
     }
@@ -116,6 +124,7 @@ impl SourceClient {
         Self {
             base: String::new(),
             http: reqwest::Client::new(),
+            stream_http: reqwest::Client::new(),
             token: None,
         }
     }
@@ -420,7 +429,7 @@ impl Watcher {
         let url = format!("{}/v1/events", self.client.base);
         let mut req = self
             .client
-            .authorize(self.client.http.get(&url))
+            .authorize(self.client.stream_http.get(&url))
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(id) = &self.last_event_id {
             req = req.header("Last-Event-ID", id);

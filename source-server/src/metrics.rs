@@ -31,6 +31,17 @@ pub struct Metrics {
     bucket_bytes: Family<Labels, Counter>,
     hooks: Family<Labels, Counter>,
     hooks_unknown: Counter,
+    stream_clients: Gauge,
+}
+
+/// Counts one connected `/v1/events` client in `ferry_source_event_stream_clients` for as
+/// long as it is held.
+pub struct StreamClient(Gauge);
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn duration_histogram() -> Histogram {
@@ -149,6 +160,12 @@ impl Metrics {
             "Documents rejected in the last config load",
             config_errors.clone(),
         );
+        let stream_clients = Gauge::default();
+        registry.register(
+            "event_stream_clients",
+            "Clients connected to GET /v1/events",
+            stream_clients.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reasons: Mutex::new(BTreeMap::new()),
@@ -164,7 +181,14 @@ impl Metrics {
             bucket_bytes,
             hooks,
             hooks_unknown,
+            stream_clients,
         }
+    }
+
+    /// One more `/v1/events` client, until the returned guard is dropped.
+    pub fn stream_client(&self) -> StreamClient {
+        self.stream_clients.inc();
+        StreamClient(self.stream_clients.clone())
     }
 
     /// A webhook call of the Receiver `receiver` and what became of it.

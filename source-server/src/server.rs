@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_proto::{ArtifactLimits, Backoff};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::{ByKind, GitBackend, SourceBackend};
@@ -164,6 +164,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub controller: Controller,
     stop: Option<oneshot::Sender<()>>,
+    /// Ends the event streams served beside hyper ([`crate::http::stream`]).
+    streams_stop: watch::Sender<bool>,
     http: JoinHandle<()>,
     control: JoinHandle<()>,
     _feed: Feed,
@@ -185,6 +187,7 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.streams_stop.send(true);
         self.control.abort();
         self.controller.stop();
         // Event streams never end by themselves; give other requests a moment, then cut.
@@ -306,6 +309,19 @@ pub async fn start_with_backend(
     let initial = rx.borrow().clone();
     controller.apply(&initial).await;
     let control = tokio::spawn(controller.clone().run(rx));
+    let (streams_stop, stop_streams) = watch::channel(false);
+    let listener = crate::http::stream::sniffing(
+        listener,
+        crate::http::stream::Events {
+            controller: controller.clone(),
+            tenancy: tenancy.clone(),
+            stop: stop_streams,
+        },
+    )
+    .map_err(|source| ServeError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
     let app = crate::http::router(controller.clone(), tenancy)
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -324,6 +340,7 @@ pub async fn start_with_backend(
         addr,
         controller,
         stop: Some(stop_tx),
+        streams_stop,
         http,
         control,
         _feed: feed,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -75,35 +75,53 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(t) = tenancy else {
-        req.extensions_mut().insert(Access::everything());
-        return next.run(req).await;
-    };
-    // The cookie only for reads: a cross-site form cannot make a browser POST with it.
-    let token = token(req.headers(), req.method() == axum::http::Method::GET).unwrap_or_default();
-    match t.reviewer.identify(&token).await {
-        Ok(who) => {
-            req.extensions_mut().insert(Access {
-                who: Some((who, t.policy.clone())),
-            });
+    match identify(
+        tenancy.as_deref(),
+        req.headers(),
+        req.method(),
+        req.uri().path(),
+    )
+    .await
+    {
+        Ok(access) => {
+            req.extensions_mut().insert(access);
             next.run(req).await
         }
-        Err(Denied::Missing | Denied::Unauthenticated) if req.uri().path() == "/" => {
-            super::page::login()
-        }
-        Err(e @ (Denied::Missing | Denied::Unauthenticated)) => (
+        Err(refused) => refused,
+    }
+}
+
+/// What a request with `headers` may see, or the response refusing it. Shared by the router's
+/// middleware and the event streams served outside it ([`super::stream`]).
+pub async fn identify(
+    tenancy: Option<&Tenancy>,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+) -> Result<Access, Response> {
+    let Some(t) = tenancy else {
+        return Ok(Access::everything());
+    };
+    // The cookie only for reads: a cross-site form cannot make a browser POST with it.
+    let token = token(headers, method == Method::GET).unwrap_or_default();
+    match t.reviewer.identify(&token).await {
+        Ok(who) => Ok(Access {
+            who: Some((who, t.policy.clone())),
+        }),
+        Err(Denied::Missing | Denied::Unauthenticated) if path == "/" => Err(super::page::login()),
+        Err(e @ (Denied::Missing | Denied::Unauthenticated)) => Err((
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             axum::Json(serde_json::json!({ "error": e.to_string() })),
         )
-            .into_response(),
-        Err(Denied::NoTenant { .. }) => forbidden(),
+            .into_response()),
+        Err(Denied::NoTenant { .. }) => Err(forbidden()),
         Err(e @ Denied::Unavailable(_)) => {
             tracing::warn!(error = %e, "request refused: token review unavailable");
-            super::error(
+            Err(super::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot review the token now",
-            )
+            ))
         }
     }
 }

@@ -26,6 +26,7 @@ mod helm;
 mod hooks;
 mod page;
 mod sources;
+pub mod stream;
 
 use std::sync::Arc;
 
