@@ -37,6 +37,7 @@ pub mod notification;
 pub mod receiver;
 pub mod reconcile;
 pub mod server;
+pub mod serving;
 pub mod storage;
 pub mod tenancy;
 

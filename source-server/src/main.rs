@@ -12,6 +12,7 @@ use ferry_source_server::cluster::ClusterOptions;
 use ferry_source_server::helm;
 use ferry_source_server::receiver::HookLimits;
 use ferry_source_server::server::{self, ConfigSource, PublicUrl, ServeOptions};
+use ferry_source_server::serving;
 use ferry_source_server::storage::StorageLocation;
 
 // jemalloc returns freed memory to the system (glibc's malloc kept a burst of 10 000 event
@@ -173,6 +174,8 @@ enum Command {
         hooks: HookArgs,
         #[command(flatten)]
         replicas: ReplicaArgs,
+        #[command(flatten)]
+        serving: ServingArgs,
     },
     /// Write an air-gap bundle: the store's sources, their revisions and artifacts, in one tar
     /// (prints the bundle's identity, the sha256 of its index).
@@ -181,6 +184,20 @@ enum Command {
     Import(bundle::ImportArgs),
     /// Write an ed25519 key pair for signing bundles (--sign-key / --verify-key).
     Keygen(bundle::KeygenArgs),
+}
+
+/// Bounds of the artifact caches downloads are served from (source-server/README.md,
+/// "Serving artifacts").
+#[derive(clap::Args)]
+struct ServingArgs {
+    /// Bytes of artifacts kept in memory, one copy shared by every request for it; larger
+    /// artifacts are sent from their file (0: always from the file).
+    #[arg(long, env = "FERRY_ARTIFACT_MEMORY_BUDGET", default_value_t = serving::DEFAULT_MEMORY_BUDGET)]
+    artifact_memory_budget: u64,
+    /// S3 storage: bytes of artifacts copied into <cache>/.artifacts, least recently used
+    /// evicted first.
+    #[arg(long, env = "FERRY_ARTIFACT_CACHE_SIZE", default_value_t = serving::DEFAULT_DISK_BUDGET)]
+    artifact_cache_size: u64,
 }
 
 /// Several replicas on one bucket (`--storage s3://…`): each source is polled by the holder
@@ -244,6 +261,7 @@ async fn main() -> anyhow::Result<()> {
             helm: helm_args,
             hooks,
             replicas,
+            serving: serving_args,
         } => {
             let mut opts = ServeOptions::new(config.unwrap_or_default(), storage, cache);
             if cluster {
@@ -272,6 +290,11 @@ async fn main() -> anyhow::Result<()> {
                 per_second: hooks.receiver_rate,
                 replay_window: hooks.receiver_replay_window,
                 ..HookLimits::default()
+            };
+            opts.serving = serving::ServingOptions {
+                memory_budget: serving_args.artifact_memory_budget,
+                cache_dir: None,
+                cache_size: serving_args.artifact_cache_size,
             };
             opts.leases = replicas.lease_namespace.map(|namespace| {
                 ferry_source_server::lease::LeaseOptions {

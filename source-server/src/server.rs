@@ -107,6 +107,8 @@ pub struct ServeOptions {
     pub hooks: crate::receiver::HookLimits,
     /// Replicas on one bucket coordinate through Leases ([`crate::lease`]).
     pub leases: Option<crate::lease::LeaseOptions>,
+    /// Bounds of the artifact caches; an S3 store's copies go to `<cache>/.artifacts`.
+    pub serving: crate::serving::ServingOptions,
 }
 
 impl ServeOptions {
@@ -126,6 +128,7 @@ impl ServeOptions {
             alert_rate_limit: defaults.alert_rate_limit,
             hooks: crate::receiver::HookLimits::default(),
             leases: None,
+            serving: crate::serving::ServingOptions::default(),
         }
     }
 }
@@ -277,6 +280,11 @@ pub async fn start_with_backend(
                 Duration::ZERO
             },
             leases,
+            // Mirror keys never start with '.', so this cannot be a mirror's directory.
+            serving: crate::serving::ServingOptions {
+                cache_dir: Some(opts.cache.join(".artifacts")),
+                ..opts.serving.clone()
+            },
         },
     );
     let (tx, rx) = config::channel();

@@ -109,6 +109,8 @@ pub struct ChartRecord {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     describe: String,
+    /// The root directory of directory storage (artifacts are served from its files).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -136,9 +138,15 @@ impl Storage {
         location: &StorageLocation,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, StorageError> {
+        let store = ferry_store::open(location, env, None)?;
+        let dir = match location {
+            StorageLocation::Dir(dir) => Some(dir.clone()),
+            StorageLocation::S3 { .. } => None,
+        };
         Ok(Self {
-            store: ferry_store::open(location, env, None)?,
+            store,
             describe: location.to_string(),
+            dir,
         })
     }
 
@@ -147,7 +155,13 @@ impl Storage {
         Self {
             store,
             describe: describe.into(),
+            dir: None,
         }
+    }
+
+    /// The directory of directory storage; `None` for a remote store.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     pub fn artifact_path(digest: &Digest) -> Path {

@@ -3,12 +3,12 @@
 //! The ETag is the digest (`"sha256:<hex>"`), which never changes for a URL, so clients may
 //! cache forever. One byte range per request is honoured (206, or 416 when unsatisfiable);
 //! a multi-range request gets the whole body (200), which RFC 9110 allows. `If-Range` with a
-//! different validator also gets the whole body.
+//! different validator also gets the whole body. Bodies come from the shared caches of
+//! [`crate::serving`], so a thousand agents asking for a new artifact at once cost one read.
 
 use std::ops::Range;
 
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,18 +38,27 @@ pub(super) async fn get(
     if !access.sees_all() && !c.artifact_owners(&digest).iter().any(|s| access.sees(s)) {
         return forbidden();
     }
-    let storage = &c.inner.storage;
-    let size = match storage.artifact_size(&digest).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("artifact {digest} not found"),
-            );
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
     let etag = format!("\"{digest}\"");
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| etag_matches(inm, &etag));
+    // A body is read (an S3 artifact downloaded into the cache) only when one is sent; the
+    // size alone comes from what is cached or from the store's metadata.
+    let artifacts = &c.inner.artifacts;
+    let (size, served) = if method == Method::HEAD || not_modified {
+        match artifacts.size(&digest).await {
+            Ok(Some(size)) => (size, None),
+            Ok(None) => return not_found(&digest),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    } else {
+        match artifacts.open(&digest).await {
+            Ok(Some(served)) => (served.size, Some(served)),
+            Ok(None) => return not_found(&digest),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    };
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(header::ETAG, header_value(&etag));
     resp_headers.insert(
@@ -57,12 +66,7 @@ pub(super) async fn get(
         HeaderValue::from_static(CACHE_CONTROL),
     );
     resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        && etag_matches(inm, &etag)
-    {
+    if not_modified {
         return (StatusCode::NOT_MODIFIED, resp_headers).into_response();
     }
 
@@ -100,18 +104,20 @@ pub(super) async fn get(
         None => (StatusCode::OK, size),
     };
     resp_headers.insert(header::CONTENT_LENGTH, header_value(&len.to_string()));
-    if method == Method::HEAD {
-        return (status, resp_headers).into_response();
-    }
-    match storage.read_artifact(&digest, range).await {
-        Ok(Some(read)) => (status, resp_headers, Body::from_stream(read.body)).into_response(),
-        // Collected between the size check and the read.
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("artifact {digest} not found"),
-        ),
+    let Some(served) = served else {
+        return (status, resp_headers).into_response(); // HEAD
+    };
+    match served.body(range).await {
+        Ok(body) => (status, resp_headers, body).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+fn not_found(digest: &Digest) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("artifact {digest} not found"),
+    )
 }
 
 fn header_value(s: &str) -> HeaderValue {

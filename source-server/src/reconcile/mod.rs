@@ -61,6 +61,8 @@ pub struct Options {
     /// Artifacts written more recently than this are never collected: another replica may be
     /// between writing one and recording it.
     pub gc_grace: Duration,
+    /// Bounds of the artifact caches requests are served from ([`crate::serving`]).
+    pub serving: crate::serving::ServingOptions,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             hooks: crate::receiver::HookLimits::default(),
             leases: None,
             gc_grace: Duration::ZERO,
+            serving: crate::serving::ServingOptions::default(),
         }
     }
 }
@@ -94,6 +97,8 @@ struct Slot {
 
 pub(crate) struct Inner {
     pub(crate) storage: Storage,
+    /// What artifact downloads are served from.
+    pub(crate) artifacts: crate::serving::Artifacts,
     backend: Arc<dyn SourceBackend>,
     pub(crate) events: EventHub,
     /// Events for alerting and the agent index ([`crate::notification`]).
@@ -139,9 +144,11 @@ impl Controller {
         let notifications =
             crate::notification::Notifications::new(opts.alert_rate_limit, &metrics);
         let receivers = crate::receiver::Receivers::new(opts.hooks.clone());
+        let artifacts = crate::serving::Artifacts::new(storage.clone(), &opts.serving, &metrics);
         Self {
             inner: Arc::new(Inner {
                 storage,
+                artifacts,
                 backend,
                 events: EventHub::new(),
                 notifications,
