@@ -284,6 +284,8 @@ async fn main() -> anyhow::Result<()> {
                 max_chart_file_size: helm_args.helm_chart_file_max_size,
                 artifact: opts.limits.clone(),
                 registration_ttl: helm_args.helm_registration_ttl,
+                // server::start sets it to the cache directory.
+                spool_dir: None,
             };
             opts.hooks = HookLimits {
                 burst: hooks.receiver_burst,

@@ -26,6 +26,7 @@ pub struct Metrics {
     last_success: Family<Labels, Gauge>,
     config_errors: Gauge,
     helm_index: Family<Labels, Counter>,
+    helm_index_general: Family<Labels, Counter>,
     helm_charts: Family<Labels, Counter>,
     bucket_objects: Family<Labels, Counter>,
     bucket_bytes: Family<Labels, Counter>,
@@ -96,6 +97,7 @@ impl Metrics {
         let last_success = Family::<Labels, Gauge>::default();
         let config_errors = Gauge::default();
         let helm_index = Family::<Labels, Counter>::default();
+        let helm_index_general = Family::<Labels, Counter>::default();
         let helm_charts = Family::<Labels, Counter>::default();
         let bucket_objects = Family::<Labels, Counter>::default();
         let bucket_bytes = Family::<Labels, Counter>::default();
@@ -128,6 +130,12 @@ impl Metrics {
             "HelmRepository index fetches that got an answer: result=parsed (a body, parsed) or \
              not_modified (304, nothing parsed)",
             helm_index.clone(),
+        );
+        registry.register(
+            "helm_index_general_parses",
+            "HelmRepository indexes read by the general YAML parser because the fast scanner \
+             for `helm repo index` output was not sure of them (flow style, anchors, …)",
+            helm_index_general.clone(),
         );
         registry.register(
             "helm_charts_packed",
@@ -176,6 +184,7 @@ impl Metrics {
             last_success,
             config_errors,
             helm_index,
+            helm_index_general,
             helm_charts,
             bucket_objects,
             bucket_bytes,
@@ -302,6 +311,13 @@ impl Metrics {
             .inc();
     }
 
+    /// An index parse of a HelmRepository done by the general YAML parser.
+    pub fn helm_index_general(&self, key: &SourceKey) {
+        self.helm_index_general
+            .get_or_create(&labels(key, &[]))
+            .inc();
+    }
+
     /// A chart version downloaded and packed for a HelmRepository.
     pub fn helm_chart_packed(&self, key: &SourceKey) {
         self.helm_charts.get_or_create(&labels(key, &[])).inc();
@@ -313,6 +329,7 @@ impl Metrics {
             self.helm_index.remove(&labels(key, &[("result", result)]));
         }
         self.helm_charts.remove(&labels(key, &[]));
+        self.helm_index_general.remove(&labels(key, &[]));
         self.forget(key);
     }
 

@@ -269,6 +269,7 @@ pub async fn start_with_backend(
             backoff: opts.backoff,
             helm: crate::helm::HelmLimits {
                 artifact: opts.limits.clone(),
+                spool_dir: Some(opts.cache.clone()),
                 ..opts.helm.clone()
             },
             alert_rate_limit: opts.alert_rate_limit,

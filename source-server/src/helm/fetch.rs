@@ -234,8 +234,13 @@ impl RepoClient {
     }
 
     /// Fetches `index.yaml` unless it is unchanged since `known`, and parses it while it
-    /// streams in (at most `limit` bytes).
-    pub async fn index(&self, known: &Validators, limit: u64) -> Result<IndexFetch, FetchError> {
+    /// streams in (at most `limit` bytes; `spool_dir` as in [`index::parse`]).
+    pub async fn index(
+        &self,
+        known: &Validators,
+        limit: u64,
+        spool_dir: &std::path::Path,
+    ) -> Result<IndexFetch, FetchError> {
         let url = self
             .base
             .join("index.yaml")
@@ -270,8 +275,10 @@ impl RepoClient {
         // The body goes chunk by chunk to the parser on a blocking thread; a small channel
         // keeps at most a few chunks in memory.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
-        let parser =
-            tokio::task::spawn_blocking(move || index::parse(ChannelReader::new(rx), limit));
+        let spool_dir = spool_dir.to_path_buf();
+        let parser = tokio::task::spawn_blocking(move || {
+            index::parse(ChannelReader::new(rx), limit, &spool_dir)
+        });
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let item = chunk.map_err(|e| error_chain(&e));

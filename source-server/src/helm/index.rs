@@ -1,20 +1,21 @@
 //! A repository's `index.yaml`, parsed once, streaming, into a compact table of chart versions.
 //!
-//! Why streaming with serde-saphyr: the index is read straight from the HTTP body through a
-//! reader that hashes and counts the bytes, and deserialized by serde-saphyr's reader API
-//! (granit-parser events, no document tree): each entry keeps only its name, version, urls,
-//! digest and created time; every other field (descriptions, maintainers, dependencies,
-//! annotations — most of an index's bytes) is skipped as `IgnoredAny` while it is parsed. So
-//! neither the index bytes nor a YAML value tree is ever held in memory: what stays is the
-//! table. serde_yaml 0.9 (already in the tree) could not do this: its loader materializes every
-//! event of a document before deserializing, a few hundred bytes per scalar. Measured on a
-//! 49.6 MiB index of 50,000 versions: ~25 MiB peak RSS growth for the whole server (Flux's
-//! source-controller: 1.2 GiB), 3–4 s to fetch and parse on 2 busy cores
-//! (`source-server/bench/helm/RESULTS.md`).
+//! Two parsers, one answer. The fast scanner ([`super::scan`]) reads the block YAML that
+//! `helm repo index` and chart museums write, line by line as the body streams in, and keeps
+//! each entry's name, version, urls, digest and created time; it gives up on anything outside
+//! the subset it is sure of. Then the general parser — serde-saphyr's reader API (granit-parser
+//! events, no document tree, every other field skipped as `IgnoredAny`) — reads the copy of the
+//! body spooled to an anonymous file meanwhile. Neither holds the index bytes or a YAML value
+//! tree in memory: what stays is the table. serde_yaml 0.9 (already in the tree) could not
+//! serve as the general parser: its loader materializes every event of a document before
+//! deserializing, a few hundred bytes per scalar. Measured on a 49.6 MiB index of 50,000
+//! versions (`source-server/bench/helm/RESULTS.md`): the general parser alone took 3–4 s
+//! (13–17 MB/s on 2 busy cores); with the scanner, see the results file.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use ferry_proto::{Digest, Hasher};
 use semver::Version;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::constraint::{Constraint, parse_version};
+use super::scan::Scanner;
 
 /// One chart version, as much of its index entry as resolving and downloading need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub struct ChartVersion {
 }
 
 /// The charts of one index, each chart's versions highest first.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChartTable {
     charts: HashMap<Box<str>, Vec<ChartVersion>>,
     versions: u64,
@@ -55,6 +57,17 @@ pub struct ParsedIndex {
     /// Bytes read.
     pub size: u64,
     pub table: ChartTable,
+    /// Which parser read it.
+    pub parser: Parser,
+}
+
+/// Which parser read an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parser {
+    /// The fast scanner for `helm repo index` output ([`super::scan`]).
+    Scanner,
+    /// The general YAML parser (serde-saphyr), and why the scanner was not used.
+    General(String),
 }
 
 /// Why an index cannot be used.
@@ -112,7 +125,7 @@ impl ChartTable {
         }
     }
 
-    fn push(&mut self, chart: &str, entry: RawEntry) {
+    pub(super) fn push(&mut self, chart: &str, entry: RawEntry) {
         let Some(raw) = entry.version else {
             self.skipped += 1;
             return;
@@ -137,7 +150,7 @@ impl ChartTable {
         }
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         for list in self.charts.values_mut() {
             // Highest first; equal precedence keeps index order (stable sort), as Helm's
             // SortEntries does.
@@ -149,16 +162,16 @@ impl ChartTable {
 }
 
 /// The fields of an entry that are kept; serde skips the others without allocating.
-#[derive(Deserialize)]
-struct RawEntry {
+#[derive(Deserialize, Default)]
+pub(super) struct RawEntry {
     #[serde(default)]
-    version: Option<String>,
+    pub version: Option<String>,
     #[serde(default)]
-    urls: Vec<String>,
+    pub urls: Vec<String>,
     #[serde(default)]
-    digest: Option<String>,
+    pub digest: Option<String>,
     #[serde(default)]
-    created: Option<String>,
+    pub created: Option<String>,
 }
 
 /// Reads through to the parser, hashing and counting, and stops at the size limit.
@@ -202,8 +215,116 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Parses an index from `reader`, at most `limit` bytes, into a table. The whole body is read
 /// (also what follows the YAML document) so the digest is over every byte served.
-pub fn parse(reader: impl Read, limit: u64) -> Result<ParsedIndex, IndexError> {
+///
+/// The fast scanner ([`super::scan`]) reads the index as it streams in, while the bytes are
+/// also written to an anonymous file in `spool_dir` (page cache, not the process's memory);
+/// when the scanner is not sure of the index, the general parser reads that copy. If no spool
+/// file can be made, the general parser reads the stream itself.
+pub fn parse(reader: impl Read, limit: u64, spool_dir: &Path) -> Result<ParsedIndex, IndexError> {
     let mut counting = CountingReader::new(reader, limit);
+    let mut spool = match tempfile::tempfile_in(spool_dir) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(dir = %spool_dir.display(), error = %e, "cannot spool the index: the general parser reads it");
+            let mut parsed = parse_general(counting, limit)?;
+            parsed.parser =
+                Parser::General(format!("no spool file in {}: {e}", spool_dir.display()));
+            return Ok(parsed);
+        }
+    };
+    let mut spool_failed = None;
+    let mut scanner = Ok(Scanner::new());
+    let mut buf = vec![0u8; 128 << 10];
+    loop {
+        let n = match counting.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) if counting.over => return Err(IndexError::TooLarge { limit }),
+            Err(e) => return Err(IndexError::Read(e.to_string())),
+        };
+        let chunk = &buf[..n];
+        if let Some(f) = spool.as_mut()
+            && let Err(e) = f.write_all(chunk)
+        {
+            spool = None;
+            spool_failed = Some(e.to_string());
+        }
+        if let Ok(s) = scanner.as_mut()
+            && let Err(unsure) = s.feed(chunk)
+        {
+            scanner = Err(unsure);
+        }
+    }
+    let digest = counting.hasher.finish();
+    let size = counting.size;
+    let (api_version, table, parser) = match scanner.and_then(Scanner::finish) {
+        Ok((api_version, table)) => (api_version, table, Parser::Scanner),
+        Err(unsure) => {
+            let why = format!("line {}: {}", unsure.line, unsure.why);
+            let Some(mut file) = spool else {
+                return Err(IndexError::Read(format!(
+                    "the index needs the general parser ({why}), and spooling it to {} failed: {}",
+                    spool_dir.display(),
+                    spool_failed.unwrap_or_default()
+                )));
+            };
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| IndexError::Read(format!("re-reading the spooled index: {e}")))?;
+            let (api_version, table) = general(std::io::BufReader::new(file), limit)?;
+            (api_version, table, Parser::General(why))
+        }
+    };
+    finish(api_version, table, digest, size, parser)
+}
+
+/// Parses an index with the general parser only, streaming (see [`parse`]).
+pub fn parse_general(reader: impl Read, limit: u64) -> Result<ParsedIndex, IndexError> {
+    let mut counting = CountingReader::new(reader, limit);
+    let parsed = general(&mut counting, limit);
+    if counting.over {
+        return Err(IndexError::TooLarge { limit });
+    }
+    if let Some(why) = counting.failed.take() {
+        return Err(IndexError::Read(why));
+    }
+    let (api_version, table) = parsed?;
+    // Anything after the document (trailing whitespace) still counts towards the digest.
+    let mut rest = [0u8; 8192];
+    loop {
+        match counting.read(&mut rest) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) if counting.over => return Err(IndexError::TooLarge { limit }),
+            Err(e) => return Err(IndexError::Read(e.to_string())),
+        }
+    }
+    let digest = counting.hasher.finish();
+    let parser = Parser::General("asked for".into());
+    finish(api_version, table, digest, counting.size, parser)
+}
+
+fn finish(
+    api_version: bool,
+    mut table: ChartTable,
+    digest: Digest,
+    size: u64,
+    parser: Parser,
+) -> Result<ParsedIndex, IndexError> {
+    if !api_version {
+        return Err(IndexError::Invalid("no apiVersion".into()));
+    }
+    table.finish();
+    Ok(ParsedIndex {
+        digest,
+        size,
+        table,
+        parser,
+    })
+}
+
+/// serde-saphyr over `reader`: whether there is an `apiVersion`, and the (unsorted) table.
+fn general(reader: impl Read, limit: u64) -> Result<(bool, ChartTable), IndexError> {
     let limit_events = usize::try_from(limit).unwrap_or(usize::MAX);
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
@@ -215,34 +336,9 @@ pub fn parse(reader: impl Read, limit: u64) -> Result<ParsedIndex, IndexError> {
             max_depth: 64,
         },
     };
-    let parsed: Result<IndexDoc, _> =
-        serde_saphyr::from_reader_with_options(&mut counting, options);
-    if counting.over {
-        return Err(IndexError::TooLarge { limit });
-    }
-    if let Some(why) = counting.failed.take() {
-        return Err(IndexError::Read(why));
-    }
-    let mut doc = parsed.map_err(|e| IndexError::Invalid(first_line(&e.to_string())))?;
-    // Anything after the document (trailing whitespace) still counts towards the digest.
-    let mut rest = [0u8; 8192];
-    loop {
-        match counting.read(&mut rest) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) if counting.over => return Err(IndexError::TooLarge { limit }),
-            Err(e) => return Err(IndexError::Read(e.to_string())),
-        }
-    }
-    if !doc.api_version {
-        return Err(IndexError::Invalid("no apiVersion".into()));
-    }
-    doc.table.finish();
-    Ok(ParsedIndex {
-        digest: counting.hasher.finish(),
-        size: counting.size,
-        table: doc.table,
-    })
+    let doc: IndexDoc = serde_saphyr::from_reader_with_options(reader, options)
+        .map_err(|e| IndexError::Invalid(first_line(&e.to_string())))?;
+    Ok((doc.api_version, doc.table))
 }
 
 fn first_line(s: &str) -> String {
@@ -387,7 +483,7 @@ generated: "2024-01-01T00:00:00Z"
 
     #[test]
     fn parses_and_resolves_highest_match() {
-        let p = parse(INDEX.as_bytes(), 1 << 20).expect("valid index");
+        let p = parse(INDEX.as_bytes(), 1 << 20, &std::env::temp_dir()).expect("valid index");
         assert_eq!(p.digest, Digest::of(INDEX.as_bytes()));
         assert_eq!(p.size, INDEX.len() as u64);
         assert_eq!((p.table.charts(), p.table.versions()), (1, 3));
@@ -421,7 +517,7 @@ generated: "2024-01-01T00:00:00Z"
     #[test]
     fn too_large_and_invalid_indexes_are_refused() {
         assert!(matches!(
-            parse(INDEX.as_bytes(), 100),
+            parse(INDEX.as_bytes(), 100, &std::env::temp_dir()),
             Err(IndexError::TooLarge { limit: 100 })
         ));
         for bad in [
@@ -430,7 +526,10 @@ generated: "2024-01-01T00:00:00Z"
             "apiVersion: v1\nentries: [1]\n",
         ] {
             assert!(
-                matches!(parse(bad.as_bytes(), 1 << 20), Err(IndexError::Invalid(_))),
+                matches!(
+                    parse(bad.as_bytes(), 1 << 20, &std::env::temp_dir()),
+                    Err(IndexError::Invalid(_))
+                ),
                 "{bad}"
             );
         }

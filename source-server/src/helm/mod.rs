@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod index;
 mod repo;
 mod resolve;
+pub mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -56,6 +57,10 @@ pub struct HelmLimits {
     /// A registered chart resolution no agent asked for within this long is dropped (checked
     /// after each index fetch), and its artifacts become collectable.
     pub registration_ttl: std::time::Duration,
+    /// Where an index is spooled while the fast scanner reads it, so the general parser can
+    /// read it again ([`index::parse`]): the server's `--cache` directory; the system's temp
+    /// directory when unset.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// Default of [`HelmLimits::registration_ttl`]: 7 days (agents re-resolve on every reconcile).
@@ -70,6 +75,7 @@ impl Default for HelmLimits {
             max_chart_file_size: DEFAULT_MAX_CHART_FILE_SIZE,
             artifact: ArtifactLimits::default(),
             registration_ttl: DEFAULT_REGISTRATION_TTL,
+            spool_dir: None,
         }
     }
 }

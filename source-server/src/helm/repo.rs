@@ -241,7 +241,8 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
         }
     };
     let limit = inner.opts.helm.max_index_size;
-    let fetched = tokio::time::timeout(d.timeout, client.index(&known, limit)).await;
+    let spool_dir = (inner.opts.helm.spool_dir.clone()).unwrap_or_else(std::env::temp_dir);
+    let fetched = tokio::time::timeout(d.timeout, client.index(&known, limit, &spool_dir)).await;
     let result = match fetched {
         Err(_) => Err((
             reason::TIMEOUT,
@@ -260,6 +261,10 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
         }
         Ok(Ok(IndexFetch::Parsed(parsed, validators))) => {
             inner.metrics.helm_index(key, "parsed");
+            if let super::index::Parser::General(why) = &parsed.parser {
+                inner.metrics.helm_index_general(key);
+                tracing::info!(repository = %key, why = %why, "the index was read by the general YAML parser (the fast scanner was not sure of it)");
+            }
             match Revision::sha256(None, parsed.digest.hex()) {
                 Err(e) => Err((
                     reason::INDEXATION_FAILED,
