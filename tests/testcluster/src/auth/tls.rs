@@ -1,6 +1,6 @@
-//! A throwaway certificate authority and serving certificate for `--tls`, made fresh at every
-//! start (rcgen), and the rustls server configuration using them (aws-lc-rs, the workspace's
-//! one crypto provider).
+//! A throwaway certificate authority, serving certificate and client certificate for `--tls`,
+//! made fresh at every start (rcgen), and the rustls server configurations using them (aws-lc-rs,
+//! the workspace's one crypto provider).
 
 use std::sync::Arc;
 
@@ -14,13 +14,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::AuthError;
 
-/// PEM and DER of a CA and of a serving certificate it signed.
+/// PEM and DER of a CA and of a serving and a client certificate it signed.
 #[derive(Clone)]
 pub struct TlsMaterial {
     pub ca_pem: String,
     pub cert_pem: String,
     /// PKCS#8 PEM of the serving key.
     pub key_pem: String,
+    /// A client certificate (CN `ferry-client`, client auth only), for mutual TLS.
+    pub client_cert_pem: String,
+    /// PKCS#8 PEM of the client key.
+    pub client_key_pem: String,
     ca_der: CertificateDer<'static>,
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
@@ -71,10 +75,23 @@ impl TlsMaterial {
         let cert = params
             .signed_by(&key, &ca)
             .map_err(tls_err("signing the serving certificate"))?;
+        let client_key = KeyPair::generate().map_err(tls_err("generating the client key"))?;
+        let mut client_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(tls_err("client certificate"))?;
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "ferry-client");
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let client = client_params
+            .signed_by(&client_key, &ca)
+            .map_err(tls_err("signing the client certificate"))?;
         Ok(TlsMaterial {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
             ca_der: ca.der().clone(),
             cert_der: cert.der().clone(),
             key_der: key.serialize_der(),
@@ -93,11 +110,36 @@ impl TlsMaterial {
 
     /// A rustls server configuration serving the certificate chain (ALPN: HTTP/1.1).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, AuthError> {
+        self.config(false)
+    }
+
+    /// As [`Self::server_config`], and the handshake fails unless the client presents a
+    /// certificate signed by the CA (mutual TLS).
+    pub fn server_config_requiring_client_cert(&self) -> Result<Arc<ServerConfig>, AuthError> {
+        self.config(true)
+    }
+
+    fn config(&self, client_auth: bool) -> Result<Arc<ServerConfig>, AuthError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| AuthError::Tls(format!("TLS versions: {e}")))?
-            .with_no_client_auth()
+            .map_err(|e| AuthError::Tls(format!("TLS versions: {e}")))?;
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(self.ca_der.clone())
+                .map_err(|e| AuthError::Tls(format!("client CA: {e}")))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| AuthError::Tls(format!("client verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
             .with_single_cert(
                 vec![self.cert_der.clone(), self.ca_der.clone()],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
