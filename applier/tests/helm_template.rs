@@ -119,6 +119,15 @@ fn crds_of_packaged_subcharts_are_installed_in_helms_order() {
 }
 
 #[test]
+fn crds_of_subcharts_a_condition_or_tags_disables_are_not_installed() {
+    // kept (on by its own values.yaml), gated (off by the release's values), twin (kept under
+    // an alias, off by the parent's values.yaml after a path that does not resolve), tagged
+    // (off by tags), overruled (tags off, condition on: on), packed (.tgz, off by a nested
+    // condition): only parent, kept and overruled's CRDs, as helm template --include-crds.
+    assert_conforms("disabled-subchart-crds");
+}
+
+#[test]
 fn a_template_error_is_helms_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("templates")).expect("mkdir");

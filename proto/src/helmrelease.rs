@@ -64,6 +64,9 @@ pub struct HelmReleaseSpec {
     /// Settings of an upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeSpec>,
+    /// Settings of an uninstall (what removing the HelmRelease does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uninstall: Option<UninstallSpec>,
     /// Helm test hooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestSpec>,
@@ -165,6 +168,15 @@ pub struct UpgradeSpec {
     /// Default `Skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crds: Option<CrdsPolicy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UninstallSpec {
+    /// Do not run the chart's pre-delete and post-delete hooks (Helm's `--no-hooks`). Also the
+    /// way out of an uninstall that a failing pre-delete hook holds up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_hooks: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -274,6 +286,11 @@ impl HelmReleaseSpec {
             .as_ref()
             .and_then(|d| d.mode)
             .unwrap_or_default()
+    }
+
+    /// `spec.uninstall.disableHooks`.
+    pub fn uninstall_hooks_disabled(&self) -> bool {
+        self.uninstall.as_ref().is_some_and(|u| u.disable_hooks)
     }
 
     pub fn tests_enabled(&self) -> bool {

@@ -98,6 +98,7 @@ pub fn run(args: &HelmTemplateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             text: &text,
             tree: &tree,
             chart_dir: "",
+            values: &merged,
             post_renderers: &[],
             crds: args.crds,
             namespace: &args.namespace,

@@ -1,15 +1,14 @@
 //! When to reconcile a HelmRelease: the kube-rs runtime [`Controller`] over the HelmReleases of
 //! the agent's namespace, triggered by spec changes, `reconcile.fluxcd.io/requestedAt`, a new
 //! artifact of the chart's source, the interval, and a HelmRelease it depends on becoming
-//! ready. A finalizer makes removal an uninstall: the release's inventory is pruned before the
-//! HelmRelease goes (Flux uninstalls a removed HelmRelease the same way), unless it is
-//! suspended.
+//! ready. A finalizer makes removal an uninstall ([`super::uninstall`]: pre-delete hooks, the
+//! release's inventory deleted, post-delete hooks) before the HelmRelease goes (Flux uninstalls
+//! a removed HelmRelease the same way), unless it is suspended.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::helmrelease::HelmRelease;
-use ferry_proto::kustomization::Inventory;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -18,7 +17,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
-use super::release::{self, HelmContext, owner};
+use super::release::{self, HelmContext};
+use super::status::{self, reason};
+use crate::events::EventType;
 use crate::reconcile::Context;
 use crate::source_client::WatchConfig;
 
@@ -31,6 +32,13 @@ pub enum ControllerError {
     /// Adding or removing the finalizer, or the uninstall, failed.
     #[error("HelmRelease {name}: {why}")]
     Finalizer { name: String, why: String },
+    /// The uninstall failed (reported in the status and an event); retried after `retry`.
+    #[error("HelmRelease {name}: {why}")]
+    Uninstall {
+        name: String,
+        why: String,
+        retry: Duration,
+    },
 }
 
 struct Shared {
@@ -138,9 +146,12 @@ async fn reconcile(hr: Arc<HelmRelease>, shared: Arc<Shared>) -> Result<Action, 
         }
     })
     .await
-    .map_err(|e| ControllerError::Finalizer {
-        name: hr.name_any(),
-        why: e.to_string(),
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::CleanupFailed(e @ ControllerError::Uninstall { .. }) => e,
+        e => ControllerError::Finalizer {
+            name: hr.name_any(),
+            why: e.to_string(),
+        },
     })
 }
 
@@ -157,36 +168,95 @@ fn trigger_dependents(shared: &Shared, name: &str) {
     }
 }
 
-/// Removal: prune everything the release owns (a suspended release is left as it is).
+/// Removal: `helm uninstall` (pre-delete hooks, the inventory deleted, post-delete hooks); a
+/// suspended release is left as it is. A failed uninstall keeps the finalizer, reports
+/// `Ready=False` (`UninstallFailed`) and a Warning event, and is tried again each interval.
 async fn uninstall(hr: &HelmRelease, shared: &Shared) -> Result<(), ControllerError> {
+    let ctx = &shared.ctx;
     let name = hr.name_any();
-    shared.helm.forget(&name);
-    shared.ctx.reporter.forget("HelmRelease", &name);
     if hr.spec.suspend {
         tracing::info!(helmrelease = %name, "suspended HelmRelease removed; its objects are left");
+        forget(shared, &name);
         return Ok(());
     }
-    let Some(inventory) = hr.status.as_ref().and_then(|s| s.inventory.clone()) else {
-        return Ok(());
-    };
-    let pruned = crate::prune::prune(
-        &shared.ctx.applier,
-        &shared.ctx.namespace,
-        &owner(&name),
-        &inventory,
-        &Inventory::default(),
-    )
-    .await
-    .map_err(|e| ControllerError::Finalizer {
-        name: name.clone(),
-        why: format!("uninstall: {e}"),
-    })?;
-    tracing::info!(helmrelease = %name, deleted = pruned.deleted.len(), "release uninstalled");
+    let revision = hr
+        .status
+        .as_ref()
+        .and_then(|s| s.last_attempted_revision.clone());
+    match super::uninstall::uninstall(hr, ctx, &shared.helm).await {
+        Ok(done) => {
+            let release = hr.spec.release_name(&name);
+            let (kind, why, mut lines) = match &done.post_delete_error {
+                None => (
+                    EventType::Normal,
+                    reason::UNINSTALL_SUCCEEDED,
+                    vec![format!(
+                        "Helm uninstall succeeded for release {}/{release}",
+                        ctx.namespace
+                    )],
+                ),
+                // Helm completes the uninstall and reports the error.
+                Some(e) => (
+                    EventType::Warning,
+                    reason::UNINSTALL_FAILED,
+                    vec![format!("uninstallation completed with 1 error(s): {e}")],
+                ),
+            };
+            lines.extend(done.lines);
+            tracing::info!(helmrelease = %name, "release uninstalled");
+            ctx.recorder
+                .publish(hr, kind, why, &lines, revision.as_deref())
+                .await;
+            forget(shared, &name);
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("Helm uninstall failed: {e}");
+            tracing::warn!(helmrelease = %name, message = %message, "uninstall failed");
+            let mut st = hr.status.clone().unwrap_or_default();
+            status::failed(
+                &mut st,
+                hr.metadata.generation,
+                reason::UNINSTALL_FAILED,
+                &message,
+                None,
+            );
+            let api: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            if let Err(e) = status::write(&api, &name, &st).await {
+                tracing::warn!(error = %e, "could not write status");
+            }
+            ctx.recorder
+                .publish(
+                    hr,
+                    EventType::Warning,
+                    reason::UNINSTALL_FAILED,
+                    std::slice::from_ref(&message),
+                    revision.as_deref(),
+                )
+                .await;
+            let retry = hr
+                .spec
+                .intervals()
+                .map_or(Duration::from_secs(60), |p| p.interval);
+            Err(ControllerError::Uninstall {
+                name,
+                why: message,
+                retry,
+            })
+        }
+    }
+}
+
+fn forget(shared: &Shared, name: &str) {
+    shared.helm.forget(name);
+    shared.ctx.reporter.forget("HelmRelease", name);
     shared.ctx.metrics.forget(&format!("HelmRelease/{name}"));
-    Ok(())
 }
 
 fn error_policy(_hr: Arc<HelmRelease>, err: &ControllerError, _shared: Arc<Shared>) -> Action {
     tracing::warn!(error = %err, "helmrelease reconcile error; retrying");
-    Action::requeue(Duration::from_secs(10))
+    match err {
+        ControllerError::Uninstall { retry, .. } => Action::requeue(*retry),
+        ControllerError::Finalizer { .. } => Action::requeue(Duration::from_secs(10)),
+    }
 }

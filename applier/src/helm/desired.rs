@@ -211,6 +211,7 @@ pub(super) async fn render_release(
             text: &text,
             tree,
             chart_dir,
+            values: merged,
             post_renderers: &hr.spec.post_renderers,
             crds: hr.spec.crds_policy(is_upgrade),
             namespace: &ctx.namespace,
@@ -248,6 +249,8 @@ pub struct Assemble<'a> {
     pub text: &'a str,
     pub tree: &'a crate::fetch::ArtifactTree,
     pub chart_dir: &'a str,
+    /// The release's values (which subcharts a `condition` or `tags` disables).
+    pub values: &'a Map<String, Value>,
     pub post_renderers: &'a [ferry_proto::helmrelease::PostRenderer],
     pub crds: ferry_proto::helmrelease::CrdsPolicy,
     pub namespace: &'a str,
@@ -295,7 +298,8 @@ pub fn assemble(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?
     };
-    let chart_crds = manifest::crds(a.tree, a.chart_dir).map_err(|e| e.to_string())?;
+    let chart_crds =
+        super::chart::crds(a.tree, a.chart_dir, a.values).map_err(|e| e.to_string())?;
     let crds = match a.crds {
         ferry_proto::helmrelease::CrdsPolicy::Skip => vec![],
         _ => chart_crds.clone(),

@@ -3,12 +3,15 @@
 //!
 //! One module per stage: [`values`] merges `valuesFrom` and `values` and digests them;
 //! [`render`] runs `helm template` as a bounded child process on a chart copied out of the
-//! verified artifact; [`manifest`] takes the output apart into CRDs, hooks and objects;
+//! verified artifact; [`manifest`] takes the output apart into hooks and objects, [`chart`]
+//! reads the CRDs Helm installs (subcharts a `condition`/`tags` disables left out);
 //! [`postrender`] runs kustomize post-renderers with the native engine; [`hooks`] runs hook
 //! phases; [`release`] is one reconcile end to end and [`status`] its conditions and history;
-//! [`controller`] decides when. No Helm storage Secret is written: the status (history
-//! snapshots, inventory) is the record of a release.
+//! [`uninstall`] is removal with pre-/post-delete hooks; [`controller`] decides when. No Helm
+//! storage Secret is written: the status (history snapshots, inventory) is the record of a
+//! release.
 
+pub mod chart;
 pub mod controller;
 pub mod desired;
 pub mod hooks;
@@ -17,6 +20,7 @@ pub mod postrender;
 pub mod release;
 pub mod render;
 pub mod status;
+pub mod uninstall;
 pub mod values;
 
 pub use release::{HelmContext, owner};

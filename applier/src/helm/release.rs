@@ -52,6 +52,11 @@ impl HelmContext {
         m.get(name).filter(|r| &r.inputs == inputs).cloned()
     }
 
+    /// The render of the last successful release of `name`, whatever its inputs.
+    pub(super) fn last_applied(&self, name: &str) -> Option<Arc<Rendered>> {
+        self.renders.lock().ok()?.get(name).cloned()
+    }
+
     fn remember(&self, name: &str, r: Arc<Rendered>) {
         if let Ok(mut m) = self.renders.lock() {
             m.insert(name.to_string(), r);
@@ -465,7 +470,8 @@ async fn publish(hr: &HelmRelease, ctx: &Context, lines: &[String], revision: &s
     }
 }
 
-async fn run_hooks(
+/// Runs the hooks of `phase` of `rendered`; returns the event lines of what ran.
+pub(super) async fn run_hooks(
     ctx: &Context,
     rendered: &Rendered,
     phase: Phase,

@@ -22,6 +22,8 @@ pub mod reason {
     pub const UPGRADE_FAILED: &str = "UpgradeFailed";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     pub const NO_DRIFT: &str = "NoDriftDetected";
+    pub const UNINSTALL_SUCCEEDED: &str = "UninstallSucceeded";
+    pub const UNINSTALL_FAILED: &str = "UninstallFailed";
 }
 
 /// A release started for `revision`.
