@@ -205,7 +205,7 @@ struct ServingArgs {
 #[derive(Debug, clap::Args)]
 struct ReplicaArgs {
     /// Coordinate with other replicas through Leases in this namespace (needs a kubeconfig
-    /// or the Pod's ServiceAccount, allowed to get/list/watch/create/update leases there).
+    /// or the Pod's ServiceAccount, allowed to get/list/watch/create/update/patch/delete leases there).
     #[arg(long, env = "FERRY_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
     /// This replica's identity in the Leases; default `$POD_NAME`, else host name and pid.
@@ -214,6 +214,11 @@ struct ReplicaArgs {
     /// How long a Lease outlives its holder's last renewal (failover time).
     #[arg(long, env = "FERRY_LEASE_DURATION", default_value = "15s", value_parser = ferry_proto::parse_duration)]
     lease_duration: std::time::Duration,
+    /// The URL the other replicas reach this one at (a chart resolve reaching a replica that
+    /// does not poll the HelmRepository is forwarded there), e.g. `http://$(POD_IP):9090`;
+    /// default the public URL.
+    #[arg(long, env = "FERRY_REPLICA_URL", requires = "lease_namespace")]
+    replica_url: Option<String>,
 }
 
 #[tokio::main]
@@ -303,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
                     namespace,
                     identity: replicas.replica_id.unwrap_or_else(default_identity),
                     duration: replicas.lease_duration,
+                    url: replicas.replica_url,
                 }
             });
             let running = server::start(opts)

@@ -82,6 +82,10 @@ pub struct SourceState {
     /// HelmRepository only: the chart resolutions agents asked for, with their artifacts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charts: Vec<ChartRecord>,
+    /// HelmRepository only: the index the charts were resolved from, so replicas that do not
+    /// poll the repository show what its poller fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<ferry_proto::HelmIndexArtifact>,
 }
 
 /// A registered chart resolution of a HelmRepository: `(chart, range)`, what it resolved to,

@@ -171,10 +171,21 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
             &["delete", "gitrepositories.source.ferry.dev", "-n", NS],
             "no",
         ),
-        // Replicas' Leases: in the server's namespace only, never deleted.
+        // Replicas' Leases: in the server's namespace only (watched; gone replicas'
+        // heartbeats deleted).
         (
             &server,
             &["update", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["watch", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["patch", "leases.coordination.k8s.io", "-n", "ferry-system"],
             "yes",
         ),
         (
@@ -190,6 +201,11 @@ async fn deploy_manifests_are_accepted_and_become_available() -> Result<()> {
         (
             &server,
             &["delete", "leases.coordination.k8s.io", "-n", "ferry-system"],
+            "yes",
+        ),
+        (
+            &server,
+            &["list", "leases.coordination.k8s.io", "-n", NS],
             "no",
         ),
         (

@@ -338,5 +338,6 @@ fn merge(old: Option<&SourceState>, new: &SourceState) -> SourceState {
         observed_ignore: new.observed_ignore.clone(),
         skipped: new.skipped.clone(),
         charts,
+        index: new.index.clone(),
     }
 }

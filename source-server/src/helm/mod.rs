@@ -16,6 +16,7 @@ pub mod chart;
 pub mod constraint;
 pub mod fetch;
 pub mod index;
+mod replicas;
 mod repo;
 mod resolve;
 pub mod scan;
@@ -32,6 +33,7 @@ use crate::config::DesiredHelmRepository;
 use crate::storage::ChartRecord;
 use index::ChartTable;
 
+pub use replicas::{FORWARDED_HEADER, Forwarded};
 pub(crate) use repo::apply;
 pub use resolve::ResolveError;
 pub(crate) use resolve::resolve;
@@ -183,6 +185,13 @@ impl Repos {
             .collect()
     }
 
+    /// Whether `key` is running and not suspended (its index is polled by someone).
+    pub fn polled(&self, key: &SourceKey) -> bool {
+        self.read()
+            .get(key)
+            .is_some_and(|s| !s.desired.spec.suspend)
+    }
+
     /// Stops every repository task.
     pub fn stop(&self) {
         for slot in self.read().values() {
@@ -201,6 +210,16 @@ fn view(key: &SourceKey, slot: &Slot) -> HelmRepositoryView {
             ..slot.desired.spec.clone()
         },
         status: slot.status.clone(),
+    }
+}
+
+/// The repository's persisted record: its registered resolutions and the index they were
+/// resolved from.
+fn record(slot: &Slot) -> crate::storage::SourceState {
+    crate::storage::SourceState {
+        charts: slot.charts.clone(),
+        index: slot.status.artifact.clone(),
+        ..Default::default()
     }
 }
 

@@ -2,6 +2,7 @@
 //! table, re-resolve the registered resolutions; and following the desired state.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -17,6 +18,7 @@ use super::index::Resolution;
 use super::resolve::{ensure, source_id};
 use super::{Index, Slot};
 use crate::config::{DesiredHelmRepository, DesiredState};
+use crate::lease::Hold;
 use crate::reconcile::Inner;
 use crate::storage::SourceState;
 
@@ -112,6 +114,7 @@ pub(crate) async fn apply(inner: &Arc<Inner>, desired: &DesiredState) -> bool {
                 };
                 let mut status = HelmRepositoryStatus {
                     observed_generation: d.generation,
+                    artifact: state.index,
                     ..Default::default()
                 };
                 let message = format!("HelmRepository {key}: reconciliation in progress");
@@ -179,8 +182,34 @@ async fn repo_loop(inner: Arc<Inner>, d: DesiredHelmRepository, trigger: Arc<Not
         return;
     }
     let mut failures = 0u32;
+    let mut followed = None;
     loop {
-        let delay = match refresh(&inner, &d).await {
+        if let Some(leases) = &inner.opts.leases
+            && crate::reconcile::holds(leases, &d.key).await == Hold::Elsewhere
+        {
+            // Another replica polls this repository: serve what it records, forward resolves.
+            inner.helm.update(&d.key, |slot| slot.index = None);
+            if leases.follow_due(&d.key, &followed, d.interval) {
+                followed = Some(leases.followed(&d.key));
+                super::replicas::follow(&inner, &d).await;
+            }
+            crate::reconcile::wait_following(leases, &d.key, d.interval, &trigger).await;
+            continue;
+        }
+        followed = None;
+        // Set when another replica passes a request on during the fetch: one more follows.
+        let again = AtomicBool::new(false);
+        let next = match &inner.opts.leases {
+            Some(leases) => tokio::select! {
+                next = refresh(&inner, &d) => next,
+                never = crate::reconcile::renew(leases, &d.key, &again) => match never {},
+            },
+            None => refresh(&inner, &d).await,
+        };
+        if again.load(Ordering::Relaxed) {
+            continue;
+        }
+        let delay = match next {
             Next::Interval => {
                 failures = 0;
                 Some(crate::reconcile::jitter(d.interval))
@@ -191,19 +220,22 @@ async fn repo_loop(inner: Arc<Inner>, d: DesiredHelmRepository, trigger: Arc<Not
             }
             Next::WaitForTrigger => None,
         };
-        match delay {
-            Some(delay) => {
+        match (delay, &inner.opts.leases) {
+            (d_, Some(leases)) => {
+                crate::reconcile::wait_holding(leases, &d.key, d_, &trigger).await;
+            }
+            (Some(delay), None) => {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = trigger.notified() => {}
                 }
             }
-            None => trigger.notified().await,
+            (None, None) => trigger.notified().await,
         }
     }
 }
 
-fn set(inner: &Inner, d: &DesiredHelmRepository, progress: Progress<'_>) {
+pub(super) fn set(inner: &Inner, d: &DesiredHelmRepository, progress: Progress<'_>) {
     inner.helm.update(&d.key, |slot| {
         record(&mut slot.status.conditions, d.generation, progress);
         slot.status.observed_generation = d.generation;
@@ -292,6 +324,10 @@ async fn refresh(inner: &Arc<Inner>, d: &DesiredHelmRepository) -> Next {
                         }
                     });
                     if changed {
+                        if inner.opts.leases.is_some() {
+                            // The other replicas show the index from the record.
+                            super::replicas::save_record(inner, key).await;
+                        }
                         inner.notifications.emit_source(
                             key,
                             ferry_proto::api::Severity::Info,
@@ -411,10 +447,7 @@ async fn expire(inner: &Arc<Inner>, key: &SourceKey) {
         slot.charts.retain(|c| now - c.last_resolved <= ttl);
         if slot.charts.len() != before {
             tracing::info!(repository = %key, dropped = before - slot.charts.len(), "chart resolutions no agent asked for expired");
-            state = Some(SourceState {
-                charts: slot.charts.clone(),
-                ..Default::default()
-            });
+            state = Some(super::record(slot));
         }
     });
     let Some(state) = state else { return };
@@ -423,5 +456,8 @@ async fn expire(inner: &Arc<Inner>, key: &SourceKey) {
         return;
     }
     drop(_guard);
+    if let Some(leases) = &inner.opts.leases {
+        leases.recorded(key).await;
+    }
     inner.collect_garbage().await;
 }

@@ -11,7 +11,7 @@ use super::chart;
 use super::constraint::{Constraint, ConstraintError};
 use super::index::{ChartVersion, Resolution};
 use crate::reconcile::Inner;
-use crate::storage::{ChartRecord, SourceState};
+use crate::storage::ChartRecord;
 
 /// Why a chart could not be resolved. Every message names the repository, and the chart and
 /// range where they matter.
@@ -248,7 +248,7 @@ pub(super) async fn ensure(
         }
     };
     let storage_failed = |e: crate::storage::StorageError| failed(e.to_string());
-    let (record, changed) = {
+    let (record, changed, saved) = {
         let _guard = inner.storage_lock.lock().await;
         if let Some(gz) = gz {
             inner
@@ -298,25 +298,25 @@ pub(super) async fn ensure(
                 }
             };
             if changed || new {
-                state = Some(SourceState {
-                    charts: slot.charts.clone(),
-                    ..Default::default()
-                });
+                state = Some(super::record(slot));
             }
             outcome = Some((record, changed));
         });
         let (record, changed) = outcome.ok_or_else(|| ResolveError::NotFound {
             repository: repo.clone(),
         })?;
-        if let Some(state) = state {
+        if let Some(state) = &state {
             inner
                 .storage
-                .save_state(repo, &state)
+                .save_state(repo, state)
                 .await
                 .map_err(storage_failed)?;
         }
-        (record, changed)
+        (record, changed, state.is_some())
     };
+    if let (true, Some(leases)) = (saved, &inner.opts.leases) {
+        leases.recorded(repo).await;
+    }
     if changed {
         tracing::info!(repository = %repo, chart, range, version = %record.version, digest = %record.artifact.digest, "chart resolution changed");
         inner.events.publish(super::chart_event(repo, &record));

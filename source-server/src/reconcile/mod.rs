@@ -38,8 +38,8 @@ pub(crate) use status::artifact_url;
 use status::{
     artifact_event, bucket_view, initial_status, invalid_bucket_view, invalid_view, view,
 };
-pub(crate) use task::jitter;
 use task::spawn_source;
+pub(crate) use task::{holds, jitter, renew, wait_following, wait_holding};
 
 /// Tunables of the loop.
 #[derive(Clone, Debug)]
@@ -145,6 +145,9 @@ impl Controller {
             crate::notification::Notifications::new(opts.alert_rate_limit, &metrics);
         let receivers = crate::receiver::Receivers::new(opts.hooks.clone());
         let artifacts = crate::serving::Artifacts::new(storage.clone(), &opts.serving, &metrics);
+        if let Some(leases) = &opts.leases {
+            leases.start(&opts.public_url, &metrics);
+        }
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -332,6 +335,30 @@ impl Controller {
         slot.requested = Some(requested_at.to_string());
         slot.trigger.notify_one();
         Ok(())
+    }
+
+    /// Whether this replica writes `key`'s status in cluster mode: always without Leases;
+    /// with them, a running source's only while holding its Lease, so N replicas write it
+    /// once, not N times. A source with no poll to coordinate (suspended, or its document
+    /// refused) has a holder only if it had one before: then that replica writes; else every
+    /// replica writes the same status.
+    pub fn writes_status(&self, key: &SourceKey) -> bool {
+        let Some(leases) = &self.inner.opts.leases else {
+            return true;
+        };
+        let polled = match key.kind {
+            SourceKind::HelmRepository => self.inner.helm.polled(key),
+            _ => self
+                .inner
+                .read_slots()
+                .get(key)
+                .is_some_and(|s| !s.desired.spec.suspend()),
+        };
+        if polled {
+            leases.holds(key)
+        } else {
+            !leases.held_elsewhere(key)
+        }
     }
 
     /// Every Receiver, valid or refused (never a token).

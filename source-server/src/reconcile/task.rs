@@ -57,30 +57,28 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
         namespace = %src.key.namespace,
         name = %src.key.name,
     );
+    let mut followed = None;
     loop {
         if let Some(leases) = &inner.opts.leases
             && holds(leases, &src.key).await == Hold::Elsewhere
         {
             // Another replica polls this source: serve what it records in the store, and pass
             // a reconcile request on to it.
-            follow(&inner, &src).await;
-            tokio::select! {
-                () = tokio::time::sleep(jitter(leases.period()).min(src.interval)) => {}
-                () = trigger.notified() => {
-                    if let Err(e) = leases.request(&src.key).await {
-                        tracing::warn!(source = %src.key, error = %e, "passing a reconcile request to the lease holder");
-                    }
-                }
+            if leases.follow_due(&src.key, &followed, src.interval) {
+                followed = Some(leases.followed(&src.key));
+                follow(&inner, &src).await;
             }
+            wait_following(leases, &src.key, src.interval, &trigger).await;
             continue;
         }
+        followed = None;
         // Taken before the reconcile starts: a request that arrives during it is handled by
         // the next one (its notification is kept), not credited to this one.
         let requested = inner.take_requested(&src.key);
         // Set when another replica passes a request on during the reconcile: one more follows.
         let again = AtomicBool::new(false);
         let next = match &inner.opts.leases {
-            // Renewed while the reconcile runs, so a long fetch keeps it.
+            // Requests passed on while the reconcile runs are noticed.
             Some(leases) => tokio::select! {
                 next = reconcile_once(&inner, &src).instrument(span.clone()) => next,
                 never = renew(leases, &src.key, &again) => match never {},
@@ -115,33 +113,59 @@ pub(super) async fn source_loop(inner: Arc<Inner>, src: DesiredSource, trigger: 
                 }
             }
             (None, None) => trigger.notified().await,
-            // The Lease is renewed while waiting; losing it ends the wait.
-            (d, Some(leases)) => {
-                let until = d.map(|d| tokio::time::Instant::now() + d);
-                loop {
-                    let step = match until {
-                        Some(t) => leases.period().min(t - tokio::time::Instant::now().min(t)),
-                        None => leases.period(),
-                    };
-                    tokio::select! {
-                        () = tokio::time::sleep(step) => {}
-                        () = trigger.notified() => break,
-                    }
-                    // Lost, or another replica passed a request on.
-                    if until.is_some_and(|t| tokio::time::Instant::now() >= t)
-                        || holds(leases, &src.key).await != Hold::Held
-                    {
-                        break;
-                    }
-                }
+            (d, Some(leases)) => wait_holding(leases, &src.key, d, &trigger).await,
+        }
+    }
+}
+
+/// The holder's wait between reconciles: `delay` (`None`: until asked), ended early by a
+/// trigger, by losing the Lease, or by a request another replica passed on.
+pub(crate) async fn wait_holding(
+    leases: &crate::lease::Leases,
+    key: &crate::SourceKey,
+    delay: Option<Duration>,
+    trigger: &Notify,
+) {
+    let until = delay.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let step = match until {
+            Some(t) => leases.period().min(t - tokio::time::Instant::now().min(t)),
+            None => leases.period(),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(step) => {}
+            () = trigger.notified() => break,
+        }
+        if until.is_some_and(|t| tokio::time::Instant::now() >= t)
+            || holds(leases, key).await != Hold::Held
+        {
+            break;
+        }
+    }
+}
+
+/// A follower's wait before it looks at the store and the Lease again: a period (at most the
+/// interval); a trigger meanwhile is passed on to the holder.
+pub(crate) async fn wait_following(
+    leases: &crate::lease::Leases,
+    key: &crate::SourceKey,
+    interval: Duration,
+    trigger: &Notify,
+) {
+    tokio::select! {
+        () = tokio::time::sleep(jitter(leases.period()).min(interval)) => {}
+        () = trigger.notified() => {
+            if let Err(e) = leases.request(key).await {
+                tracing::warn!(source = %key, error = %e, "passing a reconcile request to the lease holder");
             }
         }
     }
 }
 
-/// Takes or renews `key`'s Lease; an API failure counts as not holding it (another replica
-/// may hold it, and a poll by two replicas is what the Lease is there to prevent).
-async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> Hold {
+/// Takes `key`'s Lease when free, or says who holds it; an API failure counts as not holding
+/// it (another replica may hold it, and a poll by two replicas is what the Lease is there to
+/// prevent).
+pub(crate) async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> Hold {
     match leases.try_hold(key).await {
         Ok(hold) => hold,
         Err(e) => {
@@ -151,9 +175,9 @@ async fn holds(leases: &crate::lease::Leases, key: &crate::SourceKey) -> Hold {
     }
 }
 
-/// Renews `key`'s Lease every period, forever (raced against the reconcile); a request passed
-/// on meanwhile sets `again`.
-async fn renew(
+/// Looks at `key`'s Lease every period, forever (raced against the reconcile; the heartbeat
+/// keeps it held); a request passed on meanwhile sets `again`.
+pub(crate) async fn renew(
     leases: &crate::lease::Leases,
     key: &crate::SourceKey,
     again: &AtomicBool,
@@ -364,7 +388,7 @@ pub(super) async fn store(
             history: history.clone(),
             observed_ignore: src.spec.ignore().map(str::to_string),
             skipped: built.skipped.clone(),
-            charts: Vec::new(),
+            ..Default::default()
         };
         inner
             .storage
@@ -385,6 +409,9 @@ pub(super) async fn store(
         });
         changed
     };
+    if let Some(leases) = &inner.opts.leases {
+        leases.recorded(key).await;
+    }
     succeed(inner, src, rev);
     inner.metrics.artifact(key, built.tar_size, gz_size);
     inner.metrics.downloaded(key, built.downloaded);
