@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # Each client is a socket in the bench and one in the server.
 ulimit -n "$(ulimit -Hn)"
-cargo build --quiet --release -p ferry-source-server -p ferry-tests --bin ferry-fanout-bench
+cargo build --quiet --release -p ferry-source-server --bin ferry-source-server
+cargo build --quiet --release -p ferry-tests --bin ferry-fanout-bench
 args=()
 for n in "${@:-1000 5000 10000}"; do
   for k in $n; do args+=(--clients "$k"); done

@@ -70,7 +70,11 @@ with open(a.out, "w") as f:
     if a.app_digest:
         f.write("  bench-app:\n")
         for version, digest, url in (("1.4.2", a.app_digest, "bench-app-1.4.2.tgz"),
-                                     ("2.0.0", "0" * 64, "bench-app-2.0.0.tgz")):
+                                     # A digest as helm writes one: hex with letters (an
+                                     # all-digit one would be a YAML integer, which the fast
+                                     # scanner rightly leaves to the general parser).
+                                     ("2.0.0", hashlib.sha256(b"bench-app-2.0.0").hexdigest(),
+                                      "bench-app-2.0.0.tgz")):
             f.write(f"  - apiVersion: v2\n    created: \"2025-10-01T00:00:00Z\"\n"
                     f"    digest: {digest}\n    name: bench-app\n    urls:\n    - {url}\n"
                     f"    version: {version}\n")
