@@ -342,13 +342,35 @@ async fn a_chart_from_git_installs_upgrades_corrects_drift_rolls_back_and_uninst
             .then_some(()))
     })
     .await?;
-    let hr = wait_condition(&env, "app", "Ready", "True", "UpgradeSucceeded").await?;
+    // The prune lands before the status write, and Ready=True UpgradeSucceeded was already
+    // there from 0.2.0: wait for the release record of the revert itself.
+    let hr = env
+        .wait_for(
+            "HelmRelease app upgraded to 0.1.0 by the revert",
+            LIMIT,
+            || async {
+                let Some(hr) = release(&env, "app").await? else {
+                    return Ok(None);
+                };
+                let reverted = hr.status.as_ref().is_some_and(|s| {
+                    s.history
+                        .first()
+                        .is_some_and(|h| h.chart_version == "0.1.0")
+                        && s.conditions.iter().any(|c| {
+                            c.type_ == "Ready"
+                                && format!("{:?}", c.status) == "True"
+                                && c.reason == "UpgradeSucceeded"
+                        })
+                });
+                Ok(reverted.then_some(hr))
+            },
+        )
+        .await?;
     let st = hr.status.context("status")?;
     assert_eq!(
-        st.history[0].chart_version, "0.1.0",
+        st.history[1].chart_version, "0.2.0",
         "rolled back by Git revert"
     );
-    assert_eq!(st.history[1].chart_version, "0.2.0");
 
     // A template error: Ready=False with helm's message; nothing is touched.
     let before = env
