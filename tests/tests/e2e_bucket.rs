@@ -71,11 +71,13 @@ async fn an_agent_applies_the_objects_of_a_bucket_and_follows_changes() -> Resul
     )
     .await?;
     wait_value(&env, "one").await?;
-    let ks = env.kustomization("from-bucket").await?;
-    let applied = ks
-        .status
-        .as_ref()
-        .and_then(|s| s.last_applied_revision.clone());
+    // The status is written after the apply: wait for it rather than read it once.
+    let applied = env
+        .wait_for("from-bucket's lastAppliedRevision", LIMIT, || async {
+            let ks = env.kustomization("from-bucket").await?;
+            Ok(ks.status.and_then(|s| s.last_applied_revision).map(Some))
+        })
+        .await?;
     assert!(
         applied.as_deref().is_some_and(|r| r.starts_with("sha256:")),
         "Flux's bucket revision: {applied:?}"

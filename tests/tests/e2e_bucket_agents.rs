@@ -182,11 +182,18 @@ async fn agents_follow_the_bucket_while_the_source_server_is_down() -> Result<()
         .await?
         .context("team-b's pointer")?
         .revision;
-    let ks_b = api_b.get("app").await?;
-    assert_eq!(
-        ks_b.status.and_then(|s| s.last_applied_revision),
-        Some(b_revision.to_string())
-    );
+    // team-b's status is written after its apply (which the wait above saw): wait for it.
+    let b_revision = b_revision.to_string();
+    env.wait_for(
+        &format!("team-b's lastAppliedRevision {b_revision}"),
+        LIMIT,
+        || async {
+            let ks_b = api_b.get("app").await?;
+            let applied = ks_b.status.and_then(|s| s.last_applied_revision);
+            Ok((applied.as_deref() == Some(b_revision.as_str())).then_some(()))
+        },
+    )
+    .await?;
 
     // A tampered object: a pointer names a digest whose object holds other bytes.
     let claimed = Digest::of(b"the tar the pointer claims");
