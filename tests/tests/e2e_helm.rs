@@ -84,9 +84,21 @@ async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> Result<HelmRelease> {
+    wait_condition_within(env, name, type_, status, reason, LIMIT).await
+}
+
+/// [`wait_condition`] with a limit of its own.
+async fn wait_condition_within(
+    env: &Env,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    limit: Duration,
+) -> Result<HelmRelease> {
     env.wait_for(
         &format!("HelmRelease {name} {type_}={status} {reason}"),
-        LIMIT,
+        limit,
         || async {
             let Some(hr) = release(env, name).await? else {
                 return Ok(None);
@@ -460,7 +472,17 @@ async fn a_helm_create_chart_waits_for_a_kustomization_and_is_waited_for() -> Re
     assert!(env.get("apps/v1", "Deployment", "demo").await?.is_none());
 
     env.apply_kustomization("infra", seed_spec("./app")).await?;
-    let hr = wait_condition(&env, "demo", "Ready", "True", "InstallSucceeded").await?;
+    // Up to REQUEUE_DEPENDENCY (30 s) pass before the release looks at its dependency again,
+    // then it installs (the Deployment's two replicas must become available): LIMIT on top.
+    let hr = wait_condition_within(
+        &env,
+        "demo",
+        "Ready",
+        "True",
+        "InstallSucceeded",
+        LIMIT + Duration::from_secs(30),
+    )
+    .await?;
     env.wait_ready("after", "True", "ReconciliationSucceeded", LIMIT)
         .await?;
     let d = env

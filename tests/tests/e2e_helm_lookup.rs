@@ -40,10 +40,16 @@ async fn apply_release(env: &Env, name: &str, lookup: bool, values: Value) -> Re
     Ok(())
 }
 
-/// The Ready condition of HelmRelease `name` once it has one at its generation with `status`.
-async fn wait_ready(env: &Env, name: &str, status: &str) -> Result<(String, String)> {
+/// The Ready condition of HelmRelease `name` once it has one at its generation with `status`
+/// (and `reason`, when given).
+async fn wait_ready(
+    env: &Env,
+    name: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(String, String)> {
     env.wait_for(
-        &format!("HelmRelease {name} Ready={status}"),
+        &format!("HelmRelease {name} Ready={status} {reason:?}"),
         LIMIT,
         || async {
             let api: Api<HelmRelease> = Api::namespaced(env.client.clone(), NS);
@@ -55,6 +61,7 @@ async fn wait_ready(env: &Env, name: &str, status: &str) -> Result<(String, Stri
                 .filter(|s| s.observed_generation == hr.metadata.generation)
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
                 .filter(|c| format!("{:?}", c.status) == status)
+                .filter(|c| reason.is_none_or(|r| c.reason == r))
                 .map(|c| (c.reason.clone(), c.message.clone())))
         },
     )
@@ -128,20 +135,23 @@ async fn lookups_read_the_cluster_as_the_agent() -> Result<()> {
     apply_release(&env, "without", false, json!({})).await?;
     apply_release(&env, "elsewhere", true, json!({"from": "team-b"})).await?;
 
-    let (reason, _) = wait_ready(&env, "with", "True").await?;
+    let (reason, _) = wait_ready(&env, "with", "True", None).await?;
     assert_eq!(reason, "InstallSucceeded");
     assert_eq!(
         color(&env, "with").await?.as_deref(),
         Some("blue"),
         "lookup answered from the cluster"
     );
-    wait_ready(&env, "without", "True").await?;
+    wait_ready(&env, "without", "True", None).await?;
     assert_eq!(
         color(&env, "without").await?.as_deref(),
         Some("none"),
         "without spec.lookup, helm template's empty answer"
     );
-    let (_, message) = wait_ready(&env, "elsewhere", "False").await?;
+    // InstallFailed: the render's own failure. A first reconcile that ran before the source
+    // server had the chart's artifact left Ready=False ArtifactFailed, which must not be taken
+    // for it.
+    let (_, message) = wait_ready(&env, "elsewhere", "False", Some("InstallFailed")).await?;
     assert!(
         message.contains("forbidden") && message.contains("team-b"),
         "the agent's identity may not read another namespace: {message}"

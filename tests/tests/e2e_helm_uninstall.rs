@@ -274,13 +274,15 @@ async fn removing_a_helmrelease_runs_its_delete_hooks_around_deleting_its_object
     let hr = release(&env, "stuck").await?.context("still there")?;
     assert!(hr.metadata.deletion_timestamp.is_some());
     assert!(env.get("v1", "ConfigMap", "stuck-config").await?.is_some());
-    let events = env.events("stuck").await?;
-    assert!(
-        events
+    // The agent writes the status first and records the Warning event after it: wait for it.
+    env.wait_for("the UninstallFailed event", LIMIT, || async {
+        let events = env.events("stuck").await?;
+        Ok(events
             .iter()
-            .any(|(r, m)| r == "UninstallFailed" && m.contains("stuck-hold")),
-        "{events:?}"
-    );
+            .any(|(r, m)| r == "UninstallFailed" && m.contains("stuck-hold"))
+            .then_some(()))
+    })
+    .await?;
 
     // spec.uninstall.disableHooks: the removal goes on without hooks.
     api.patch(
