@@ -5,9 +5,13 @@
 
 mod e2e_support;
 
+use std::time::Duration;
+
 use anyhow::Result;
 use e2e_support::{Env, NS, bin, deployment_yaml, seed_spec};
 use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(30);
 
 struct Run {
     code: Option<i32>,
@@ -162,15 +166,24 @@ async fn get_reconcile_suspend_resume_tree_events_and_exit_codes() -> Result<()>
         Some("False"),
         "{r}"
     );
-    let r = ferry(&env, &["events", "--for", "Kustomization/app"]).await?;
+    // The agent writes a failure's status before it records its Warning event, so the
+    // reconcile above may return before the event exists: ask until it is listed.
+    let r = env
+        .wait_for(
+            "ferry events to list the BuildFailed warning",
+            LIMIT,
+            || async {
+                let r = ferry(&env, &["events", "--for", "Kustomization/app"]).await?;
+                let listed = r
+                    .out
+                    .lines()
+                    .any(|l| l.contains("Warning") && l.contains("BuildFailed"));
+                Ok(listed.then_some(r))
+            },
+        )
+        .await?;
     assert_eq!(r.code, Some(0), "{r}");
     assert!(r.out.starts_with("LAST SEEN"), "{r}");
-    assert!(
-        r.out
-            .lines()
-            .any(|l| l.contains("Warning") && l.contains("BuildFailed")),
-        "{r}"
-    );
 
     // Errors name the object; a wait that cannot end in time exits 3.
     let r = ferry(&env, &["reconcile", "ks", "nope"]).await?;

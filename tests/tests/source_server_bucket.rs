@@ -149,8 +149,18 @@ async fn revision_is_fluxs_ignores_apply_and_only_changed_objects_are_downloaded
         ("apps/web/svc.yaml", &svc2),
     ]);
     let v = wait_revision(&h, &expected).await?;
-    assert_eq!(h.metric(DOWNLOADED).await?, 4.0, "only the changed object");
-    assert_eq!(h.metric(DOWNLOADED_BYTES).await? - bytes_before, 23.0);
+    // The server publishes the new revision, then counts what it downloaded: wait for both.
+    assert_eq!(
+        h.wait_metric(DOWNLOADED, |n| n >= 4.0).await?,
+        4.0,
+        "only the changed object"
+    );
+    assert_eq!(
+        h.wait_metric(DOWNLOADED_BYTES, |n| n >= bytes_before + 23.0)
+            .await?
+            - bytes_before,
+        23.0
+    );
     assert!(files(&h, &v).await?.contains(&(
         "web/svc.yaml".to_string(),
         "kind: Service\nspec: {}\n".to_string()
