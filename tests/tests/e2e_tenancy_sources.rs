@@ -15,7 +15,8 @@ use e2e_support::{Env, NS, seed_spec, write_seed};
 use ferry_proto::api::{ArtifactEvent, SourceList};
 use ferry_tests::tools::Client;
 use futures::StreamExt as _;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -229,9 +230,33 @@ async fn tenants_see_only_their_own_and_shared_sources() -> Result<()> {
     // trusted for up to a minute without asking again, never past its own expiry.)
     let other_audience = token(a, "https://kubernetes.default.svc.cluster.local").await;
     let revoked = token(c, AUDIENCE).await;
+    // The real API server's authenticator finds ServiceAccounts in an informer cache, which
+    // learns of the deletion a moment after kubectl returns. A second token of the same
+    // ServiceAccount tells when it has (reviewing `revoked` itself would cache its answer).
+    let probe = token(c, AUDIENCE).await;
     admin
         .ok(&["-n", c, "delete", "serviceaccount", "ferry-agent"])
         .await;
+    env.wait_for(
+        "the API server to refuse the deleted ServiceAccount's tokens",
+        LIMIT,
+        || async {
+            let review = TokenReview {
+                spec: TokenReviewSpec {
+                    token: Some(probe.clone()),
+                    audiences: Some(vec![AUDIENCE.to_string()]),
+                },
+                ..Default::default()
+            };
+            let status = Api::<TokenReview>::all(env.client.clone())
+                .create(&PostParams::default(), &review)
+                .await?
+                .status
+                .unwrap_or_default();
+            Ok((status.authenticated != Some(true)).then_some(()))
+        },
+    )
+    .await?;
     for (what, t) in [
         ("none", None),
         ("audience", Some(other_audience.as_str())),
