@@ -532,6 +532,19 @@ async fn calls_during_a_slow_fetch_coalesce_into_one_more_fetch() -> Result<()> 
     let args = ["--receiver-burst", "100"];
     let s = Server::start(&config(&git.url("repo.git")), &args).await?;
     s.wait_commit(&c0).await?;
+    // The server publishes c0 before it counts that reconcile: read the count once the
+    // first success is in it (the interval is 10m, so nothing else runs meanwhile), or a late
+    // count of c0 would be taken for a fetch of the calls below.
+    let success = format!(
+        "ferry_source_reconcile_duration_seconds_count{{namespace=\"{NS}\",name=\"app\",result=\"success\"}}"
+    );
+    ferry_tests::poll::until(
+        "the first reconcile counted",
+        WAIT,
+        Duration::from_millis(20),
+        || async { Ok((s.metric(&success).await? >= 1.0).then_some(())) },
+    )
+    .await?;
     let before = s.fetches().await?;
 
     // Every request to the Git host now takes 300 ms: a fetch takes about a second.
