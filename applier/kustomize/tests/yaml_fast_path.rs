@@ -267,6 +267,56 @@ const LAYOUTS: &[&str] = &[
     "-a: 1\n",
     "plain\n",
     "- plain\n- 'quoted'\n",
+    // Block scalars: chomping, folding, where they end, what the fast path leaves alone.
+    "a: |\n  x\n  y\n\n\nb: 1\n",
+    "a: |-\n  x\n\n  y\nb: 1\n",
+    "a: |+\n  x\n\n\nb: 1\n",
+    "a: >\n  x\n  y\n\n  z\n",
+    "a: >-\n  x\n  y\n",
+    "a: >+\n  x\n\n",
+    "a: >\n  x\n    more\n  y\n",
+    "a: |\n    deeper\n  # not a comment\n",
+    "a: |\n  # text\n  key: v\n  - item\n",
+    "a: |\n\n  after an empty line\n",
+    "a: |\n  x\n   \n  y\n",
+    "a: |\n  x\n      \n  y\n",
+    "a: |\n  x\n y\n",
+    "a: |\nb: 1\n",
+    "a: |2\n    x\n",
+    "a: | # c\n  x\n",
+    "- |\n  x\n- >-\n  y\n",
+    "- a: |\n    x\n  b: 1\n",
+    "a: |\n  x\n---\nb: |\n  y",
+    "a: |+\n  x",
+    "a: >\n  x\n  y",
+    "a: |\n  x\n  ",
+    "a: |\n  tr\u{e9}s  \n",
+    // Plain scalars over several lines.
+    "a: one\n  two\n\n  three\nb: 1\n",
+    "- one\n  two\n- three\n",
+    "a: one\n  - two\n",
+    "a: one\n  two: x\n",
+    "a: one\n  # comment\n  two\n",
+    "a: one # c\n  two\n",
+    "a: 1\n  2\n",
+    "a: true\n  false\n",
+    "a:\n  on the next line\n  and on\n",
+    "a:\n  [x, y]\n",
+    "a:\n  {}\n",
+    // Quoted scalars over several lines, escapes, quoted keys, comments after keys.
+    "a: 'one: x\n  two''s\n\n  three'\nb: 1\n",
+    "a: \"one\\n\n  two \\\"x\\\"\\\n  three\\u00e9\\x41\\/\\t\"\n",
+    "a: \"x\\\n\n  y\"\n",
+    "a: \"x\\a\"\n",
+    "a: 'x\n  y' z\n",
+    "a: 'x\n  y'\n    z\n",
+    "a: 'x\ny'\n",
+    "a: 'it''s'\n",
+    "\"a.b/c\": 1\n'd': 2\n",
+    "\"a\\\"\": 1\n",
+    "\"a\":1\n",
+    "a: # comment\nb: 1\n",
+    "a: # comment\n  b: 1\n",
 ];
 
 #[test]
@@ -283,6 +333,16 @@ fn block_layouts_at_the_edge_of_the_subset_agree() {
         LAYOUTS[8],
         LAYOUTS[9],
         LAYOUTS[18],
+    ] {
+        assert!(simple::parse(text).is_some(), "not taken: {text:?}");
+    }
+    for text in [
+        "a: |\n  x\n  y\n\n\nb: 1\n",
+        "a: >-\n  x\n  y\n",
+        "a: one\n  two\n\n  three\nb: 1\n",
+        "a: 'one: x\n  two''s\n\n  three'\nb: 1\n",
+        "\"a.b/c\": 1\n'd': 2\n",
+        "a: |+\n  x",
     ] {
         assert!(simple::parse(text).is_some(), "not taken: {text:?}");
     }

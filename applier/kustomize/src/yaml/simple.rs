@@ -1,53 +1,90 @@
 //! A fast path for the YAML manifests are almost always written in: block mappings and
-//! sequences, one-line plain or quoted scalars, one-line flow sequences of scalars, comments and
-//! `---` separators. It builds the JSON tree straight from the lines, several times faster than
-//! the general parser (libyaml's events, then serde_yaml's `Value`, then JSON), which was most
-//! of the cost of rendering a large kustomization.
+//! sequences, one-line plain or quoted scalars, one-line flow sequences of scalars, literal and
+//! folded block scalars, plain scalars folded over several lines (as CRD generators write
+//! descriptions), comments and `---` separators. It builds the JSON tree straight from the
+//! lines, several times faster than the general parser (libyaml's events, then serde_yaml's
+//! `Value`, then JSON), which was most of the cost of rendering a large kustomization.
 //!
-//! Anything outside that subset — anchors, aliases, tags, block scalars, multi-line scalars,
-//! escapes, flow mappings, merge keys, duplicate keys, non-ASCII text, tabs, directives —
-//! returns `None` and the general parser takes the whole file, so errors are always the general
-//! parser's. Where it returns `Some`, the result is exactly the general parser's, scalar types
+//! Anything outside that subset — anchors, aliases, tags, block scalars with an indentation
+//! indicator or leading empty lines, folded scalars with more-indented lines, multi-line quoted
+//! scalars, escapes, flow mappings, merge keys, duplicate keys, non-printable or line-breaking
+//! Unicode, tabs, directives — returns `None` and the general parser takes the whole file, so
+//! errors are always the general parser's. Where it returns `Some`, the result is exactly the general parser's, scalar types
 //! included (the YAML 1.2 core schema as serde_yaml resolves it): `tests/yaml_fast_path.rs` and
 //! the `yaml_fast_path` fuzz body compare the two.
 
-use serde_json::{Map, Number, Value};
+mod scalars;
 
+use serde_json::{Map, Value};
+
+use self::scalars::{definitely_string, end_of_line, inline_value, null_or_bool, plain, segment};
 use super::MAX_DOCUMENTS;
 
 /// Deeper nesting goes to the general parser (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
 
-/// A content line: indentation and the text after it, trailing spaces removed.
+/// A content line: indentation and the text after it, trailing spaces removed, and where it is
+/// among the document's raw lines (block scalars read those, blank lines and `#` included).
 #[derive(Clone, Copy)]
 struct Line<'a> {
     indent: usize,
     text: &'a str,
+    raw: usize,
 }
 
 /// The non-empty documents of `input`, or `None` when it is not in the simple subset.
 pub fn parse(input: &str) -> Option<Vec<Value>> {
-    // Control characters, tabs, CR, BOMs and non-ASCII line breaks all mean "not simple".
-    if input.bytes().any(|b| (b < 0x20 && b != b'\n') || b >= 0x7f) {
+    if !printable(input) {
         return None;
     }
     let mut docs = Vec::new();
-    let mut lines: Vec<Line> = Vec::new();
-    for raw in input.split('\n') {
-        if let Some(rest) = raw.strip_prefix("---")
+    let mut raw: Vec<&str> = Vec::new();
+    // The text after the last line break is a line only when it is not empty; a block scalar
+    // that ends there has no final line break to keep.
+    let unbroken = !input.is_empty() && !input.ends_with('\n');
+    let body = input.strip_suffix('\n').unwrap_or(input);
+    for line in body.split('\n') {
+        if let Some(rest) = line.strip_prefix("---")
             && (rest.is_empty() || rest.starts_with(' '))
         {
             let rest = rest.trim_start_matches(' ');
             if !rest.is_empty() && !rest.starts_with('#') {
                 return None;
             }
-            push_document(&mut docs, &mut lines)?;
+            push_document(&mut docs, std::mem::take(&mut raw), false)?;
             continue;
         }
-        if raw.starts_with("...") || raw.starts_with('%') {
+        if line.starts_with("...") || line.starts_with('%') {
             return None;
         }
-        let text = raw.trim_end_matches(' ');
+        raw.push(line);
+    }
+    push_document(&mut docs, raw, unbroken)?;
+    Some(docs)
+}
+
+/// Text libyaml reads as we do: no control characters but the line feed (tabs, CR and DEL
+/// included), and none of the characters YAML takes for line breaks or byte-order marks
+/// (NEL, U+2028, U+2029, U+FEFF) or refuses as non-printable (C1 controls, U+FFFE, U+FFFF).
+fn printable(input: &str) -> bool {
+    if input.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
+        return false;
+    }
+    input.is_ascii()
+        || !input.chars().any(|c| {
+            matches!(
+                c,
+                '\u{80}'
+                    ..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
+        })
+}
+
+/// `unbroken`: the document's last raw line has no line break after it.
+fn push_document(docs: &mut Vec<Value>, raw: Vec<&str>, unbroken: bool) -> Option<()> {
+    let mut lines = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let text = r.trim_end_matches(' ');
         let content = text.trim_start_matches(' ');
         if content.is_empty() || content.starts_with('#') {
             continue;
@@ -55,19 +92,18 @@ pub fn parse(input: &str) -> Option<Vec<Value>> {
         lines.push(Line {
             indent: text.len() - content.len(),
             text: content,
+            raw: i,
         });
     }
-    push_document(&mut docs, &mut lines)?;
-    Some(docs)
-}
-
-fn push_document(docs: &mut Vec<Value>, lines: &mut Vec<Line>) -> Option<()> {
     if lines.is_empty() {
         return Some(());
     }
+    let unbroken = unbroken.then(|| raw.len() - 1);
     let mut p = Parser {
-        lines: std::mem::take(lines),
+        raw,
+        lines,
         pos: 0,
+        unbroken,
     };
     let indent = p.lines[0].indent;
     let doc = p.node(indent, 0)?;
@@ -79,8 +115,11 @@ fn push_document(docs: &mut Vec<Value>, lines: &mut Vec<Line>) -> Option<()> {
 }
 
 struct Parser<'a> {
+    raw: Vec<&'a str>,
     lines: Vec<Line<'a>>,
     pos: usize,
+    /// The raw line that ends the input without a line break, if any.
+    unbroken: Option<usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -117,8 +156,19 @@ impl<'a> Parser<'a> {
             }
             let (key, rest) = split_key(line.text)?;
             self.pos += 1;
-            let value = if rest.is_empty() {
+            let value = if let Some(style) = BlockStyle::of(rest) {
+                self.block_scalar(style, indent, line.raw)?
+            } else if rest.is_empty() {
                 match self.peek() {
+                    // A scalar on the line after its key.
+                    Some(next)
+                        if next.indent > indent
+                            && !is_item(next.text)
+                            && split_key(next.text).is_none() =>
+                    {
+                        self.pos += 1;
+                        self.one_line(next.text, indent, next.raw)?
+                    }
                     Some(next) if next.indent > indent => self.node(next.indent, depth + 1)?,
                     // `key:` followed by `- item` at the key's own indentation.
                     Some(next) if next.indent == indent && is_item(next.text) => {
@@ -127,7 +177,7 @@ impl<'a> Parser<'a> {
                     _ => Value::Null,
                 }
             } else {
-                self.one_line(rest, indent)?
+                self.one_line(rest, indent, line.raw)?
             };
             if map.insert(key.to_string(), value).is_some() {
                 return None;
@@ -158,22 +208,241 @@ impl<'a> Parser<'a> {
                 self.lines[self.pos] = Line {
                     indent: column,
                     text: rest,
+                    raw: line.raw,
                 };
                 items.push(self.mapping(column, depth + 1)?);
+            } else if let Some(style) = BlockStyle::of(rest) {
+                self.pos += 1;
+                items.push(self.block_scalar(style, indent, line.raw)?);
             } else {
                 self.pos += 1;
-                items.push(self.one_line(rest, indent)?);
+                items.push(self.one_line(rest, indent, line.raw)?);
             }
         }
         Some(Value::Array(items))
     }
 
-    /// A value that must end on its line: a more indented line after it would continue it.
-    fn one_line(&self, text: &str, indent: usize) -> Option<Value> {
+    /// A value on its line, or a plain scalar continued on more indented lines.
+    fn one_line(&mut self, text: &str, indent: usize, raw: usize) -> Option<Value> {
+        if let Some(&q @ (b'\'' | b'"')) = text.as_bytes().first()
+            && segment(q, &text[1..])?.end.is_none()
+        {
+            return self.multi_line_quoted(q, &text[1..], indent, raw);
+        }
         if self.peek().is_some_and(|next| next.indent > indent) {
-            return None;
+            return self.multi_line_plain(text, indent, raw);
         }
         inline_value(text)
+    }
+
+    /// A quoted scalar opened on raw line `raw` (`open` is the text after the quote) and
+    /// closed on a later line indented more than `parent`: lines trimmed and folded as a
+    /// plain scalar's (a space, or a line break per empty line), except after an escaped
+    /// line break.
+    fn multi_line_quoted(&mut self, q: u8, open: &str, parent: usize, raw: usize) -> Option<Value> {
+        // Spaces before an unescaped line break are not content.
+        let first = segment(q, open)?;
+        let mut escaped_break = first.escaped_break;
+        let mut out = if escaped_break {
+            first.text
+        } else {
+            segment(q, open.trim_end_matches(' '))?.text
+        };
+        let mut empty = 0;
+        for (i, line) in self.raw.iter().enumerate().skip(raw + 1) {
+            let text = line.trim_start_matches(' ');
+            if text.trim_end_matches(' ').is_empty() {
+                empty += 1;
+                continue;
+            }
+            if line.len() - text.len() <= parent {
+                return None;
+            }
+            match (escaped_break, empty) {
+                (true, 0) => {}
+                (true, _) => return None,
+                (false, 0) => out.push(' '),
+                (false, n) => out.extend(std::iter::repeat_n('\n', n)),
+            }
+            empty = 0;
+            let seg = segment(q, text)?;
+            if let Some(end) = seg.end {
+                out.push_str(&seg.text);
+                end_of_line(&text[end..])?;
+                self.skip_to(i + 1);
+                // Nothing may continue it.
+                if self.peek().is_some_and(|next| next.indent > parent) {
+                    return None;
+                }
+                return Some(Value::String(out));
+            }
+            escaped_break = seg.escaped_break;
+            if escaped_break {
+                out.push_str(&seg.text);
+            } else {
+                out.push_str(&segment(q, text.trim_end_matches(' '))?.text);
+            }
+        }
+        None
+    }
+
+    /// A plain scalar whose first line is `first` (on raw line `raw`) continued on the lines
+    /// indented more than `parent`: trimmed lines joined by a space, each empty line between
+    /// them a line break. Lines that would end it early or make it a key (a comment, `: `, a
+    /// trailing `:`) go to the general parser, as do values that would not be strings.
+    fn multi_line_plain(&mut self, first: &str, parent: usize, raw: usize) -> Option<Value> {
+        if first.contains(" #") || !matches!(plain(first, false)?, Value::String(_)) {
+            return None;
+        }
+        let mut out = first.to_string();
+        let mut empty = 0;
+        let mut stop = self.raw.len();
+        for (i, line) in self.raw.iter().enumerate().skip(raw + 1) {
+            let text = line.trim_matches(' ');
+            if text.is_empty() {
+                empty += 1;
+                continue;
+            }
+            if line.len() - line.trim_start_matches(' ').len() <= parent {
+                stop = i;
+                break;
+            }
+            if text.starts_with('#')
+                || text.contains(" #")
+                || text.contains(": ")
+                || text.ends_with(':')
+            {
+                return None;
+            }
+            if empty == 0 {
+                out.push(' ');
+            } else {
+                out.extend(std::iter::repeat_n('\n', empty));
+            }
+            empty = 0;
+            out.push_str(text);
+        }
+        self.skip_to(stop);
+        let typed = null_or_bool(&out).is_some() || !definitely_string(&out);
+        (!typed).then_some(Value::String(out))
+    }
+
+    /// A literal or folded block scalar whose header is on raw line `raw`, under a node at
+    /// `parent`. The content indentation is its first line's; anything YAML would read with
+    /// more care (leading empty lines, whitespace-only lines longer than the indentation,
+    /// more-indented lines in a folded scalar, a less-indented line that does not end it)
+    /// goes to the general parser.
+    fn block_scalar(&mut self, style: BlockStyle, parent: usize, raw: usize) -> Option<Value> {
+        let mut out = String::new();
+        let mut content: Option<usize> = None;
+        let mut empty = 0;
+        let mut stop = self.raw.len();
+        for (i, line) in self.raw.iter().enumerate().skip(raw + 1) {
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            if indent == line.len() {
+                if self.unbroken == Some(i) {
+                    return None;
+                }
+                match content {
+                    Some(ci) if line.len() <= ci => empty += 1,
+                    _ => return None,
+                }
+                continue;
+            }
+            let ci = match content {
+                Some(ci) => ci,
+                None if indent <= parent => {
+                    stop = i;
+                    break;
+                }
+                None => *content.insert(indent),
+            };
+            if indent < ci {
+                if indent > parent {
+                    return None;
+                }
+                stop = i;
+                break;
+            }
+            if style.folded {
+                if indent > ci {
+                    return None;
+                }
+                if !out.is_empty() {
+                    if empty == 0 {
+                        out.push(' ');
+                    } else {
+                        out.extend(std::iter::repeat_n('\n', empty));
+                    }
+                }
+            } else {
+                out.extend(std::iter::repeat_n('\n', empty));
+            }
+            empty = 0;
+            out.push_str(&line[ci..]);
+            if !style.folded {
+                out.push('\n');
+            }
+            if self.unbroken == Some(i) {
+                // The input ends on this line: no line break to keep or clip.
+                if !style.folded {
+                    out.pop();
+                }
+                self.skip_to(stop);
+                return Some(Value::String(out));
+            }
+        }
+        self.skip_to(stop);
+        if content.is_some() {
+            if style.folded {
+                out.push('\n');
+            }
+            match style.chomp {
+                Chomp::Strip => {
+                    out.pop();
+                }
+                Chomp::Clip => {}
+                Chomp::Keep => out.extend(std::iter::repeat_n('\n', empty)),
+            }
+        }
+        Some(Value::String(out))
+    }
+
+    /// Moves past the content lines before raw line `stop` (read by a multi-line scalar).
+    fn skip_to(&mut self, stop: usize) {
+        while self.peek().is_some_and(|l| l.raw < stop) {
+            self.pos += 1;
+        }
+    }
+}
+
+/// How a block scalar's final line breaks are kept (`-` strips, `+` keeps, none clips to one).
+#[derive(Clone, Copy)]
+enum Chomp {
+    Strip,
+    Clip,
+    Keep,
+}
+
+/// A block scalar header without an indentation indicator or comment: `|`, `>-`, `|+`…
+#[derive(Clone, Copy)]
+struct BlockStyle {
+    folded: bool,
+    chomp: Chomp,
+}
+
+impl BlockStyle {
+    fn of(rest: &str) -> Option<Self> {
+        let (folded, chomp) = match rest {
+            "|" => (false, Chomp::Clip),
+            "|-" => (false, Chomp::Strip),
+            "|+" => (false, Chomp::Keep),
+            ">" => (true, Chomp::Clip),
+            ">-" => (true, Chomp::Strip),
+            ">+" => (true, Chomp::Keep),
+            _ => return None,
+        };
+        Some(BlockStyle { folded, chomp })
     }
 }
 
@@ -183,6 +452,16 @@ fn is_item(text: &str) -> bool {
 
 /// `key: rest` or `key:` with a plain key that the general parser also reads as that string.
 fn split_key(text: &str) -> Option<(&str, &str)> {
+    if let Some(&q @ (b'"' | b'\'')) = text.as_bytes().first() {
+        // A quoted key without escapes: `"helm.sh/resource-policy": keep`.
+        let end = text[1..].find(q as char)? + 1;
+        let key = &text[1..end];
+        let after = text[end + 1..].strip_prefix(':')?;
+        if key.contains('\\') || !(after.is_empty() || after.starts_with(' ')) {
+            return None;
+        }
+        return Some((key, value_text(after)));
+    }
     let colon = text
         .find(": ")
         .or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
@@ -197,167 +476,11 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
     if null_or_bool(key).is_some() {
         return None;
     }
-    Some((key, text[colon + 1..].trim_start_matches(' ')))
+    Some((key, value_text(&text[colon + 1..])))
 }
 
-/// A scalar or flow sequence that fits on one line, with an optional trailing comment.
-fn inline_value(text: &str) -> Option<Value> {
-    match text.as_bytes().first()? {
-        b'"' | b'\'' => {
-            let (s, rest) = quoted(text)?;
-            end_of_line(rest)?;
-            Some(Value::String(s.to_string()))
-        }
-        b'[' => flow_sequence(text),
-        b'{' => {
-            let rest = text[1..].trim_start_matches(' ').strip_prefix('}')?;
-            end_of_line(rest)?;
-            Some(Value::Object(Map::new()))
-        }
-        _ => {
-            let s = match text.find(" #") {
-                Some(i) => text[..i].trim_end_matches(' '),
-                None => text,
-            };
-            plain(s, false)
-        }
-    }
-}
-
-/// What may follow a value on its line: nothing, or a comment.
-fn end_of_line(rest: &str) -> Option<()> {
-    let trimmed = rest.trim_start_matches(' ');
-    (trimmed.is_empty() || (trimmed.starts_with('#') && trimmed.len() < rest.len())).then_some(())
-}
-
-/// A single- or double-quoted string without escapes, and what follows it.
-fn quoted(text: &str) -> Option<(&str, &str)> {
-    let quote = text.as_bytes()[0] as char;
-    let end = text[1..].find(quote)? + 1;
-    let s = &text[1..end];
-    let rest = &text[end + 1..];
-    let escaped = if quote == '"' {
-        s.contains('\\')
-    } else {
-        rest.starts_with('\'')
-    };
-    (!escaped).then_some((s, rest))
-}
-
-/// `[a, "b", 'c']` on one line.
-fn flow_sequence(text: &str) -> Option<Value> {
-    let mut items = Vec::new();
-    let mut rest = text[1..].trim_start_matches(' ');
-    if let Some(after) = rest.strip_prefix(']') {
-        end_of_line(after)?;
-        return Some(Value::Array(items));
-    }
-    loop {
-        let after_item = match rest.as_bytes().first()? {
-            b'"' | b'\'' => {
-                let (s, after) = quoted(rest)?;
-                items.push(Value::String(s.to_string()));
-                after
-            }
-            _ => {
-                let end = rest.find([',', ']'])?;
-                let s = rest[..end].trim_end_matches(' ');
-                if s.contains([':', '#', '[', '{', '}']) {
-                    return None;
-                }
-                items.push(plain(s, true)?);
-                &rest[end..]
-            }
-        };
-        let after_item = after_item.trim_start_matches(' ');
-        if let Some(after) = after_item.strip_prefix(']') {
-            end_of_line(after)?;
-            return Some(Value::Array(items));
-        }
-        rest = after_item.strip_prefix(',')?.trim_start_matches(' ');
-        if rest.starts_with(']') {
-            return None;
-        }
-    }
-}
-
-/// A plain scalar, typed as serde_yaml types it: null, bool, integer, float or string.
-fn plain(s: &str, in_flow: bool) -> Option<Value> {
-    let first = *s.as_bytes().first()?;
-    let second = s.as_bytes().get(1).copied();
-    let starts_indicator = matches!(
-        first,
-        b'?' | b':'
-            | b','
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'#'
-            | b'&'
-            | b'*'
-            | b'!'
-            | b'|'
-            | b'>'
-            | b'\''
-            | b'"'
-            | b'%'
-            | b'@'
-            | b'`'
-    ) || (first == b'-' && matches!(second, None | Some(b' ')));
-    if starts_indicator || s.contains(": ") || s.ends_with(':') || (in_flow && s.contains(',')) {
-        return None;
-    }
-    if let Some(v) = null_or_bool(s) {
-        return Some(v);
-    }
-    if definitely_string(s) {
-        return Some(Value::String(s.to_string()));
-    }
-    if let Some(i) = decimal(s) {
-        return Some(Value::Number(Number::from(i)));
-    }
-    // Anything that might be a number (`0x1F`, `1e3`, `.5`, `-.inf`, `017`…) is typed by the
-    // general parser, in the same block context.
-    super::type_plain_scalar(s, in_flow)
-}
-
-fn null_or_bool(s: &str) -> Option<Value> {
-    match s {
-        "~" | "null" | "Null" | "NULL" => Some(Value::Null),
-        "true" | "True" | "TRUE" => Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => Some(Value::Bool(false)),
-        _ => None,
-    }
-}
-
-/// Text no YAML 1.2 number can be: numbers start with a digit, a sign or a dot (words like
-/// `inf` or `nan` parse only to non-finite floats, which serde_yaml reads as strings); after a
-/// leading digit, only hex digits, `x`, `o` and number punctuation can follow.
-fn definitely_string(s: &str) -> bool {
-    let b = s.as_bytes();
-    match b[0] {
-        b'0'..=b'9' => b.iter().any(|c| {
-            c.is_ascii_alphabetic()
-                && !c.is_ascii_hexdigit()
-                && !matches!(c, b'x' | b'X' | b'o' | b'O')
-        }),
-        b'+' | b'-' => !matches!(b.get(1), Some(b'0'..=b'9' | b'.')),
-        b'.' => s.starts_with("..."),
-        _ => true,
-    }
-}
-
-/// `0`, `42`, `-7`: decimal integers without leading zeros that fit an i64 for sure.
-fn decimal(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let ok = digits == "0"
-        || (!digits.is_empty()
-            && digits.len() <= 18
-            && !digits.starts_with('0')
-            && digits.bytes().all(|c| c.is_ascii_digit()));
-    if !ok || s == "-0" {
-        return None;
-    }
-    s.parse().ok()
+/// What follows `key:`, a comment after it being no value.
+fn value_text(after: &str) -> &str {
+    let rest = after.trim_start_matches(' ');
+    if rest.starts_with('#') { "" } else { rest }
 }
