@@ -129,33 +129,51 @@ fn scalar(v: &Value, ind: usize, out: &mut String) {
 /// goes through sigs.k8s.io/yaml): at the first difference a non-letter sorts before a
 /// letter, and runs of digits compare as numbers (`item2` < `item02` < `item10`).
 fn go_key_less(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        // Keys are nearly always ASCII: compare the bytes without collecting characters.
+        return go_less(a.as_bytes(), b.as_bytes(), u8::is_ascii_alphabetic, |c| {
+            c.is_ascii_digit().then(|| c - b'0')
+        });
+    }
     let ar: Vec<char> = a.chars().collect();
     let br: Vec<char> = b.chars().collect();
+    go_less(
+        &ar,
+        &br,
+        |c| c.is_alphabetic(),
+        |c| c.is_ascii_digit().then(|| *c as u8 - b'0'),
+    )
+}
+
+fn go_less<T: Copy + Ord>(
+    ar: &[T],
+    br: &[T],
+    letter: impl Fn(&T) -> bool,
+    digit: impl Fn(&T) -> Option<u8>,
+) -> bool {
     for i in 0..ar.len().min(br.len()) {
         if ar[i] == br[i] {
             continue;
         }
-        let al = ar[i].is_alphabetic();
-        let bl = br[i].is_alphabetic();
+        let al = letter(&ar[i]);
+        let bl = letter(&br[i]);
         if al && bl {
             return ar[i] < br[i];
         }
         if al || bl {
             return bl;
         }
-        let number = |r: &[char]| {
+        let number = |r: &[T]| {
             let mut n: i64 = 0;
             let mut end = i;
-            while end < r.len() && r[end].is_ascii_digit() {
-                n = n
-                    .saturating_mul(10)
-                    .saturating_add(i64::from(r[end] as u8 - b'0'));
+            while let Some(d) = r.get(end).and_then(&digit) {
+                n = n.saturating_mul(10).saturating_add(i64::from(d));
                 end += 1;
             }
             (n, end)
         };
-        let (an, ai) = number(&ar);
-        let (bn, bi) = number(&br);
+        let (an, ai) = number(ar);
+        let (bn, bi) = number(br);
         if an != bn {
             return an < bn;
         }
@@ -368,6 +386,13 @@ struct Analysis {
 
 impl Analysis {
     fn of(s: &str) -> Analysis {
+        if Self::is_simple(s) {
+            return Analysis {
+                block_plain: true,
+                single_quoted: true,
+                block: true,
+            };
+        }
         let chars: Vec<char> = s.chars().collect();
         let blankz = |i: usize| {
             chars
@@ -447,6 +472,17 @@ impl Analysis {
         }
         a
     }
+
+    /// Printable ASCII that starts with a letter or digit, does not end in a space and has
+    /// no `:` or `#` (the only characters whose meaning depends on their neighbours): every
+    /// style can carry it. Most strings are such, and skip the general analysis.
+    fn is_simple(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last() != Some(&b' ')
+            && b.iter()
+                .all(|&c| matches!(c, b' '..=b'~') && c != b':' && c != b'#')
+    }
 }
 
 /// Would a YAML 1.1 or 1.2 resolver read `s` as null, bool, number or timestamp?
@@ -459,6 +495,10 @@ fn looks_typed(s: &str) -> bool {
     ];
     if WORDS.contains(&s) {
         return true;
+    }
+    // Every other form below starts with a digit, a sign or a dot.
+    if !s.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return false;
     }
     static TYPED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     TYPED

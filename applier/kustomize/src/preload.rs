@@ -13,8 +13,9 @@ use crate::fs::{EntryKind, RelPath};
 use crate::loader::KustCtx;
 use crate::yaml;
 
-/// Below this many files, threads cost more than they save.
+/// Below this many files and bytes, threads cost more than they save.
 const PARALLEL_FROM: usize = 64;
+const PARALLEL_FROM_BYTES: usize = 256 * 1024;
 
 /// One listed file: where it was read from and its parsed objects (or the parse error).
 pub type Parsed = (RelPath, Result<Vec<Value>, String>);
@@ -33,32 +34,47 @@ pub fn parse_files(ctx: &KustCtx<'_>, entries: &[(String, &String)]) -> Vec<Opti
         })
         .collect();
     let files = texts.iter().flatten().count();
+    let bytes: usize = texts.iter().flatten().map(|(_, t)| t.len()).sum();
     let threads = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
-        .min(4);
+        .min(4)
+        .min(files);
     let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_resources(&text)));
-    if files < PARALLEL_FROM || threads < 2 {
+    if threads < 2 || (files < PARALLEL_FROM && bytes < PARALLEL_FROM_BYTES) {
         return texts.into_iter().map(parse).collect();
     }
-    let chunk = texts.len().div_ceil(threads);
-    let mut chunks = Vec::with_capacity(threads);
-    let mut rest = texts;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        chunks.push(rest);
-        rest = tail;
-    }
-    chunks.push(rest);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| s.spawn(move || c.into_iter().map(parse).collect::<Vec<_>>()))
+    // Files differ in size by orders of magnitude (one CRD file can outweigh a hundred
+    // others): each thread takes the next unparsed file until none is left.
+    let slots: Vec<std::sync::Mutex<Option<(RelPath, String)>>> =
+        texts.into_iter().map(std::sync::Mutex::new).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parsed: Vec<Option<Parsed>> = Vec::with_capacity(slots.len());
+    parsed.resize_with(slots.len(), || None);
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = slots.get(i) else {
+                            return done;
+                        };
+                        let text = slot.lock().map(|mut t| t.take()).unwrap_or(None);
+                        done.push((i, parse(text)));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    });
+    for (i, r) in results {
+        parsed[i] = r;
+    }
+    parsed
 }
 
 #[cfg(test)]

@@ -22,17 +22,15 @@ pub struct BuildArgs {
 
 /// Runs the command, writing to the given streams; returns the process exit code.
 pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    match ferry_kustomize::cli::build_dir(&args.dir, args.root.as_deref(), args.load_restrictor) {
-        Ok((yaml, warnings)) => {
+    match ferry_kustomize::cli::build_dir_to(
+        &args.dir,
+        args.root.as_deref(),
+        args.load_restrictor,
+        out,
+    ) {
+        Ok(warnings) => {
             for w in warnings {
                 let _ = writeln!(err, "{w}");
-            }
-            if out
-                .write_all(yaml.as_bytes())
-                .and_then(|()| out.flush())
-                .is_err()
-            {
-                return 1;
             }
             0
         }

@@ -1,7 +1,7 @@
-//! Minimal `ferry-kustomize DIR [ROOT [LOAD_RESTRICTOR]]` for benchmarks and debugging; the user-facing
-//! command is `ferry-applier build`, which calls the same `cli::build_dir`.
+//! `ferry-kustomize DIR [ROOT [LOAD_RESTRICTOR]]`: the native engine alone, as a small
+//! stand-alone `kustomize build` (no agent dependencies, so it starts in a few megabytes);
+//! `ferry-applier build` runs the same `cli::build_dir_to`.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -19,14 +19,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ferry_kustomize::cli::build_dir(Path::new(dir), root, restrictor) {
-        Ok((yaml, warnings)) => {
+    let mut out = std::io::stdout().lock();
+    match ferry_kustomize::cli::build_dir_to(Path::new(dir), root, restrictor, &mut out) {
+        Ok(warnings) => {
             for w in warnings {
                 eprintln!("{w}");
-            }
-            let mut out = std::io::stdout().lock();
-            if out.write_all(yaml.as_bytes()).is_err() {
-                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }
