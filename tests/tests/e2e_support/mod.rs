@@ -7,6 +7,18 @@
 //! The binaries must be built first (`cargo build -p ferry-applier -p ferry-source-server`);
 //! they are looked up next to the test executable (or in `FERRY_BIN_DIR`), and a missing or
 //! stale binary fails the test with that command in the message — never a silent skip.
+//!
+//! **Waiting.** Wait for what the action itself produces, never for a state that may hold from
+//! before it (CI runs on a loaded 2-core machine, where every window opens sometimes):
+//! - A Git push does not change the generation, and `Ready=True` (`ReconciliationSucceeded`,
+//!   `UpgradeSucceeded`) stays from the previous revision until the new one is recorded: wait
+//!   for `lastAppliedRevision` / `lastAttemptedRevision` of the pushed commit, or a new
+//!   HelmRelease `history[0]`. Any `Ready=False` may also be an earlier failure (e.g.
+//!   `ArtifactFailed` before the source server had an artifact): wait for the reason meant.
+//! - The agent writes a successful reconcile's status last (objects, prune and its Event come
+//!   first), but a failure's status *before* its Warning Event: wait for the Event itself.
+//! - The source server publishes an artifact in its status before it counts that reconcile in
+//!   its metrics; a metric threshold is relative to a value read after the earlier step.
 
 #![allow(dead_code)]
 
