@@ -15,6 +15,7 @@ use crate::apply::{Action, ChangeSet};
 
 const SUCCESS: &str = "success";
 const FAILURE: &str = "failure";
+const SUSPENDED: &str = "suspended";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -88,7 +89,7 @@ impl Metrics {
         let drifted = Family::<NameLabels, Gauge>::default();
         registry.register(
             "reconciles",
-            "Reconciles by Kustomization and result",
+            "Reconciles by Kustomization and result (success, failure, or suspended: looked at and left alone)",
             reconciles.clone(),
         );
         registry.register(
@@ -135,6 +136,15 @@ impl Metrics {
             reports,
             announced: Default::default(),
         }
+    }
+
+    /// A reconcile of a suspended Kustomization: looked at, nothing done.
+    pub fn observe_suspended(&self, kustomization: &str) {
+        let labels = ReconcileLabels {
+            kustomization: kustomization.into(),
+            result: SUSPENDED.into(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
     }
 
     pub fn observe_reconcile(&self, kustomization: &str, took: Duration, ok: bool) {

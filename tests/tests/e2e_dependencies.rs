@@ -71,7 +71,8 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
     )?;
     let commit = env.upstream.commit_push("while suspended")?;
     env.drift_replicas("my-app", 4).await?;
-    // The agent has heard of the new commit, and two intervals (2 s) have passed since.
+    // The agent has heard of the new commit, and has since looked at the suspended
+    // Kustomization twice (its interval is 2 s) and left it alone.
     let revision = format!("main@sha1:{commit}");
     env.wait_agent_metric(
         "ferry_applier_artifact_announcements_total",
@@ -80,7 +81,17 @@ async fn suspend_stops_apply_prune_and_drift_correction() -> Result<()> {
         LIMIT,
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let suspended = [("kustomization", "app"), ("result", "suspended")];
+    let seen = env
+        .agent_metric("ferry_applier_reconciles_total", &suspended)
+        .await?;
+    env.wait_agent_metric(
+        "ferry_applier_reconciles_total",
+        &suspended,
+        seen + 2.0,
+        LIMIT,
+    )
+    .await?;
     let d = env
         .get("apps/v1", "Deployment", "my-app")
         .await?

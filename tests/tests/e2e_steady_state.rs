@@ -289,7 +289,24 @@ async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
     let mut env = Env::new().await?;
     let mut spec = seed_spec("./app");
     spec["interval"] = "1h".into();
+    // A second Kustomization reconciled every second: its reconciles show the agent at work
+    // while `app` is left alone.
+    env.upstream.write(
+        "canary/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: canary\ndata:\n  k: v\n",
+    )?;
     env.seeded(spec).await?;
+    let mut canary = seed_spec("./canary");
+    canary["interval"] = "1s".into();
+    env.apply_kustomization("canary", canary).await?;
+    env.wait_ready("canary", "True", "ReconciliationSucceeded", LIMIT)
+        .await?;
+    let canary_count = || {
+        env.agent_metric(
+            "ferry_applier_reconciles_total",
+            &[("kustomization", "canary"), ("result", "success")],
+        )
+    };
     let replicas = || async {
         let d = env.get("apps/v1", "Deployment", "my-app").await?;
         anyhow::Ok(d.and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64)))
@@ -317,9 +334,14 @@ async fn a_requested_reconcile_runs_now_and_is_acknowledged() -> Result<()> {
     }
     assert!(quiet, "still reconciling after 30 s\n{}", env.logs());
 
-    // With a one-hour interval, nothing looks at the drift...
+    // With a one-hour interval, nothing looks at the drift, while the agent reconciles the
+    // canary twice...
     env.drift_replicas("my-app", 5).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = canary_count().await?;
+    env.wait_for("two more canary reconciles", LIMIT, || async {
+        Ok((canary_count().await? >= seen + 2.0).then_some(()))
+    })
+    .await?;
     assert_eq!(replicas().await?, Some(5));
     assert_eq!(
         applied_count(&env).await?,

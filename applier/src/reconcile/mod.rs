@@ -230,6 +230,7 @@ async fn reconcile_in_span(
     let started = std::time::Instant::now();
     let result = match intervals(ks) {
         Ok(_) if ks.spec.suspend => {
+            ctx.metrics.observe_suspended(&name);
             status::suspended(st, generation, &name);
             write_status(&api, &name, st).await;
             return Outcome {
