@@ -36,6 +36,12 @@ const TOKENS: &[&[u8]] = &[
     b"\"$setElementOrder/containers\": [{name: b}]\n",
     b"kind: List\nitems: [1, {kind: X}]\n",
     b"path: ../../../etc/passwd\n",
+    b": |\n  ",
+    b": >-\n    ",
+    b": 'a\n  b'\n",
+    b": \"a\\\n  \\ b\"\n",
+    b"\n\n",
+    b"  ",
 ];
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -128,6 +134,7 @@ fn yaml_fast_path_agrees_with_serde_yaml_on_the_corpus() {
     replay("kustomization", bodies::yaml_fast_path);
     replay("build_tree", bodies::yaml_fast_path);
     replay("strategic_merge", bodies::yaml_fast_path);
+    replay("yaml_fast_path", bodies::yaml_fast_path);
 }
 
 #[test]

@@ -317,6 +317,10 @@ const LAYOUTS: &[&str] = &[
     "\"a\":1\n",
     "a: # comment\nb: 1\n",
     "a: # comment\n  b: 1\n",
+    // An escaped space before trailing spaces, on the first line and on a later one.
+    "a: \"x\\  \n  \\ y\"\n",
+    "a: \"x\n  y\\  \n  z\"\n",
+    "a: 'x  \n  y'\n",
 ];
 
 #[test]

@@ -227,6 +227,11 @@ impl<'a> Parser<'a> {
         if let Some(&q @ (b'\'' | b'"')) = text.as_bytes().first()
             && segment(q, &text[1..])?.end.is_none()
         {
+            // The line's trailing spaces are gone from `text`: after a backslash they may have
+            // been an escaped space (`\ `), not an escaped line break.
+            if q == b'"' && text.ends_with('\\') && self.raw[raw].ends_with(' ') {
+                return None;
+            }
             return self.multi_line_quoted(q, &text[1..], indent, raw);
         }
         if self.peek().is_some_and(|next| next.indent > indent) {
@@ -240,14 +245,9 @@ impl<'a> Parser<'a> {
     /// plain scalar's (a space, or a line break per empty line), except after an escaped
     /// line break.
     fn multi_line_quoted(&mut self, q: u8, open: &str, parent: usize, raw: usize) -> Option<Value> {
-        // Spaces before an unescaped line break are not content.
         let first = segment(q, open)?;
         let mut escaped_break = first.escaped_break;
-        let mut out = if escaped_break {
-            first.text
-        } else {
-            segment(q, open.trim_end_matches(' '))?.text
-        };
+        let mut out = first.text;
         let mut empty = 0;
         for (i, line) in self.raw.iter().enumerate().skip(raw + 1) {
             let text = line.trim_start_matches(' ');
@@ -277,11 +277,7 @@ impl<'a> Parser<'a> {
                 return Some(Value::String(out));
             }
             escaped_break = seg.escaped_break;
-            if escaped_break {
-                out.push_str(&seg.text);
-            } else {
-                out.push_str(&segment(q, text.trim_end_matches(' '))?.text);
-            }
+            out.push_str(&seg.text);
         }
         None
     }

@@ -43,7 +43,8 @@ pub(super) fn quoted(text: &str) -> Option<(String, &str)> {
 pub(super) struct Segment {
     /// The text, escapes resolved.
     pub(super) text: String,
-    /// The byte offset just after the closing quote; `None` when the scalar goes on.
+    /// The byte offset just after the closing quote; `None` when the scalar goes on (the text
+    /// then lacks the unescaped spaces before the line break).
     pub(super) end: Option<usize>,
     /// The line ends in `\` (double quotes): the line break is not part of the text.
     pub(super) escaped_break: bool,
@@ -70,7 +71,8 @@ pub(super) fn segment(quote: u8, text: &str) -> Option<Segment> {
                 });
             }
         }
-        out.push_str(&text[from..]);
+        // Unescaped spaces before the line break are folded away, never content.
+        out.push_str(text[from..].trim_end_matches(' '));
         return Some(Segment {
             text: out,
             end: None,
@@ -116,7 +118,7 @@ pub(super) fn segment(quote: u8, text: &str) -> Option<Segment> {
             _ => return None,
         });
     }
-    out.push_str(&text[from..]);
+    out.push_str(text[from..].trim_end_matches(' '));
     Some(Segment {
         text: out,
         end: None,
