@@ -5,8 +5,8 @@
 //! entry is a file (one or more configs) or an inline YAML document. Exec and KRM-function
 //! plugins, other `apiVersion`s and builtin kinds not listed below stay refused.
 
+use crate::value::Value;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{FieldSpec, FieldSpecDef};
@@ -120,15 +120,15 @@ fn run_one(resources: &mut ResMap, doc: Value, ctx: &KustCtx<'_>, field: &str) -
         |defs: &[FieldSpecDef]| -> Vec<FieldSpec> { defs.iter().map(FieldSpec::from).collect() };
     match kind.as_str() {
         "LabelTransformer" | "AnnotationsTransformer" => {
-            let c: MapEntries = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: MapEntries = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             transform::set_map_entries(resources, &c.labels, &specs(&c.field_specs), &at)
         }
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
-            let c: PrefixSuffix = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: PrefixSuffix = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             transform::prefix_suffix(resources, &c.prefix, &c.suffix, &specs(&c.field_specs), &at)
         }
         "NamespaceTransformer" => {
-            let c: Namespace = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: Namespace = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             let subjects = c
                 .set_role_binding_subjects
                 .as_deref()
@@ -149,21 +149,21 @@ fn run_one(resources: &mut ResMap, doc: Value, ctx: &KustCtx<'_>, field: &str) -
         }
         // As `images:` does (containers anywhere, then the given field specs) for one image.
         "ImageTagTransformer" => {
-            let c: ImageTag = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: ImageTag = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             let list = std::slice::from_ref(&c.image_tag);
             transform::images(resources, list, &specs(&c.field_specs), &at)
         }
         "ReplicaCountTransformer" => {
-            let c: ReplicaCount = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: ReplicaCount = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             let list = std::slice::from_ref(&c.replica);
             transform::replicas(resources, list, &specs(&c.field_specs), &at)
         }
         "ReplacementTransformer" => {
-            let c: Replacements = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let c: Replacements = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             crate::replacements::apply(resources, &c.replacements, ctx)
         }
         "PatchTransformer" => {
-            let p: Patch = serde_json::from_value(config(&doc)).map_err(parse_err)?;
+            let p: Patch = crate::value::from_value(config(&doc)).map_err(parse_err)?;
             patches::apply_patches(resources, std::slice::from_ref(&p), ctx)
         }
         other => refuse(format!("builtin transformer {other} is not supported")),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::fs::{FsError, RealFs};
 use crate::loader::LoadRestrictor;

@@ -5,7 +5,7 @@
 //! `x-kubernetes-object-ref-api-version` + `-kind` (+ `-name-key`) → nameReference.
 //! `$ref` properties are followed into other definitions of the same file.
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::fieldspec::{FieldSpec, NameBackRef, TransformerConfig};
@@ -16,14 +16,14 @@ use crate::resource::Gvk;
 const MAX_DEPTH: usize = 32;
 
 /// Go decodes `Schema`/`schema` alike (case-insensitive field names).
-fn schema_of(def: &Value) -> Option<&Map<String, Value>> {
+fn schema_of(def: &Value) -> Option<&Map> {
     def.as_object()?
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("schema"))
         .and_then(|(_, v)| v.as_object())
 }
 
-fn properties(schema: &Map<String, Value>) -> Option<&Map<String, Value>> {
+fn properties(schema: &Map) -> Option<&Map> {
     schema.get("properties").and_then(Value::as_object)
 }
 
@@ -40,7 +40,7 @@ fn spec(gvk: &Gvk, path: &[String]) -> FieldSpec {
 fn walk(
     cfg: &mut TransformerConfig,
     gvk: &Gvk,
-    defs: &Map<String, Value>,
+    defs: &Map,
     name: &str,
     path: &[String],
     depth: usize,

@@ -4,7 +4,7 @@
 //! them for something else (`"on"`, `"0755"`, `"1.0"`, `"null"`, `"12:30"`…) — so the
 //! output means the same to `kubectl apply` (YAML 1.1) as to the engine.
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 /// One document, without a `---` separator, ending in a newline.
 pub fn document(v: &Value) -> String {
@@ -24,7 +24,7 @@ fn indent(n: usize, out: &mut String) {
     out.extend(std::iter::repeat_n(' ', n));
 }
 
-fn map(m: &Map<String, Value>, ind: usize, out: &mut String) {
+fn map(m: &Map, ind: usize, out: &mut String) {
     // The map iterates in byte order; go-yaml's differs only around digits and non-letters,
     // so most maps are already in its order and are not sorted again.
     let keys: Vec<(&String, &Value)> = m.iter().collect();
@@ -521,7 +521,7 @@ fn looks_typed(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     #[test]
     fn yaml_11_lookalikes_are_quoted() {

@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
+use crate::value::{Map, Value};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use crate::resource::Gvk;
 
@@ -302,7 +302,7 @@ impl TransformerConfig {
                 .pop()
                 .expect("embedded builtin config is one document");
             let def: ConfigDef =
-                serde_json::from_value(doc).expect("embedded builtin config is a ConfigDef");
+                crate::value::from_value(doc).expect("embedded builtin config is a ConfigDef");
             TransformerConfig::from(&def)
         })
     }
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn visit_creates_maps_only_when_allowed() {
-        let mut obj = serde_json::json!({"spec": {"template": {}}});
+        let mut obj = crate::json!({"spec": {"template": {}}});
         let spec = FieldSpec::new("spec/template/metadata/labels", true);
         visit(&mut obj, &spec, Some(Create::Map), &mut |v| {
             v.as_object_mut()

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::value::{Map, Value};
 use base64::Engine as _;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::value::Value;
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 
 /// Kustomization file names kustomize recognises, in its lookup order.
 pub const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];

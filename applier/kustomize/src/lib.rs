@@ -33,6 +33,7 @@ mod scope;
 mod sort;
 pub mod target;
 mod transform;
+pub mod value;
 mod vars;
 pub mod yaml;
 
@@ -42,3 +43,4 @@ pub use loader::LoadRestrictor;
 pub use resource::{Gvk, ResId, ResMap, Resource};
 pub use target::{BuildOptions, Output, build};
 pub use transform::set_role_binding_subjects;
+pub use value::{Map, Value};

@@ -2,7 +2,7 @@
 //! relative to the top kustomization, as kustomize writes it); `transformerAnnotations` is
 //! not supported yet (an error naming the field, never a silent difference).
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::error::{Error, Result};
 use crate::kustomization::Kustomization;

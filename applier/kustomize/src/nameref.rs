@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::error::{Error, Location, Result};
 use crate::fieldspec::{FieldSpec, NameBackRef, visit};

@@ -12,12 +12,13 @@
 //! namespace and kind unless `options.allowNameChange`/`allowKindChange`; `$patch: delete` at
 //! the top removes the resource.
 
+mod hollow;
 pub mod select;
 
 use ferry_proto::merge::{json_patch, schema, strategic};
 use std::collections::HashMap;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::error::{Error, Result};
 use crate::kustomization::Patch;
@@ -169,7 +170,7 @@ fn parse_patch(text: &str) -> std::result::Result<Parsed, String> {
     let docs =
         yaml::parse_objects(text).map_err(|e| format!("unable to parse SM or JSON patch: {e}"))?;
     if let [Value::Array(_)] = docs.as_slice() {
-        return json_patch::parse(&docs[0])
+        return json_patch::parse(&serde_json::Value::from(&docs[0]))
             .map(Parsed::Json)
             .map_err(|e| e.to_string());
     }
@@ -279,12 +280,30 @@ fn apply_strategic(
         );
     }
     let schema = schema::lookup(res.api_version(), &kind);
-    let merged = strategic::apply(&res.obj, &patch, schema, strategic::Options::KUSTOMIZE)
-        .map_err(|e| e.to_string())?;
-    let Some(merged) = merged.filter(|m| m.as_object().is_some_and(|o| !o.is_empty())) else {
-        return Ok(false);
+    // The merge is `ferry_proto`'s, on `serde_json` trees; only what the patch reaches
+    // converts (`hollow`), and `res.obj` is whole again on every path out.
+    let patch = serde_json::Value::from(patch);
+    let mut kept = hollow::Kept::default();
+    let target = hollow::hollow(res.obj.take(), &patch, &mut kept);
+    let merged = strategic::apply(&target, &patch, schema, strategic::Options::KUSTOMIZE);
+    let restore = |res: &mut Resource, target: serde_json::Value, kept: &mut hollow::Kept| {
+        res.obj = target.into();
+        hollow::fill(&mut res.obj, kept);
     };
-    res.obj = merged;
+    let merged = match merged {
+        Ok(Some(m)) if m.as_object().is_some_and(|o| !o.is_empty()) => m,
+        Ok(_) => {
+            restore(res, target, &mut kept);
+            return Ok(false);
+        }
+        Err(e) => {
+            restore(res, target, &mut kept);
+            return Err(e.to_string());
+        }
+    };
+    drop(target);
+    res.obj = merged.into();
+    hollow::fill(&mut res.obj, &mut kept);
     drop_walked_nulls(&mut res.obj, schema, true);
     if !options.allow_kind_change {
         res.map_mut().insert("kind".into(), Value::String(kind));
@@ -381,10 +400,23 @@ fn apply_json(
     field: &str,
 ) -> Result<()> {
     let id = res.id();
-    let mut doc = res.obj.clone();
+    // Only what the operations reach converts to `serde_json` (see `hollow`); on failure the
+    // object is put back whole.
+    let mut kept = hollow::Kept::default();
+    let reach = hollow::Reach::of(&ops.0);
+    let taken = reach.is_some();
+    let mut doc = match reach {
+        Some(reach) => hollow::hollow_reach(res.obj.take(), &reach, &mut kept),
+        None => serde_json::Value::from(&res.obj),
+    };
+    let before = doc.clone();
     for (i, op) in ops.0.iter().enumerate() {
         let one = json_patch::Patch(vec![replace_as_go_json_patch(&doc, op)]);
         json_patch::apply(&mut doc, &one).map_err(|e| {
+            if taken {
+                res.obj = before.clone().into();
+                hollow::fill(&mut res.obj, &mut kept);
+            }
             let e = match e {
                 json_patch::JsonPatchError::Apply {
                     op, path, reason, ..
@@ -399,7 +431,8 @@ fn apply_json(
             Error::field(&ctx.loc(field), format!("patching {id}: {e}"))
         })?;
     }
-    res.obj = doc;
+    res.obj = doc.into();
+    hollow::fill(&mut res.obj, &mut kept);
     if !res.obj.is_object() || res.kind().is_empty() {
         return Err(Error::field(
             &ctx.loc(field),
@@ -413,7 +446,7 @@ fn apply_json(
 /// in an existing object sets it (its object lookup never reports a missing key), where RFC
 /// 6902 fails. Such an operation becomes an `add`; everything else is left to RFC 6902.
 fn replace_as_go_json_patch(
-    doc: &Value,
+    doc: &serde_json::Value,
     op: &json_patch::PatchOperation,
 ) -> json_patch::PatchOperation {
     let json_patch::PatchOperation::Replace(r) = op else {
@@ -423,7 +456,11 @@ fn replace_as_go_json_patch(
     let Some((parent, _)) = path.rsplit_once('/') else {
         return op.clone();
     };
-    if doc.pointer(&path).is_some() || !doc.pointer(parent).is_some_and(Value::is_object) {
+    if doc.pointer(&path).is_some()
+        || !doc
+            .pointer(parent)
+            .is_some_and(serde_json::Value::is_object)
+    {
         return op.clone();
     }
     serde_json::from_value(serde_json::json!({"op": "add", "path": path, "value": r.value}))

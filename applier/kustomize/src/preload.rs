@@ -7,7 +7,7 @@
 
 use std::num::NonZeroUsize;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::fs::{EntryKind, RelPath};
 use crate::loader::KustCtx;

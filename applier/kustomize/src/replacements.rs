@@ -6,7 +6,7 @@
 //! of a scalar; `options.create` creates missing fields. A scalar target keeps its YAML type
 //! when the new text allows it (kustomize copies only the scalar's text).
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 use crate::error::{Error, Location, Result};
 use crate::kustomization::{FieldOptions, Replacement, ReplacementField, Selector, SourceSelector};
@@ -389,9 +389,9 @@ pub fn apply(resources: &mut ResMap, list: &[ReplacementField], ctx: &KustCtx<'_
                     .map_err(|e| Error::yaml(p.to_string(), e))?
                 {
                     let reps: Vec<Replacement> = if doc.is_array() {
-                        serde_json::from_value(doc)
+                        crate::value::from_value(doc)
                     } else {
-                        serde_json::from_value(doc).map(|r| vec![r])
+                        crate::value::from_value(doc).map(|r| vec![r])
                     }
                     .map_err(|e| Error::yaml(p.to_string(), e.to_string()))?;
                     for (j, rep) in reps.iter().enumerate() {

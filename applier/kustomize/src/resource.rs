@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::value::{Map, Value};
 use ferry_proto::ObjectRef;
-use serde_json::{Map, Value};
 
 use crate::fs::RelPath;
 
@@ -188,15 +188,15 @@ impl Resource {
 
     /// The object's fields. A patch may have replaced the whole object with a non-map;
     /// that reads as empty rather than panicking on untrusted input.
-    pub fn map(&self) -> &Map<String, Value> {
-        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    pub fn map(&self) -> &Map {
+        static EMPTY: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
         self.obj
             .as_object()
             .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
     /// Mutable fields; a non-map object is replaced by an empty map first.
-    pub fn map_mut(&mut self) -> &mut Map<String, Value> {
+    pub fn map_mut(&mut self) -> &mut Map {
         if !self.obj.is_object() {
             self.obj = Value::Object(Map::new());
         }
@@ -279,7 +279,7 @@ impl Resource {
     }
 
     /// `metadata`, created when missing (or replaced when not a map).
-    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+    pub fn metadata_mut(&mut self) -> &mut Map {
         let m = self
             .map_mut()
             .entry("metadata")

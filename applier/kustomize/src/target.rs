@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::error::{Error, Location, Result};
 use crate::fieldspec::{ConfigDef, FieldSpec, TransformerConfig};
@@ -571,15 +571,17 @@ pub fn parse_kustomization(text: &str) -> std::result::Result<Kustomization, Str
     }
     match docs.len() {
         // The path names the field at fault (`commonAnnotations.replicas: …`).
-        1 => serde_path_to_error::deserialize(docs.into_iter().next().expect("one document"))
-            .map_err(|e: serde_path_to_error::Error<serde_json::Error>| {
-                let path = e.path().to_string();
-                if path == "." {
-                    e.inner().to_string()
-                } else {
-                    format!("{path}: {}", e.inner())
-                }
-            }),
+        1 => serde_path_to_error::deserialize(serde_json::Value::from(
+            docs.into_iter().next().expect("one document"),
+        ))
+        .map_err(|e: serde_path_to_error::Error<serde_json::Error>| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        }),
         n => Err(format!(
             "a kustomization file holds one document, found {n}"
         )),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 use crate::error::{Error, Location, Result};
 use crate::fieldspec::{Create, FieldSpec, visit};
@@ -122,11 +122,13 @@ pub fn namespace_with(
 /// `setRoleBindingSubjects: defaultOnly`): in a RoleBinding or ClusterRoleBinding, subjects
 /// named `default` move to `ns`. Also what Flux's `targetNamespace` does, through the same
 /// transformer.
-pub fn set_role_binding_subjects(obj: &mut Map<String, Value>, ns: &str) {
-    move_subjects(obj, ns, NamespaceOptions::default());
+pub fn set_role_binding_subjects(obj: &mut serde_json::Map<String, serde_json::Value>, ns: &str) {
+    let mut m = Map::from(std::mem::take(obj));
+    move_subjects(&mut m, ns, NamespaceOptions::default());
+    *obj = m.into();
 }
 
-fn move_subjects(obj: &mut Map<String, Value>, ns: &str, opts: NamespaceOptions) {
+fn move_subjects(obj: &mut Map, ns: &str, opts: NamespaceOptions) {
     if !matches!(
         obj.get("kind").and_then(Value::as_str),
         Some("RoleBinding" | "ClusterRoleBinding")

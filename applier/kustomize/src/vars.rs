@@ -3,7 +3,7 @@
 //! values, …) is replaced by that field's value. A field that is exactly `$(NAME)` takes
 //! the value with its type; `$$(NAME)` stays literal as `$(NAME)`.
 
-use serde_json::Value;
+use crate::value::Value;
 
 use crate::error::{Error, Location, Result};
 use crate::fieldspec::{FieldSpec, visit};

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ferry_kustomize::Value;
 use ferry_kustomize::{BuildOptions, LoadRestrictor, RealFs, RelPath, build, yaml};
-use serde_json::Value;
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

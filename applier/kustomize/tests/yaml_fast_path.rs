@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ferry_kustomize::yaml::{self, simple};
-use serde_json::{Value, json};
+use ferry_kustomize::{Value, json};
 
 /// The fast path's answer, checked against the general parser's.
 fn agree(text: &str) -> Option<Vec<Value>> {

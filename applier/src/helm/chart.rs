@@ -115,7 +115,7 @@ fn load(tree: &ArtifactTree, dir: &str, depth: usize) -> Result<Chart, ManifestE
             continue;
         }
         let text = std::str::from_utf8(data).map_err(|_| parse_error(path, "not UTF-8"))?;
-        let docs = ferry_kustomize::yaml::parse_objects_yaml11(text)
+        let docs = ferry_kustomize::yaml::json::parse_objects_yaml11(text)
             .map_err(|why| parse_error(path, why))?;
         crds.extend(docs.into_iter().filter(|d| !d.is_null()));
     }

@@ -127,7 +127,7 @@ fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Splits `helm template`'s output into hooks and objects (empty documents dropped).
 pub fn split(rendered: &str) -> Result<(Vec<Hook>, Vec<Value>), ManifestError> {
-    let docs = ferry_kustomize::yaml::parse_objects_yaml11(rendered).map_err(|why| {
+    let docs = ferry_kustomize::yaml::json::parse_objects_yaml11(rendered).map_err(|why| {
         ManifestError::Parse {
             what: "helm template output".into(),
             why,

@@ -28,7 +28,7 @@ pub fn apply(
         let mut fs = MemFs::new();
         fs.insert(
             "helm-manifest.yaml",
-            ferry_kustomize::yaml::to_yaml_stream(objects.iter()),
+            ferry_kustomize::yaml::json::to_yaml_stream(objects.iter()),
         )
         .map_err(|e| err(e.to_string()))?;
         let kustomization = json!({
@@ -40,7 +40,7 @@ pub fn apply(
         });
         fs.insert(
             "kustomization.yaml",
-            ferry_kustomize::yaml::to_yaml(&kustomization),
+            ferry_kustomize::yaml::json::to_yaml(&kustomization),
         )
         .map_err(|e| err(e.to_string()))?;
         let opts = BuildOptions {
@@ -48,7 +48,7 @@ pub fn apply(
         };
         let out =
             ferry_kustomize::build(&fs, &RelPath::root(), &opts).map_err(|e| err(e.to_string()))?;
-        objects = out.resources.into_iter().map(|r| r.obj).collect();
+        objects = out.resources.into_iter().map(|r| r.obj.into()).collect();
     }
     Ok(objects)
 }
@@ -82,7 +82,9 @@ pub fn apply_to_hooks(
                     p.get("target").is_some_and(|t| !t.is_null())
                         || p.get("patch")
                             .and_then(Value::as_str)
-                            .and_then(|text| ferry_kustomize::yaml::parse_documents(text).ok())
+                            .and_then(|text| {
+                                ferry_kustomize::yaml::json::parse_documents(text).ok()
+                            })
                             .is_some_and(|docs| {
                                 docs.len() == 1 && present.contains(&names(&docs[0]))
                             })

@@ -50,7 +50,7 @@ pub fn parse_yaml(what: &str, text: &str) -> Result<Map<String, Value>, ValuesEr
     }
     // As helm reads a values file (YAML 1.1: `yes` is true, `0755` is 493), so values from a
     // ConfigMap mean what they mean to `helm install -f`.
-    let mut docs = ferry_kustomize::yaml::parse_documents_yaml11(text).map_err(|why| {
+    let mut docs = ferry_kustomize::yaml::json::parse_documents_yaml11(text).map_err(|why| {
         ValuesError::NotAMap {
             what: what.to_string(),
             why,

@@ -50,7 +50,7 @@ pub fn build(tree: &ArtifactTree, dir: &str) -> Result<Vec<RenderedObject>, Rend
         .into_iter()
         .map(|r| RenderedObject {
             file: Some(r.origin.as_str().to_string()),
-            object: r.obj,
+            object: r.obj.into(),
         })
         .collect())
 }

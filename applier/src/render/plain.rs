@@ -72,7 +72,7 @@ pub fn parse_file(path: &str, data: &[u8]) -> Result<Vec<RenderedObject>, Render
         why,
     };
     let text = std::str::from_utf8(data).map_err(|_| parse_err("is not valid UTF-8".into()))?;
-    let docs = ferry_kustomize::yaml::parse_objects(text).map_err(parse_err)?;
+    let docs = ferry_kustomize::yaml::json::parse_objects(text).map_err(parse_err)?;
     Ok(docs
         .into_iter()
         .map(|object| RenderedObject {

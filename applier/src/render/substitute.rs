@@ -67,10 +67,10 @@ pub fn substitute_object(
     if disabled(&obj) || !contains_expr(&obj) {
         return Ok(obj);
     }
-    let yaml = ferry_kustomize::yaml::to_yaml(&obj);
+    let yaml = ferry_kustomize::yaml::json::to_yaml(&obj);
     let text = substitute_text(&yaml, vars)?;
     let mut docs =
-        ferry_kustomize::yaml::parse_documents(&text).map_err(SubstituteError::Reparse)?;
+        ferry_kustomize::yaml::json::parse_documents(&text).map_err(SubstituteError::Reparse)?;
     match (docs.pop(), docs.is_empty()) {
         (Some(v @ Value::Object(_)), true) => Ok(v),
         _ => Err(SubstituteError::Reparse(

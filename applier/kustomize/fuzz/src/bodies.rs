@@ -18,7 +18,9 @@ pub fn kustomization(data: &[u8]) {
     if let Ok(docs) = yaml::parse_documents(text)
         && let Some(first) = docs.into_iter().next()
     {
-        let _ = serde_json::from_value::<ferry_kustomize::kustomization::Kustomization>(first);
+        let _ = ferry_kustomize::value::from_value::<ferry_kustomize::kustomization::Kustomization>(
+            first,
+        );
     }
 }
 
@@ -95,7 +97,11 @@ pub fn strategic_merge(data: &[u8]) {
 }
 
 fn first_doc(text: &str) -> Option<Value> {
-    yaml::parse_documents(text).ok()?.into_iter().next()
+    yaml::parse_documents(text)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(Value::from)
 }
 
 /// Deep and wide kustomization trees, described by the first bytes of the input: levels

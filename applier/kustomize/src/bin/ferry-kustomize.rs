@@ -1,18 +1,55 @@
-//! `ferry-kustomize DIR [ROOT [LOAD_RESTRICTOR]]`: the native engine alone, as a small
+//! `ferry-kustomize [build] DIR [--root ROOT] [--load-restrictor R]` (also the positional
+//! `ferry-kustomize DIR [ROOT [LOAD_RESTRICTOR]]`): the native engine alone, as a small
 //! stand-alone `kustomize build` (no agent dependencies, so it starts in a few megabytes);
-//! `ferry-applier build` runs the same `cli::build_dir_to`.
+//! `ferry-applier build` runs the same `cli::build_dir_to`. `build` is accepted so that it
+//! drops in where scripts call `kustomize build DIR`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+const USAGE: &str = "usage: ferry-kustomize [build] DIR [--root ROOT] [--load-restrictor LoadRestrictionsRootOnly|LoadRestrictionsNone]";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(dir) = args.first() else {
-        eprintln!("usage: ferry-kustomize DIR [ROOT [LOAD_RESTRICTOR]]");
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "build") {
+        args.next();
+    }
+    let (mut dir, mut root, mut restrictor) = (None, None, None);
+    let mut positional = 0;
+    while let Some(a) = args.next() {
+        let slot = match a.as_str() {
+            "--root" => &mut root,
+            "--load-restrictor" | "--load_restrictor" => &mut restrictor,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            _ => {
+                positional += 1;
+                let slot = match positional {
+                    1 => &mut dir,
+                    2 => &mut root,
+                    3 => &mut restrictor,
+                    _ => {
+                        eprintln!("unexpected argument '{a}'\n{USAGE}");
+                        return ExitCode::from(2);
+                    }
+                };
+                *slot = Some(a);
+                continue;
+            }
+        };
+        let Some(value) = args.next() else {
+            eprintln!("'{a}' needs a value\n{USAGE}");
+            return ExitCode::from(2);
+        };
+        *slot = Some(value);
+    }
+    let Some(dir) = dir else {
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let root = args.get(1).map(Path::new);
-    let restrictor = match args.get(2).map(|s| s.parse()).transpose() {
+    let restrictor = match restrictor.map(|s| s.parse()).transpose() {
         Ok(r) => r.unwrap_or_default(),
         Err(e) => {
             eprintln!("Error: {e}");
@@ -20,7 +57,12 @@ fn main() -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    match ferry_kustomize::cli::build_dir_to(Path::new(dir), root, restrictor, &mut out) {
+    match ferry_kustomize::cli::build_dir_to(
+        Path::new(&dir),
+        root.as_deref().map(Path::new),
+        restrictor,
+        &mut out,
+    ) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("{w}");

@@ -103,12 +103,13 @@ fn lookup<'a>(set: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use crate::json;
+    use crate::value::Value;
 
     use super::*;
     use crate::fs::RelPath;
 
-    fn res(v: serde_json::Value) -> Resource {
+    fn res(v: Value) -> Resource {
         Resource::new(v, RelPath::root()).expect("valid resource")
     }
 

@@ -3,7 +3,8 @@
 
 use std::cell::RefCell;
 
-use serde_json::{Value, json};
+use crate::json;
+use crate::value::Value;
 
 use super::*;
 use crate::fs::{MemFs, RelPath};

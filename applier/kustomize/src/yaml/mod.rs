@@ -7,8 +7,49 @@
 
 pub mod simple;
 
+/// The same entry points on `serde_json` values, for the agent (Helm values and manifests,
+/// plain directories, post-rendering), which works on `serde_json` trees.
+pub mod json {
+    use serde_json::Value;
+
+    fn all(docs: Vec<super::Value>) -> Vec<Value> {
+        docs.into_iter().map(Value::from).collect()
+    }
+
+    /// [`super::parse_documents`].
+    pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+        super::parse_documents(text).map(all)
+    }
+
+    /// [`super::parse_objects`].
+    pub fn parse_objects(text: &str) -> Result<Vec<Value>, String> {
+        super::parse_objects(text).map(all)
+    }
+
+    /// [`super::parse_documents_yaml11`].
+    pub fn parse_documents_yaml11(text: &str) -> Result<Vec<Value>, String> {
+        super::parse_documents_yaml11(text).map(all)
+    }
+
+    /// [`super::parse_objects_yaml11`].
+    pub fn parse_objects_yaml11(text: &str) -> Result<Vec<Value>, String> {
+        super::parse_objects_yaml11(text).map(all)
+    }
+
+    /// [`super::to_yaml`].
+    pub fn to_yaml(v: &Value) -> String {
+        super::to_yaml(&v.clone().into())
+    }
+
+    /// [`super::to_yaml_stream`].
+    pub fn to_yaml_stream<'a>(objs: impl IntoIterator<Item = &'a Value>) -> String {
+        let objs: Vec<super::Value> = objs.into_iter().map(|v| v.clone().into()).collect();
+        super::to_yaml_stream(&objs)
+    }
+}
+
+use crate::value::{Map, Number, Value};
 use serde::Deserialize;
-use serde_json::{Map, Number, Value};
 
 /// Bounds work on hostile input: documents per file.
 pub const MAX_DOCUMENTS: usize = 100_000;
@@ -456,11 +497,11 @@ pub fn to_json(v: serde_yaml::Value) -> Result<Value, String> {
             Value::Array(seq.into_iter().map(to_json).collect::<Result<_, _>>()?)
         }
         serde_yaml::Value::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                out.insert(key_string(k)?, to_json(v)?);
-            }
-            Value::Object(out)
+            let entries = m
+                .into_iter()
+                .map(|(k, v)| Ok((key_string(k)?, to_json(v)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            Value::Object(Map::from_unsorted(entries))
         }
         serde_yaml::Value::Tagged(t) => to_json(t.value)?,
     })

@@ -15,7 +15,7 @@
 
 mod scalars;
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 use self::scalars::{definitely_string, end_of_line, inline_value, null_or_bool, plain, segment};
 use super::MAX_DOCUMENTS;
@@ -146,7 +146,7 @@ impl<'a> Parser<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        let mut map = Map::new();
+        let mut entries = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
                 break;
@@ -179,11 +179,9 @@ impl<'a> Parser<'a> {
             } else {
                 self.one_line(rest, indent, line.raw)?
             };
-            if map.insert(key.to_string(), value).is_some() {
-                return None;
-            }
+            entries.push((key.to_string(), value));
         }
-        Some(Value::Object(map))
+        Map::from_unique(entries).map(Value::Object)
     }
 
     fn sequence(&mut self, indent: usize, depth: usize) -> Option<Value> {
@@ -219,6 +217,7 @@ impl<'a> Parser<'a> {
                 items.push(self.one_line(rest, indent, line.raw)?);
             }
         }
+        items.shrink_to_fit();
         Some(Value::Array(items))
     }
 

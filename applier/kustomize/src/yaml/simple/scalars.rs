@@ -1,7 +1,7 @@
 //! Scalars on one line of the fast path: plain (typed as serde_yaml types them), quoted (with
 //! the common escapes) and one-line flow sequences.
 
-use serde_json::{Map, Number, Value};
+use crate::value::{Map, Number, Value};
 
 /// A scalar or flow sequence that fits on one line, with an optional trailing comment.
 pub(super) fn inline_value(text: &str) -> Option<Value> {
