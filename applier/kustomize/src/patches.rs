@@ -390,7 +390,7 @@ fn has_associative_key(item: &Value) -> bool {
         "containerPort",
     ];
     item.as_object()
-        .is_some_and(|m| KEYS.iter().any(|k| m.contains_key(*k)))
+        .is_some_and(|m| KEYS.iter().any(|k| m.contains_key(k)))
 }
 
 fn apply_json(

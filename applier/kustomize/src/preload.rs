@@ -39,7 +39,7 @@ pub fn parse_files(ctx: &KustCtx<'_>, entries: &[(String, &String)]) -> Vec<Opti
         .map_or(1, NonZeroUsize::get)
         .min(4)
         .min(files);
-    let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_resources(&text)));
+    let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_resources(text)));
     if threads < 2 || (files < PARALLEL_FROM && bytes < PARALLEL_FROM_BYTES) {
         return texts.into_iter().map(parse).collect();
     }

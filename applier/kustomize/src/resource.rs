@@ -325,7 +325,7 @@ impl Resource {
     pub fn get_path(&self, path: &[&str]) -> Option<&Value> {
         let mut cur = &self.obj;
         for p in path {
-            cur = cur.as_object()?.get(*p)?;
+            cur = cur.as_object()?.get(p)?;
         }
         Some(cur)
     }

@@ -423,7 +423,7 @@ impl<'a> Builder<'a> {
                     Some(done) => done,
                     None => {
                         let (p, text) = ctx.read_text(path, field)?;
-                        let objs = yaml::parse_resources(&text);
+                        let objs = yaml::parse_resources(text);
                         (p, objs)
                     }
                 };

@@ -12,7 +12,12 @@
 //! `serde_json::Value` with `From`.
 
 use std::fmt;
-use std::ops::{Index, IndexMut};
+
+mod convert;
+mod index;
+
+pub use convert::{from_value, to_value};
+pub use index::ValueIndex;
 
 pub use serde_json::Number;
 
@@ -268,99 +273,6 @@ impl<'a> IntoIterator for &'a mut Map {
     }
 }
 
-impl Index<&str> for Map {
-    type Output = Value;
-    fn index(&self, key: &str) -> &Value {
-        self.get(key).unwrap_or(&NULL)
-    }
-}
-
-static NULL: Value = Value::Null;
-
-/// What [`Value::get`] and indexing accept: a map key or a sequence position.
-pub trait ValueIndex {
-    /// The element, if present.
-    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value>;
-    /// The element, mutably, if present.
-    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value>;
-    /// The element for assignment: a map key is inserted (null turns into an empty map).
-    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value;
-}
-
-impl ValueIndex for str {
-    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
-        v.as_object()?.get(self)
-    }
-    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
-        v.as_object_mut()?.get_mut(self)
-    }
-    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value {
-        if v.is_null() {
-            *v = Value::Object(Map::new());
-        }
-        match v {
-            Value::Object(m) => m.entry(self).or_insert(Value::Null),
-            other => panic!("cannot index {} with key {self:?}", other.kind()),
-        }
-    }
-}
-
-impl ValueIndex for String {
-    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
-        self.as_str().index_into(v)
-    }
-    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
-        self.as_str().index_into_mut(v)
-    }
-    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value {
-        self.as_str().index_or_insert(v)
-    }
-}
-
-impl ValueIndex for usize {
-    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
-        v.as_array()?.get(*self)
-    }
-    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
-        v.as_array_mut()?.get_mut(*self)
-    }
-    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value {
-        match v {
-            Value::Array(a) => {
-                let len = a.len();
-                a.get_mut(*self)
-                    .unwrap_or_else(|| panic!("index {self} out of range for a sequence of {len}"))
-            }
-            other => panic!("cannot index {} with {self}", other.kind()),
-        }
-    }
-}
-
-impl<T: ValueIndex + ?Sized> ValueIndex for &T {
-    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
-        (**self).index_into(v)
-    }
-    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
-        (**self).index_into_mut(v)
-    }
-    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value {
-        (**self).index_or_insert(v)
-    }
-}
-
-impl<I: ValueIndex> Index<I> for Value {
-    type Output = Value;
-    fn index(&self, i: I) -> &Value {
-        i.index_into(self).unwrap_or(&NULL)
-    }
-}
-
-impl<I: ValueIndex> IndexMut<I> for Value {
-    fn index_mut(&mut self, i: I) -> &mut Value {
-        i.index_or_insert(self)
-    }
-}
-
 impl Value {
     /// The element under a map key or at a sequence position.
     pub fn get<I: ValueIndex>(&self, i: I) -> Option<&Value> {
@@ -522,206 +434,6 @@ fn parse_position(t: &str) -> Option<usize> {
     t.parse().ok()
 }
 
-impl fmt::Display for Value {
-    /// Compact JSON, as `serde_json::Value` displays.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_string(self).map_err(|_| fmt::Error)?;
-        f.write_str(&s)
-    }
-}
-
-impl serde::Serialize for Value {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Number(n) => n.serialize(s),
-            Value::String(t) => s.serialize_str(t),
-            Value::Array(a) => s.collect_seq(a),
-            Value::Object(m) => m.serialize(s),
-        }
-    }
-}
-
-impl serde::Serialize for Map {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Value {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde_json::Value::deserialize(d).map(Value::from)
-    }
-}
-
-/// Deserializes a typed value from a tree (through `serde_json`, for the small typed parts of
-/// a kustomization).
-pub fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> serde_json::Result<T> {
-    serde_json::from_value(serde_json::Value::from(v))
-}
-
-/// Serializes a typed value into a tree.
-pub fn to_value<T: serde::Serialize>(t: T) -> serde_json::Result<Value> {
-    serde_json::to_value(t).map(Value::from)
-}
-
-impl From<serde_json::Value> for Value {
-    fn from(v: serde_json::Value) -> Self {
-        match v {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::Number(n) => Value::Number(n),
-            serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
-            // BTreeMap iterates sorted and unique: no sort needed.
-            serde_json::Value::Object(m) => Value::Object(Map {
-                entries: m.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
-            }),
-        }
-    }
-}
-
-impl From<Value> for serde_json::Value {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Null => serde_json::Value::Null,
-            Value::Bool(b) => serde_json::Value::Bool(b),
-            Value::Number(n) => serde_json::Value::Number(n),
-            Value::String(s) => serde_json::Value::String(s),
-            Value::Array(a) => serde_json::Value::Array(a.into_iter().map(Into::into).collect()),
-            Value::Object(m) => serde_json::Value::Object(m.into()),
-        }
-    }
-}
-
-impl From<&Value> for serde_json::Value {
-    fn from(v: &Value) -> Self {
-        v.clone().into()
-    }
-}
-
-impl From<Map> for serde_json::Map<String, serde_json::Value> {
-    fn from(m: Map) -> Self {
-        m.entries.into_iter().map(|(k, v)| (k, v.into())).collect()
-    }
-}
-
-impl From<serde_json::Map<String, serde_json::Value>> for Map {
-    fn from(m: serde_json::Map<String, serde_json::Value>) -> Self {
-        Map {
-            entries: m.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
-        }
-    }
-}
-
-impl From<Map> for Value {
-    fn from(m: Map) -> Self {
-        Value::Object(m)
-    }
-}
-
-impl From<String> for Value {
-    fn from(s: String) -> Self {
-        Value::String(s)
-    }
-}
-
-impl From<&str> for Value {
-    fn from(s: &str) -> Self {
-        Value::String(s.to_string())
-    }
-}
-
-impl From<bool> for Value {
-    fn from(b: bool) -> Self {
-        Value::Bool(b)
-    }
-}
-
-impl From<Vec<Value>> for Value {
-    fn from(a: Vec<Value>) -> Self {
-        Value::Array(a)
-    }
-}
-
-impl From<i64> for Value {
-    fn from(n: i64) -> Self {
-        Value::Number(n.into())
-    }
-}
-
-impl From<i32> for Value {
-    fn from(n: i32) -> Self {
-        Value::Number(n.into())
-    }
-}
-
-impl PartialEq<i32> for Value {
-    fn eq(&self, other: &i32) -> bool {
-        self.as_i64() == Some(i64::from(*other))
-    }
-}
-
-impl PartialEq<i64> for Value {
-    fn eq(&self, other: &i64) -> bool {
-        self.as_i64() == Some(*other)
-    }
-}
-
-impl PartialEq<bool> for Value {
-    fn eq(&self, other: &bool) -> bool {
-        self.as_bool() == Some(*other)
-    }
-}
-
-impl From<u64> for Value {
-    fn from(n: u64) -> Self {
-        Value::Number(n.into())
-    }
-}
-
-impl PartialEq<serde_json::Value> for Value {
-    fn eq(&self, other: &serde_json::Value) -> bool {
-        match (self, other) {
-            (Value::Null, serde_json::Value::Null) => true,
-            (Value::Bool(a), serde_json::Value::Bool(b)) => a == b,
-            (Value::Number(a), serde_json::Value::Number(b)) => a == b,
-            (Value::String(a), serde_json::Value::String(b)) => a == b,
-            (Value::Array(a), serde_json::Value::Array(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
-            }
-            (Value::Object(a), serde_json::Value::Object(b)) => {
-                a.len() == b.len()
-                    && a.iter()
-                        .zip(b)
-                        .all(|((ka, va), (kb, vb))| ka == kb && va == vb)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl PartialEq<&str> for Value {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == Some(*other)
-    }
-}
-
-impl PartialEq<str> for Value {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == Some(other)
-    }
-}
-
-/// `serde_json::json!`, producing this module's [`Value`].
-#[macro_export]
-macro_rules! json {
-    ($($t:tt)*) => {
-        $crate::value::Value::from(::serde_json::json!($($t)*))
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,7 +457,7 @@ mod tests {
             ("z".into(), 3i64.into()),
         ]);
         assert_eq!(
-            serde_json::to_string(&unsorted).unwrap(),
+            serde_json::to_string(&unsorted).expect("serializes"),
             r#"{"a":2,"z":3}"#
         );
     }
@@ -758,8 +470,8 @@ mod tests {
         assert_eq!(v, j);
         assert_eq!(serde_json::Value::from(v.clone()), j);
         assert_eq!(
-            serde_json::to_string(&v).unwrap(),
-            serde_json::to_string(&j).unwrap()
+            serde_json::to_string(&v).expect("serializes"),
+            serde_json::to_string(&j).expect("serializes")
         );
         assert_eq!(v.pointer("/k/6/y"), Some(&Value::Object(Map::new())));
         assert_eq!(v["k"][3], "s");

@@ -64,8 +64,19 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
 
 /// [`parse_objects`] for a `resources:` file: the objects' annotations as kustomize reads
 /// them ([`quote_annotations`]). Not for patches, where a null annotation deletes one.
-pub fn parse_resources(text: &str) -> Result<Vec<Value>, String> {
-    parse_objects(&quote_annotations(text))
+pub fn parse_resources(text: String) -> Result<Vec<Value>, String> {
+    let quoted = match quote_annotations(&text) {
+        std::borrow::Cow::Owned(q) => Some(q),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    match quoted {
+        // The file as read is not needed any more: a big CRD file is not held twice.
+        Some(q) => {
+            drop(text);
+            parse_objects(&q)
+        }
+        None => parse_objects(&text),
+    }
 }
 
 /// kustomize reads an object's `metadata.annotations` as `map[string]string` from the YAML
@@ -90,12 +101,16 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
     });
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let indent_of = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    let mut out = String::with_capacity(text.len() + 64);
+    // Copied only from the first quoted value on (most files need none).
+    let mut out = String::new();
     let mut changed = false;
+    let mut offset = 0;
     // Inside a top-level `metadata:` block; inside its `annotations:` (entries' indent).
     let mut in_metadata = false;
     let mut annotations: Option<(usize, Option<usize>)> = None;
     for (i, line) in lines.iter().enumerate() {
+        let line_start = offset;
+        offset += line.len();
         let body = line.trim_end_matches(['\n', '\r']);
         let blank = body.trim().is_empty() || body.trim_start().starts_with('#');
         let indent = indent_of(body);
@@ -123,7 +138,11 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
                     let value = c.get(3).map_or("", |m| m.as_str());
                     let plain = !value.starts_with(['\'', '"', '|', '>', '[', '{', '&', '*', '!']);
                     if plain && !continued {
-                        changed = true;
+                        if !changed {
+                            changed = true;
+                            out.reserve(text.len() + 64);
+                            out.push_str(&text[..line_start]);
+                        }
                         out.push_str(&c[1]);
                         out.push_str(&c[2]);
                         out.push_str(": '");
@@ -134,14 +153,18 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
                         continue;
                     }
                 }
-                out.push_str(line);
+                if changed {
+                    out.push_str(line);
+                }
                 continue;
             }
         }
         if in_metadata && let Some(c) = opener.captures(body) {
             annotations = Some((c[1].len(), None));
         }
-        out.push_str(line);
+        if changed {
+            out.push_str(line);
+        }
     }
     if changed {
         std::borrow::Cow::Owned(out)
