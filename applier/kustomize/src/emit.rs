@@ -500,22 +500,7 @@ fn looks_typed(s: &str) -> bool {
     if !s.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
         return false;
     }
-    static TYPED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    TYPED
-        .get_or_init(|| {
-            regex::Regex::new(concat!(
-                r"^(?:",
-                r"[-+]?0[xX][0-9a-fA-F_]+",
-                r"|[-+]?0[oO]?[0-7_]+",
-                r"|[-+]?0[bB][01_]+",
-                r"|[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?",
-                r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?",
-                r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?",
-                r")$"
-            ))
-            .expect("static regex")
-        })
-        .is_match(s)
+    crate::yaml::is_typed_number(s)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use crate::resource::Gvk;
 
+mod builtin;
+
 /// A field spec as written in YAML.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -269,42 +271,11 @@ fn merge_specs(into: &mut Vec<FieldSpec>, from: &[FieldSpec]) {
     }
 }
 
-/// kustomize's default configuration files (v5.7.1), as one YAML document.
-fn builtin_text() -> String {
-    let mut all = String::new();
-    for part in [
-        include_str!("builtin_config/nameprefix.yaml"),
-        include_str!("builtin_config/namesuffix.yaml"),
-        include_str!("builtin_config/commonlabels.yaml"),
-        include_str!("builtin_config/templatelabels.yaml"),
-        include_str!("builtin_config/commonannotations.yaml"),
-        include_str!("builtin_config/namespace.yaml"),
-        include_str!("builtin_config/varreference.yaml"),
-        include_str!("builtin_config/namereference.yaml"),
-        include_str!("builtin_config/images.yaml"),
-        include_str!("builtin_config/replicas.yaml"),
-    ] {
-        all.push_str(part);
-        all.push('\n');
-    }
-    all
-}
-
 impl TransformerConfig {
     /// kustomize's default configuration (v5.7.1).
     pub fn builtin() -> &'static TransformerConfig {
         static CFG: OnceLock<TransformerConfig> = OnceLock::new();
-        CFG.get_or_init(|| {
-            let all = builtin_text();
-            // Through the YAML fast path: libyaml's scanner was most of a small build's time.
-            let doc = crate::yaml::parse_documents(&all)
-                .expect("embedded builtin config is valid YAML")
-                .pop()
-                .expect("embedded builtin config is one document");
-            let def: ConfigDef =
-                crate::value::from_value(doc).expect("embedded builtin config is a ConfigDef");
-            TransformerConfig::from(&def)
-        })
+        CFG.get_or_init(builtin::config)
     }
 
     /// Union, as kustomize's `TransformerConfig.Merge` (duplicates dropped, name references
@@ -331,15 +302,6 @@ impl TransformerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_builtin_config_reads_the_same_through_the_fast_path() {
-        let general: ConfigDef =
-            serde_yaml::from_str(&builtin_text()).expect("embedded config parses");
-        let general = TransformerConfig::from(&general);
-        assert_eq!(TransformerConfig::builtin(), &general);
-        assert!(!general.name_reference.is_empty() && !general.namespace.is_empty());
-    }
 
     #[test]
     fn builtin_config_parses_with_kustomize_defaults() {

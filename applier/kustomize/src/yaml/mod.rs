@@ -5,6 +5,8 @@
 //! Parsing tries [`simple`] first, a fast path for the block-style YAML manifests are written
 //! in, and falls back to serde_yaml (libyaml) for everything else.
 
+mod lexical;
+pub(crate) use lexical::is_typed_number;
 pub mod simple;
 
 /// The same entry points on `serde_json` values, for the agent (Helm values and manifests,
@@ -89,16 +91,25 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("annotations:") {
         return std::borrow::Cow::Borrowed(text);
     }
-    static RE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
-    let (opener, entry) = RE.get_or_init(|| {
-        (
-            regex::Regex::new(r"^( +)annotations: *(?:#.*)?$").expect("static regex"),
+    // Compiled at the first annotation entry (most files have none; a small build is a
+    // new process each time).
+    static ENTRY: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let entry = || {
+        ENTRY.get_or_init(|| {
             regex::Regex::new(
                 r"^( +)([^\s#'\x22][^#]*?|'[^']*'|\x22[^\x22]*\x22):(?: +([^\s#].*?))?( +#.*)? *$",
             )
-            .expect("static regex"),
-        )
-    });
+            .expect("static regex")
+        })
+    };
+    // `^( +)annotations: *(?:#.*)?$`: the indentation of an `annotations:` line.
+    let opener = |body: &str| {
+        let n = body.len() - body.trim_start_matches(' ').len();
+        let rest = body[n..]
+            .strip_prefix("annotations:")?
+            .trim_start_matches(' ');
+        (n > 0 && (rest.is_empty() || rest.starts_with('#'))).then_some(n)
+    };
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let indent_of = |l: &str| l.len() - l.trim_start_matches(' ').len();
     // Copied only from the first quoted value on (most files need none).
@@ -127,7 +138,7 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
                 let at = entries.unwrap_or(indent);
                 annotations = Some((opened, Some(at)));
                 if indent == at
-                    && let Some(c) = entry.captures(body)
+                    && let Some(c) = entry().captures(body)
                 {
                     let next_indent = lines[i + 1..]
                         .iter()
@@ -159,8 +170,8 @@ fn quote_annotations(text: &str) -> std::borrow::Cow<'_, str> {
                 continue;
             }
         }
-        if in_metadata && let Some(c) = opener.captures(body) {
-            annotations = Some((c[1].len(), None));
+        if in_metadata && let Some(n) = opener(body) {
+            annotations = Some((n, None));
         }
         if changed {
             out.push_str(line);
@@ -463,12 +474,7 @@ fn go_number(s: &str) -> Option<Value> {
             ));
         }
     }
-    static FLOAT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let float = FLOAT.get_or_init(|| {
-        regex::Regex::new(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-            .expect("static regex")
-    });
-    if !float.is_match(&plain) {
+    if !lexical::is_float(&plain) {
         return None;
     }
     let f: f64 = plain.parse().ok()?;
