@@ -378,6 +378,7 @@ fn is_break(c: char) -> bool {
 }
 
 /// go-yaml's `yaml_emitter_analyze_scalar`: which styles can carry the string.
+#[derive(Debug, PartialEq)]
 struct Analysis {
     block_plain: bool,
     single_quoted: bool,
@@ -386,13 +387,17 @@ struct Analysis {
 
 impl Analysis {
     fn of(s: &str) -> Analysis {
-        if Self::is_simple(s) {
+        if let Some(indicators) = Self::simple_indicators(s) {
             return Analysis {
-                block_plain: true,
+                block_plain: !indicators,
                 single_quoted: true,
                 block: true,
             };
         }
+        Self::general(s)
+    }
+
+    fn general(s: &str) -> Analysis {
         let chars: Vec<char> = s.chars().collect();
         let blankz = |i: usize| {
             chars
@@ -473,15 +478,24 @@ impl Analysis {
         a
     }
 
-    /// Printable ASCII that starts with a letter or digit, does not end in a space and has
-    /// no `:` or `#` (the only characters whose meaning depends on their neighbours): every
-    /// style can carry it. Most strings are such, and skip the general analysis.
-    fn is_simple(s: &str) -> bool {
+    /// For printable ASCII on one line that starts with a letter or digit and does not end
+    /// in a space (most strings, descriptions included), the general analysis reduces to
+    /// one question: is there an indicator, `: ` / a final `:` or ` #`? Every style can
+    /// carry the string, and the plain one only without an indicator. `None`: anything else.
+    fn simple_indicators(s: &str) -> Option<bool> {
         let b = s.as_bytes();
-        b.first().is_some_and(u8::is_ascii_alphanumeric)
-            && b.last() != Some(&b' ')
-            && b.iter()
-                .all(|&c| matches!(c, b' '..=b'~') && c != b':' && c != b'#')
+        if !b.first().is_some_and(u8::is_ascii_alphanumeric) || b.last() == Some(&b' ') {
+            return None;
+        }
+        let (mut indicators, mut prev) = (false, 0u8);
+        for &c in b {
+            if !matches!(c, b' '..=b'~') {
+                return None;
+            }
+            indicators |= (prev == b':' && c == b' ') || (prev == b' ' && c == b'#');
+            prev = c;
+        }
+        Some(indicators || prev == b':')
     }
 }
 
@@ -532,5 +546,30 @@ mod tests {
         let v = json!({"s": ["on", "yes", " lead", "trail ", "a: b", "#c", "x\ty", "q\"uote", "multi\n line\n", "\u{1}", "é"], "n": 1.5, "b": false, "z": null});
         let back = crate::yaml::parse_documents(&document(&v)).expect("parses");
         assert_eq!(back[0], v);
+    }
+
+    #[test]
+    fn the_short_analysis_agrees_with_the_general_one() {
+        let alphabet = b"aZ9 :#-'\"?.,[]{}&*!|>%@`";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..100_000 {
+            let s: String = (0..next(12))
+                .map(|_| alphabet[next(alphabet.len())] as char)
+                .collect();
+            if let Some(indicators) = Analysis::simple_indicators(&s) {
+                let short = Analysis {
+                    block_plain: !indicators,
+                    single_quoted: true,
+                    block: true,
+                };
+                assert_eq!(short, Analysis::general(&s), "{s:?}");
+            }
+        }
     }
 }

@@ -45,8 +45,7 @@ impl From<&FieldSpecDef> for FieldSpec {
                 kind: d.kind.clone(),
             },
             path: split_path(&d.path),
-            seq: split_path_raw(&d.path)
-                .iter()
+            seq: split_path_segments(&d.path)
                 .map(|s| s.ends_with("[]"))
                 .collect(),
             raw_path: d.path.clone(),
@@ -71,10 +70,26 @@ impl FieldSpec {
 
 /// Splits on `/`, honouring `\/` escapes; a `[]` suffix only marks a list.
 pub fn split_path(path: &str) -> Vec<String> {
-    split_path_raw(path)
-        .into_iter()
-        .map(|s| s.strip_suffix("[]").map(str::to_string).unwrap_or(s))
+    split_path_segments(path)
+        .map(|s| s.strip_suffix("[]").unwrap_or(&s).to_string())
         .collect()
+}
+
+/// The raw segments (with `[]` suffixes) of a path without escapes, borrowed.
+fn split_path_segments(path: &str) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, str>> + '_> {
+    if path.contains('\\') {
+        Box::new(
+            split_path_raw(path)
+                .into_iter()
+                .map(std::borrow::Cow::Owned),
+        )
+    } else {
+        Box::new(
+            path.split('/')
+                .filter(|s| !s.is_empty())
+                .map(std::borrow::Cow::Borrowed),
+        )
+    }
 }
 
 /// [`split_path`] keeping the `[]` suffixes.
