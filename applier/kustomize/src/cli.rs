@@ -104,10 +104,7 @@ const PARALLEL_FROM: usize = 32;
 /// only a few documents wait in memory.
 fn write_stream(objs: &[&Value], out: &mut dyn Write) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(4);
-    if threads < 2 || objs.len() < PARALLEL_FROM {
+    if objs.len() < PARALLEL_FROM || crate::worker_threads() < 2 {
         for (i, v) in objs.iter().enumerate() {
             if i > 0 {
                 out.write_all(b"---\n")?;
@@ -116,6 +113,7 @@ fn write_stream(objs: &[&Value], out: &mut dyn Write) -> std::io::Result<()> {
         }
         return out.flush();
     }
+    let threads = crate::worker_threads();
     std::thread::scope(|s| {
         let inboxes: Vec<mpsc::Receiver<String>> = (0..threads)
             .map(|k| {

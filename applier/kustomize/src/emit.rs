@@ -21,38 +21,51 @@ pub fn document(v: &Value) -> String {
 }
 
 fn indent(n: usize, out: &mut String) {
-    out.extend(std::iter::repeat_n(' ', n));
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 fn map(m: &Map, ind: usize, out: &mut String) {
     // The map iterates in byte order; go-yaml's differs only around digits and non-letters,
-    // so most maps are already in its order and are not sorted again.
-    let keys: Vec<(&String, &Value)> = m.iter().collect();
-    let in_order = keys.windows(2).all(|w| !go_key_less(w[1].0, w[0].0));
-    let mut sorted;
-    let entries = if in_order {
-        &keys
-    } else {
-        sorted = keys.clone();
-        sorted.sort_by(|a, b| {
-            if go_key_less(a.0, b.0) {
-                std::cmp::Ordering::Less
-            } else if go_key_less(b.0, a.0) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        });
-        &sorted
-    };
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if i > 0 {
-            indent(ind, out);
+    // so most maps are already in its order and are written without collecting them.
+    let in_order = m
+        .iter()
+        .zip(m.iter().skip(1))
+        .all(|((a, _), (b, _))| !go_key_less(b, a));
+    if in_order {
+        for (i, (k, v)) in m.iter().enumerate() {
+            entry(i, k, v, ind, out);
         }
-        key(k, out);
-        out.push(':');
-        value_after_key(v, ind, out);
+        return;
     }
+    let mut sorted: Vec<(&String, &Value)> = m.iter().collect();
+    sorted.sort_by(|a, b| {
+        if go_key_less(a.0, b.0) {
+            std::cmp::Ordering::Less
+        } else if go_key_less(b.0, a.0) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        entry(i, k, v, ind, out);
+    }
+}
+
+/// The `i`th entry of a map at `ind`.
+fn entry(i: usize, k: &str, v: &Value, ind: usize, out: &mut String) {
+    if i > 0 {
+        indent(ind, out);
+    }
+    key(k, out);
+    out.push(':');
+    value_after_key(v, ind, out);
 }
 
 /// Writes what follows `key:` (or `- `), starting on the current line.
@@ -101,6 +114,17 @@ fn seq(a: &[Value], ind: usize, out: &mut String) {
 }
 
 fn key(k: &str, out: &mut String) {
+    // Most keys are identifiers: a letter, then letters, digits and `_-./`. Those are plain
+    // unless they are one of the YAML 1.1 words (`on`, `y`, `null`…).
+    let b = k.as_bytes();
+    if b.first().is_some_and(u8::is_ascii_alphabetic)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'))
+        && !is_typed_word(k)
+    {
+        out.push_str(k);
+        return;
+    }
     // Keys are go-yaml "simple keys": never folded, never block scalars.
     let a = Analysis::of(k);
     if !k.contains('\n') && a.block_plain && !looks_typed(k) {
@@ -118,7 +142,10 @@ fn scalar(v: &Value, ind: usize, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            use std::fmt::Write as _;
+            write!(out, "{n}").expect("writing to a String cannot fail");
+        }
         Value::Object(_) => out.push_str("{}"),
         Value::Array(_) => out.push_str("[]"),
         Value::String(s) => string(s, ind, out),
@@ -235,23 +262,26 @@ fn plain(s: &str, ind: usize, out: &mut String) {
         out.push_str(s);
         return;
     }
+    // Copied in runs between the breaks; the column counts characters (a UTF-8
+    // continuation byte adds none).
     let b = s.as_bytes();
-    let mut spaces = false;
-    for (i, c) in s.char_indices() {
-        if c == ' ' {
+    let (mut run, mut spaces) = (0, false);
+    for (i, &c) in b.iter().enumerate() {
+        if c == b' ' {
             if !spaces && col > BEST_WIDTH && b.get(i + 1) != Some(&b' ') {
+                out.push_str(&s[run..i]);
                 col = break_line(ind, out);
+                run = i + 1;
             } else {
-                out.push(' ');
                 col += 1;
             }
             spaces = true;
         } else {
-            out.push(c);
-            col += 1;
+            col += usize::from(c & 0xc0 != 0x80);
             spaces = false;
         }
     }
+    out.push_str(&s[run..]);
 }
 
 /// `ind`: the indentation of continuation lines, `None` where lines may not break (keys).
@@ -499,15 +529,21 @@ impl Analysis {
     }
 }
 
-/// Would a YAML 1.1 or 1.2 resolver read `s` as null, bool, number or timestamp?
-fn looks_typed(s: &str) -> bool {
+/// Is `s` one of the words a YAML 1.1 or 1.2 resolver reads as null, bool or a non-finite
+/// float?
+fn is_typed_word(s: &str) -> bool {
     const WORDS: &[&str] = &[
         "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y",
         "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
         ".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf", "+.INF", ".nan",
         ".NaN", ".NAN", "<<",
     ];
-    if WORDS.contains(&s) {
+    s.len() <= 5 && WORDS.contains(&s)
+}
+
+/// Would a YAML 1.1 or 1.2 resolver read `s` as null, bool, number or timestamp?
+fn looks_typed(s: &str) -> bool {
+    if is_typed_word(s) {
         return true;
     }
     // Every other form below starts with a digit, a sign or a dot.

@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+
+mod real;
+
+pub use real::RealFs;
 
 /// Largest single input file the engine reads: bounds memory on hostile trees.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
@@ -161,95 +163,6 @@ pub trait FileSystem: Sync {
     }
 }
 
-/// The real filesystem below `root`; symlinks are followed only while they stay inside it.
-#[derive(Debug, Clone)]
-pub struct RealFs {
-    root: PathBuf,
-}
-
-impl RealFs {
-    /// `root` must exist; it is canonicalised so symlink checks compare real paths.
-    pub fn new(root: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            root: root.canonicalize()?,
-        })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Maps an absolute or cwd-relative directory to a [`RelPath`] under the root.
-    pub fn rel_path_of(&self, path: &Path) -> Result<RelPath, FsError> {
-        let canon = path.canonicalize().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => FsError::NotFound,
-            _ => FsError::Io(e),
-        })?;
-        let rel = canon.strip_prefix(&self.root).map_err(|_| {
-            FsError::Escapes(format!(
-                "'{}' is outside the build root '{}'",
-                canon.display(),
-                self.root.display()
-            ))
-        })?;
-        let s = rel
-            .to_str()
-            .ok_or_else(|| FsError::Escapes(format!("'{}' is not valid UTF-8", rel.display())))?;
-        RelPath::parse(if s.is_empty() { "." } else { s })
-            .map_err(|e| FsError::Escapes(format!("'{s}' {e}")))
-    }
-
-    fn resolve(&self, path: &RelPath) -> Result<PathBuf, FsError> {
-        let full = self.root.join(path.as_str());
-        let canon = match full.canonicalize() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FsError::NotFound),
-            Err(e) => return Err(FsError::Io(e)),
-        };
-        if !canon.starts_with(&self.root) {
-            return Err(FsError::Escapes(format!(
-                "is a symlink resolving to '{}', outside the build root",
-                canon.display()
-            )));
-        }
-        Ok(canon)
-    }
-}
-
-impl FileSystem for RealFs {
-    fn kind(&self, path: &RelPath) -> Result<Option<EntryKind>, FsError> {
-        let p = match self.resolve(path) {
-            Ok(p) => p,
-            Err(FsError::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let md = std::fs::metadata(p)?;
-        Ok(if md.is_dir() {
-            Some(EntryKind::Dir)
-        } else if md.is_file() {
-            Some(EntryKind::File)
-        } else {
-            None
-        })
-    }
-
-    fn real_path(&self, path: &RelPath) -> Result<RelPath, FsError> {
-        let real = self.resolve(path)?;
-        self.rel_path_of(&real)
-    }
-
-    fn read(&self, path: &RelPath) -> Result<Vec<u8>, FsError> {
-        let p = self.resolve(path)?;
-        let f = std::fs::File::open(p)?;
-        let mut buf = Vec::new();
-        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > MAX_FILE_BYTES {
-            return Err(FsError::TooLarge);
-        }
-        Ok(buf)
-    }
-}
-
 /// An in-memory tree (the agent's verified artifact). Directories are implied by file paths.
 #[derive(Debug, Clone, Default)]
 pub struct MemFs {
@@ -375,5 +288,35 @@ mod tests {
                 .expect("inside"),
             b"a: b"
         );
+    }
+
+    #[test]
+    fn realfs_answers_repeated_questions_the_same_through_symlinked_directories() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join("real")).expect("mkdir");
+        std::fs::write(root.path().join("real/cm.yaml"), "a: b").expect("write");
+        std::os::unix::fs::symlink("real", root.path().join("alias")).expect("symlink");
+        std::os::unix::fs::symlink("gone.yaml", root.path().join("dangling.yaml"))
+            .expect("symlink");
+        let fs = RealFs::new(root.path()).expect("root");
+        let p = |s: &str| RelPath::parse(s).expect("valid");
+        for _ in 0..2 {
+            assert_eq!(fs.kind(&p("alias")).expect("kind"), Some(EntryKind::Dir));
+            assert_eq!(
+                fs.kind(&p("alias/cm.yaml")).expect("kind"),
+                Some(EntryKind::File)
+            );
+            assert_eq!(fs.read(&p("alias/cm.yaml")).expect("read"), b"a: b");
+            assert_eq!(
+                fs.real_path(&p("alias/cm.yaml")).expect("real"),
+                p("real/cm.yaml")
+            );
+            assert_eq!(fs.kind(&p("alias/missing.yaml")).expect("kind"), None);
+            assert_eq!(fs.kind(&p("dangling.yaml")).expect("kind"), None);
+            assert!(matches!(
+                fs.read(&p("dangling.yaml")),
+                Err(FsError::NotFound)
+            ));
+        }
     }
 }

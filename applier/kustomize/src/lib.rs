@@ -44,3 +44,14 @@ pub use resource::{Gvk, ResId, ResMap, Resource};
 pub use target::{BuildOptions, Output, build};
 pub use transform::set_role_binding_subjects;
 pub use value::{Map, Value};
+
+/// Threads worth using for parallel parsing and emitting (at most four): asked once per
+/// process, since the answer reads several cgroup files each time.
+pub(crate) fn worker_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(4)
+    })
+}

@@ -5,8 +5,6 @@
 //! duplicate checks are kustomize's). Anything that fails to resolve or read here is left for
 //! the sequential pass, which reports it where kustomize would.
 
-use std::num::NonZeroUsize;
-
 use crate::value::Value;
 
 use crate::fs::{EntryKind, RelPath};
@@ -35,12 +33,12 @@ pub fn parse_files(ctx: &KustCtx<'_>, entries: &[(String, &String)]) -> Vec<Opti
         .collect();
     let files = texts.iter().flatten().count();
     let bytes: usize = texts.iter().flatten().map(|(_, t)| t.len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .min(4)
-        .min(files);
     let parse = |t: Option<(RelPath, String)>| t.map(|(p, text)| (p, yaml::parse_resources(text)));
-    if threads < 2 || (files < PARALLEL_FROM && bytes < PARALLEL_FROM_BYTES) {
+    if files < PARALLEL_FROM && bytes < PARALLEL_FROM_BYTES {
+        return texts.into_iter().map(parse).collect();
+    }
+    let threads = crate::worker_threads().min(files);
+    if threads < 2 {
         return texts.into_iter().map(parse).collect();
     }
     // Files differ in size by orders of magnitude (one CRD file can outweigh a hundred

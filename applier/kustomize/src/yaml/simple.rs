@@ -17,7 +17,9 @@ mod scalars;
 
 use crate::value::{Map, Value};
 
-use self::scalars::{definitely_string, end_of_line, inline_value, null_or_bool, plain, segment};
+use self::scalars::{
+    definitely_string, end_of_line, find_pair, inline_value, null_or_bool, plain, segment,
+};
 use super::MAX_DOCUMENTS;
 
 /// Deeper nesting goes to the general parser (whose own limit is 128).
@@ -286,7 +288,9 @@ impl<'a> Parser<'a> {
     /// them a line break. Lines that would end it early or make it a key (a comment, `: `, a
     /// trailing `:`) go to the general parser, as do values that would not be strings.
     fn multi_line_plain(&mut self, first: &str, parent: usize, raw: usize) -> Option<Value> {
-        if first.contains(" #") || !matches!(plain(first, false)?, Value::String(_)) {
+        if find_pair(first, b' ', b'#').is_some()
+            || !matches!(plain(first, false)?, Value::String(_))
+        {
             return None;
         }
         let mut out = first.to_string();
@@ -303,8 +307,8 @@ impl<'a> Parser<'a> {
                 break;
             }
             if text.starts_with('#')
-                || text.contains(" #")
-                || text.contains(": ")
+                || find_pair(text, b' ', b'#').is_some()
+                || find_pair(text, b':', b' ').is_some()
                 || text.ends_with(':')
             {
                 return None;
@@ -457,15 +461,18 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
         }
         return Some((key, value_text(after)));
     }
-    let colon = text
-        .find(": ")
-        .or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
-    let key = &text[..colon];
-    let mut bytes = key.bytes();
-    let first = bytes.next()?;
+    // The key runs to the first byte that cannot be in one, which must be its colon (an
+    // earlier `: ` would have to follow a byte no key holds).
     let key_char =
         |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b'$');
-    if !(first.is_ascii_alphabetic() || first == b'_' || first == b'$') || !bytes.all(key_char) {
+    let bytes = text.as_bytes();
+    let colon = bytes.iter().position(|&b| !key_char(b))?;
+    if bytes[colon] != b':' || !matches!(bytes.get(colon + 1), None | Some(b' ')) {
+        return None;
+    }
+    let key = &text[..colon];
+    let first = *bytes.first()?;
+    if !(first.is_ascii_alphabetic() || first == b'_' || first == b'$') {
         return None;
     }
     if null_or_bool(key).is_some() {
