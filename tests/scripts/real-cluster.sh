@@ -264,9 +264,25 @@ stop() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
+# `start`, again with new ports when one was taken between being picked and being bound (a
+# port is picked free, but another process's connection can take it first; CI once lost a
+# whole run to that). Each attempt is its own process, so `set -e` holds inside it.
+start_retrying() {
+  local dir=${1:?usage: $0 start DIR} attempt
+  for attempt in 1 2 3; do
+    bash "$0" start-once "$dir" && return 0
+    grep -qs "address already in use" "$dir/etcd.log" "$dir/apiserver.log" \
+      "$dir/controller-manager.log" || return 1
+    log "a port was taken before it was bound (attempt $attempt of 3); starting again on new ports"
+    rm -rf "$dir/etcd-data" "$dir/etcd.log" "$dir/apiserver.log" "$dir/controller-manager.log"
+  done
+  return 1
+}
+
 case "${1:-}" in
   build) build ;;
-  start) start "${2:-}" ;;
+  start) start_retrying "${2:-}" ;;
+  start-once) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   bin) echo "$bin_dir" ;;
   *) echo "usage: $0 build|start DIR|stop DIR|bin" >&2; exit 2 ;;
